@@ -1,0 +1,244 @@
+"""Edit benchmark: after an edit, how fast is the cache ready and how good is the next line?
+
+For each scenario one cache of the `before` prefix is encoded, then forked per method:
+`full` (re-encode everything), `pie` (rotate shifted keys, encode new tokens),
+`prefix-reuse` (re-encode from the first changed token, as llama.cpp's prompt cache
+does) and `no-rotation` (reuse shifted keys unrotated: the broken baseline that shows
+the harness can see errors). Each method applies the edits, then greedily decodes the
+next line. A second part times a one-line insertion in the middle of 4k-token contexts.
+
+    livekv bench edits [--scenarios FILE.jsonl] [--limit N] [--context-tokens 4096] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from benchmarks.scenarios import apply_edits
+from completion.decode import greedy_decode
+from completion.engine import Engine
+from completion.live import LiveDocument, TextEdit, UpdatePolicy
+from completion.model import load_model
+from completion.vocab import Vocabulary
+
+DEFAULT_SCENARIOS = Path(__file__).parent / "data" / "edits.jsonl"
+METHODS = (UpdatePolicy.FULL, UpdatePolicy.PIE, UpdatePolicy.PREFIX_REUSE, UpdatePolicy.NO_ROTATION)
+MAX_NEW_TOKENS = 48
+
+
+@dataclass
+class Trial:
+    scenario: str
+    method: str
+    kind: str
+    edit_type: str
+    context_tokens: int
+    distance_tokens: int  # prompt tokens from the first edit to the cursor
+    update_s: float
+    ttft_s: float
+    encoded: int
+    prediction: str
+    target: str
+    exact: bool
+    similarity: float
+    agrees_with_full: bool
+
+
+def edit_similarity(a: str, b: str) -> float:
+    """1 - Levenshtein distance / longer length (1.0 for two empty strings)."""
+    if not a and not b:
+        return 1.0
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return 1.0 - prev[-1] / max(len(a), len(b))
+
+
+def window_cut(engine: Engine, text: str, limit: int) -> int:
+    """Character offset where the last `limit` tokens of `text` begin, moved to a line start."""
+    enc = engine.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    if len(enc.input_ids) <= limit:
+        return 0
+    start = enc.offset_mapping[len(enc.input_ids) - limit][0]
+    nl = text.find("\n", start)
+    return len(text) if nl < 0 else nl + 1
+
+
+def run_scenario(engine: Engine, vocab: Vocabulary, sc: dict, context_tokens: int) -> list[Trial] | None:
+    """All methods on one scenario; None when an edit falls outside the context window."""
+    before, target, cursor = sc["before"], sc["target"], sc["cursor"]
+    after = apply_edits(before, sc["edits"])
+    cut = window_cut(engine, after[:cursor], context_tokens)
+    if any(e["start"] < cut for e in sc["edits"]):
+        return None
+    shift = sum(len(e["text"]) - (e["end"] - e["start"]) for e in sc["edits"])
+    edits = [TextEdit(e["start"] - cut, e["end"] - cut, e["text"]) for e in sc["edits"]]
+    base = LiveDocument(engine, before[cut:], cursor=cursor - shift - cut, fim=False,
+                        window=context_tokens + 256, policy=UpdatePolicy.FULL)
+    first_edit_token = base.doc.token_index_at(edits[0].start)
+    distance = base.layout.cursor_token - first_edit_token
+    trials: list[Trial] = []
+    full_prediction = ""
+    for method in METHODS:
+        live = base.fork(method)
+        stats = live.apply_edits(edits, cursor=cursor - cut)
+        assert live.text == after[cut:]
+        out = greedy_decode(live, vocab, max_tokens=MAX_NEW_TOKENS)
+        if method is UpdatePolicy.FULL:
+            full_prediction = out.text
+        trials.append(Trial(
+            scenario=sc["id"], method=method.value, kind=sc["kind"], edit_type=sc["edit_type"],
+            context_tokens=len(live.tokens), distance_tokens=distance, update_s=stats.seconds,
+            ttft_s=stats.seconds + out.first_token_seconds, encoded=stats.encoded,
+            prediction=out.text, target=target, exact=out.text.rstrip() == target.rstrip(),
+            similarity=edit_similarity(out.text.rstrip(), target.rstrip()),
+            agrees_with_full=out.text == full_prediction,
+        ))
+    return trials
+
+
+def mid_file_edits(engine: Engine, vocab: Vocabulary, scenarios: list[dict], count: int, tokens: int) -> list[dict]:
+    """Insert one line in the middle of a `tokens`-token context; time full vs PIE."""
+    rows = []
+    for sc in scenarios:
+        if len(rows) == count:
+            break
+        text = apply_edits(sc["before"], sc["edits"])[: sc["cursor"]]
+        cut = window_cut(engine, text, tokens)
+        if cut == 0:
+            continue  # shorter than the context we want
+        text = text[cut:]
+        mid = text.find("\n", len(text) // 2) + 1
+        rest = text[mid:]
+        indent = rest[: len(rest) - len(rest.lstrip(" "))]
+        line = f"{indent}total_count = compute_total(items, start=0)\n"
+        base = LiveDocument(engine, text, fim=False, window=tokens + 512, policy=UpdatePolicy.FULL)
+        row: dict = {"scenario": sc["id"], "context_tokens": len(base.tokens)}
+        for method in (UpdatePolicy.FULL, UpdatePolicy.PIE):
+            live = base.fork(method)
+            stats = live.apply_edits([TextEdit(mid, mid, line)])
+            out = greedy_decode(live, vocab, max_tokens=1)
+            row[f"{method.value}_update_s"] = stats.seconds
+            row[f"{method.value}_ttft_s"] = stats.seconds + out.first_token_seconds
+        rows.append(row)
+    return rows
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def summarize(trials: list[Trial]) -> dict:
+    by_method: dict[str, list[Trial]] = defaultdict(list)
+    for t in trials:
+        by_method[t.method].append(t)
+
+    def stats(ts: list[Trial]) -> dict:
+        return {
+            "n": len(ts),
+            "update_ms_p50": 1000 * statistics.median(t.update_s for t in ts),
+            "update_ms_p90": 1000 * pct([t.update_s for t in ts], 0.9),
+            "ttft_ms_p50": 1000 * statistics.median(t.ttft_s for t in ts),
+            "ttft_ms_p90": 1000 * pct([t.ttft_s for t in ts], 0.9),
+            "exact_match": 100 * sum(t.exact for t in ts) / len(ts),
+            "edit_similarity": 100 * statistics.mean(t.similarity for t in ts),
+            "agreement_with_full": 100 * sum(t.agrees_with_full for t in ts) / len(ts),
+        }
+
+    def distance_bucket(t: Trial) -> str:
+        return "<100 tok" if t.distance_tokens < 100 else "100-1000 tok" if t.distance_tokens < 1000 else ">=1000 tok"
+
+    out: dict = {"methods": {m: stats(ts) for m, ts in by_method.items()}}
+    for name, key in (("by_kind", lambda t: t.kind), ("by_edit_type", lambda t: t.edit_type),
+                      ("by_distance", distance_bucket)):
+        groups: dict[str, dict[str, list[Trial]]] = defaultdict(lambda: defaultdict(list))
+        for t in trials:
+            groups[key(t)][t.method].append(t)
+        out[name] = {g: {m: stats(ts) for m, ts in per.items()} for g, per in sorted(groups.items())}
+    return out
+
+
+def print_table(summary: dict, mid: list[dict], skipped: int, file=sys.stdout) -> None:
+    p = lambda s="": print(s, file=file)  # noqa: E731
+    p("| method | n | update p50 / p90 (ms) | TTFT p50 / p90 (ms) | exact match % | edit sim % | agrees w/ full % |")
+    p("|---|---|---|---|---|---|---|")
+    for m, s in summary["methods"].items():
+        p(f"| {m} | {s['n']} | {s['update_ms_p50']:.0f} / {s['update_ms_p90']:.0f} | {s['ttft_ms_p50']:.0f} / "
+          f"{s['ttft_ms_p90']:.0f} | {s['exact_match']:.1f} | {s['edit_similarity']:.1f} | {s['agreement_with_full']:.1f} |")
+    for group in ("by_kind", "by_distance"):
+        p()
+        p(f"| {group.replace('_', ' ')} | " + " | ".join(f"{m} EM %" for m in summary["methods"]) + " |")
+        p("|---|" + "---|" * len(summary["methods"]))
+        for g, per in summary[group].items():
+            n = next(iter(per.values()))["n"]
+            p(f"| {g} (n={n}) | " + " | ".join(f"{per[m]['exact_match']:.1f}" for m in summary["methods"]) + " |")
+    if mid:
+        full = statistics.median(r["full_update_s"] for r in mid)
+        pie = statistics.median(r["pie_update_s"] for r in mid)
+        ttft = statistics.median(r["pie_ttft_s"] for r in mid)
+        p()
+        p(f"One-line insertion mid-file at ~{mid[0]['context_tokens']} tokens (n={len(mid)}, medians): "
+          f"full {1000 * full:.0f} ms, PIE {1000 * pie:.0f} ms ({full / pie:.1f}x faster), "
+          f"PIE time to first token {1000 * ttft:.0f} ms")
+    if skipped:
+        p(f"Skipped {skipped} scenario(s) whose edits fall outside the context window.")
+
+
+def select(scenarios: list[dict], limit: int | None) -> list[dict]:
+    """An evenly spaced subset, so a limited run still covers every edit type and length."""
+    if limit is None or limit >= len(scenarios):
+        return scenarios
+    return [scenarios[i * len(scenarios) // limit] for i in range(limit)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="livekv bench edits", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenarios", type=Path, default=DEFAULT_SCENARIOS)
+    ap.add_argument("--limit", type=int, default=None, help="run an evenly spaced subset of N scenarios")
+    ap.add_argument("--context-tokens", type=int, default=4096)
+    ap.add_argument("--mid-file", type=int, default=5, help="mid-file insertion trials at 4k tokens (0: skip)")
+    ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None, help="write per-trial results and summary here")
+    args = ap.parse_args(argv)
+
+    loaded = load_model(args.model, threads=args.threads)
+    engine = Engine.from_loaded(loaded)
+    vocab = Vocabulary(engine.tokenizer, engine.model.config.vocab_size)
+    scenarios = [json.loads(line) for line in args.scenarios.read_text().splitlines() if line.strip()]
+    chosen = select(scenarios, args.limit)
+    trials: list[Trial] = []
+    skipped = 0
+    t0 = time.perf_counter()
+    for i, sc in enumerate(chosen, 1):
+        result = run_scenario(engine, vocab, sc, args.context_tokens)
+        if result is None:
+            skipped += 1
+            continue
+        trials += result
+        done = {t.method: t for t in result}
+        print(f"[{i}/{len(chosen)} {time.perf_counter() - t0:.0f}s] {sc['id']}: "
+              + " ".join(f"{m}={'Y' if t.exact else '.'}{1000 * t.update_s:.0f}ms" for m, t in done.items()),
+              file=sys.stderr, flush=True)
+    mid = mid_file_edits(engine, vocab, scenarios, args.mid_file, 4096) if args.mid_file else []
+    summary = summarize(trials)
+    print_table(summary, mid, skipped)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "model": loaded.name, "context_tokens": args.context_tokens, "threads": args.threads,
+            "scenarios": len(chosen), "skipped": skipped, "summary": summary, "mid_file_4k": mid,
+            "trials": [asdict(t) for t in trials],
+        }, indent=1))
+    return 0

@@ -1,0 +1,46 @@
+"""What every live document of one model shares: weights, tokenizer, RoPE facts, prompt markers."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from completion.layout import FimIds, detect_fim, start_token
+from completion.model import LoadedModel
+from completion.rope import PieUnsupported, RotaryParams, rotary_params
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    rope: RotaryParams | None  # None: PIE refused, see `pie_refusal`
+    pie_refusal: str | None
+    fim: FimIds | None
+    start: int | None  # document-start token placed at position 0
+    sliding_window: bool  # caches must be rebuilt, not cropped
+
+    @classmethod
+    def from_model(cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Engine:
+        try:
+            rope, refusal = rotary_params(model), None
+        except PieUnsupported as err:
+            rope, refusal = None, str(err)
+            log.warning("PIE disabled for this model (%s); edits will re-encode exactly", err)
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            rope=rope,
+            pie_refusal=refusal,
+            fim=detect_fim(tokenizer),
+            start=start_token(tokenizer),
+            sliding_window=refusal is not None and "sliding" in refusal,
+        )
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel) -> Engine:
+        return cls.from_model(loaded.model, loaded.tokenizer)

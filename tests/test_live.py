@@ -1,0 +1,234 @@
+"""LiveDocument exactness (issue tests (b), (c)), layout invariants under random edits, bad input."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import PreTrainedTokenizerBase
+
+from completion.engine import Engine
+from completion.kvcache import KVCache
+from completion.layout import build_layout
+from completion.live import LiveDocument, TextEdit, UpdatePolicy, diff_splice, map_cursor
+from completion.store import DocumentStore
+from completion.tokens import TokenizedText
+from tests.conftest import tiny_model
+
+SOURCE = '''import os
+
+
+class Inventory:
+    """Items on the shelf."""
+
+    def __init__(self, items):
+        self.items = list(items)
+        self.count = len(self.items)
+
+    def add(self, item, quantity=1):
+        for _ in range(quantity):
+            self.items.append(item)
+        self.count += quantity
+        return self.count
+
+    def names(self):
+        return sorted({item.name for item in self.items})
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return Inventory(line.strip() for line in f)
+'''
+
+EDIT_AT = SOURCE.index("        self.count += quantity")
+ONE_LINE_EDIT = TextEdit(EDIT_AT, EDIT_AT, "        total = quantity * 2  # restock\n")
+
+
+def layers(kv: KVCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return kv.segment(0, len(kv))
+
+
+def full_encode(engine: Engine, tokens: list[int]) -> KVCache:
+    kv = KVCache(engine.model)
+    kv.encode(tokens)
+    return kv
+
+
+def max_diff(a: KVCache, b: KVCache, start: int, end: int) -> float:
+    return max(
+        max((ka[..., start:end, :] - kb[..., start:end, :]).abs().max().item(),
+            (va[..., start:end, :] - vb[..., start:end, :]).abs().max().item())
+        for (ka, va), (kb, vb) in zip(layers(a), layers(b), strict=True)
+    )
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "llama3"])
+def test_pie_matches_full_reencode_where_it_must(tiny_engine: Callable[[str], Engine], kind: str) -> None:
+    engine = tiny_engine(kind)
+    live = LiveDocument(engine, SOURCE, fim=False)
+    before, old_tokens = layers(live.kv), list(live.tokens)
+    stats = live.apply_edits([ONE_LINE_EDIT])
+    after_text = SOURCE[:EDIT_AT] + ONE_LINE_EDIT.text + SOURCE[EDIT_AT:]
+    ref = LiveDocument(engine, after_text, fim=False, policy=UpdatePolicy.FULL)
+    assert live.tokens == ref.tokens
+    splice = diff_splice(old_tokens, live.tokens)
+    assert splice is not None
+    first_change, m = splice.start, stats.encoded
+    assert 0 < m < 30 and stats.reused > 100
+    # (b) the unchanged prefix is bit-identical: PIE never recomputes it.
+    for (k_old, v_old), (k_new, v_new) in zip(before, layers(live.kv), strict=True):
+        assert torch.equal(k_old[..., :first_change, :], k_new[..., :first_change, :])
+        assert torch.equal(v_old[..., :first_change, :], v_new[..., :first_change, :])
+    assert torch.equal(layers(live.kv)[0][0][..., :first_change, :], layers(ref.kv)[0][0][..., :first_change, :])
+    # The new tokens' KV equals a full re-encode's.
+    assert max_diff(live.kv, ref.kv, first_change, first_change + m) <= 1e-5
+    # Layer 0 keys depend only on token and position, so rotated suffix keys must match there.
+    k_live, k_ref = layers(live.kv)[0][0], layers(ref.kv)[0][0]
+    assert (k_live - k_ref).abs().max().item() <= 1e-4
+    assert live.stale > 0
+    # refresh() makes the whole cache equal a full re-encode; (c) so are the logits.
+    assert live.refresh() > 0 and live.stale == 0
+    assert max_diff(live.kv, ref.kv, 0, len(ref.tokens)) <= 1e-4
+    assert (live.prompt_logits() - ref.prompt_logits()).abs().max().item() <= 1e-4
+
+
+def test_no_rotation_baseline_is_detectably_wrong(tiny_engine: Callable[[str], Engine]) -> None:
+    engine = tiny_engine("llama")
+    live = LiveDocument(engine, SOURCE, fim=False, policy=UpdatePolicy.NO_ROTATION)
+    live.apply_edits([ONE_LINE_EDIT])
+    ref = full_encode(engine, live.tokens)
+    assert (layers(live.kv)[0][0] - layers(ref)[0][0]).abs().max().item() > 1e-2
+
+
+@pytest.mark.parametrize("policy", list(UpdatePolicy))
+def test_every_policy_keeps_tokens_and_cache_length_in_step(tiny_engine: Callable[[str], Engine], policy: UpdatePolicy) -> None:
+    live = LiveDocument(tiny_engine("llama"), SOURCE, fim=False, policy=policy)
+    live.apply_edits([TextEdit(10, 12, ""), ONE_LINE_EDIT, TextEdit(len(SOURCE) - 5, len(SOURCE), "x)\n")])
+    assert len(live.kv) == len(live.tokens)
+    if policy in (UpdatePolicy.FULL, UpdatePolicy.PREFIX_REUSE):
+        assert live.stale == 0
+
+
+def test_deletion_needs_no_forward_pass(tiny_engine: Callable[[str], Engine]) -> None:
+    live = LiveDocument(tiny_engine("llama"), SOURCE, fim=False)
+    start = SOURCE.index("    def names")
+    end = SOURCE.index("\n\n\ndef load")
+    stats = live.apply_edits([TextEdit(start - 1, end, "")], cursor=len(SOURCE) - (end - start + 1))
+    assert stats.encoded <= 2  # the token under the cursor may re-split; nothing else is encoded
+
+
+def test_bad_edits_raise_and_change_nothing(tiny_engine: Callable[[str], Engine]) -> None:
+    live = LiveDocument(tiny_engine("llama"), SOURCE, fim=False)
+    text, tokens, kv_len, keys = live.text, list(live.tokens), len(live.kv), layers(live.kv)[0][0]
+    bad = [
+        ([TextEdit(5, 3, "x")], None),
+        ([TextEdit(0, len(SOURCE) + 1, "")], None),
+        ([TextEdit(-1, 0, "x")], None),
+        ([TextEdit(10, 20, "a"), TextEdit(15, 25, "b")], None),
+        ([TextEdit(30, 30, "a"), TextEdit(10, 10, "b")], None),
+        ([TextEdit(0, 0, "x")], len(SOURCE) + 5),
+    ]
+    for edits, cursor in bad:
+        with pytest.raises(ValueError):
+            live.apply_edits(edits, cursor)
+        assert live.text == text and live.tokens == tokens and len(live.kv) == kv_len
+        assert layers(live.kv)[0][0] is keys
+
+
+def test_map_cursor_follows_typing_and_shifts() -> None:
+    assert map_cursor(10, [TextEdit(10, 10, "abc")]) == 13  # typed at the caret
+    assert map_cursor(10, [TextEdit(2, 4, "")]) == 8  # deletion before
+    assert map_cursor(10, [TextEdit(12, 14, "zz")]) == 10  # after the caret
+    assert map_cursor(10, [TextEdit(8, 12, "q")]) == 9  # caret inside replaced text
+
+
+def expected_layout(live: LiveDocument) -> list[int]:
+    fresh = TokenizedText(live.engine.tokenizer, live.text)
+    return build_layout(fresh, live.cursor, head=live._head, fim=live.fim,
+                        window_start=live.layout.window_start, suffix_tokens=live.suffix_tokens).tokens
+
+
+@pytest.fixture(scope="module")
+def fim_engine(tokenizer: PreTrainedTokenizerBase) -> Engine:
+    """The embedded tokenizer plus StarCoder FIM markers, on a tiny model (the FIM layout)."""
+    tok = copy.deepcopy(tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": ["<fim_prefix>", "<fim_suffix>", "<fim_middle>"]})
+    return Engine.from_model(tiny_model("llama", len(tok)), tok)
+
+
+FRAGMENTS = ["x", "self.", "    ", "\n", "\r\n", "\t", "é", "😀", "def f(a, b):\n    return a\n", "# 注释\n", "", "()"]
+edit_ops = st.lists(
+    st.tuples(st.floats(0, 1), st.integers(0, 12), st.sampled_from(FRAGMENTS), st.floats(0, 1)),
+    min_size=1, max_size=6,
+)
+
+
+@pytest.mark.parametrize("use_fim", [False, True])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=edit_ops, window=st.sampled_from([64, 4096]))
+def test_cache_tokens_equal_layout_of_fresh_tokenization(
+    tiny_engine: Callable[[str], Engine], fim_engine: Engine, use_fim: bool, ops: list, window: int
+) -> None:
+    engine = fim_engine if use_fim else tiny_engine("llama")
+    live = LiveDocument(engine, SOURCE, cursor=EDIT_AT, window=window, suffix_tokens=16)
+    for where, length, text, caret in ops:
+        start = int(where * len(live.text))
+        end = min(len(live.text), start + length)
+        if caret < 0.3:  # sometimes the cursor jumps elsewhere, like a click
+            live.move_cursor(int(caret / 0.3 * len(live.text)))
+        live.apply_edits([TextEdit(start, end, text)])
+        assert live.tokens == expected_layout(live)
+        assert len(live.kv) == len(live.tokens) <= window
+    live.refresh()
+    assert max_diff(live.kv, full_encode(engine, live.tokens), 0, len(live.tokens)) <= 1e-4
+
+
+def test_long_file_keeps_a_window_and_stays_exact_after_refresh(tiny_engine: Callable[[str], Engine]) -> None:
+    engine = tiny_engine("llama")
+    text = SOURCE * 6
+    live = LiveDocument(engine, text, fim=False, window=256)
+    assert live.layout.window_start > 0 and len(live.tokens) <= 256
+    for _ in range(30):  # typing at the end pushes the window forward by rotation
+        live.apply_edits([TextEdit(len(live.text), len(live.text), "value = 1\n")])
+        assert len(live.tokens) <= 256 and live.tokens == expected_layout(live)
+    live.refresh()
+    assert max_diff(live.kv, full_encode(engine, live.tokens), 0, len(live.tokens)) <= 1e-4
+
+
+def test_context_segment_change_is_a_splice(tiny_engine: Callable[[str], Engine]) -> None:
+    live = LiveDocument(tiny_engine("llama"), SOURCE, fim=False, context="# from utils.py\ndef helper(): pass\n")
+    stats = live.set_context("# from utils.py\ndef helper(x): pass\n")
+    assert 0 < stats.encoded < 10
+    assert live.tokens == expected_layout(live)
+
+
+def test_store_evicts_least_recently_used_caches(tiny_engine: Callable[[str], Engine]) -> None:
+    engine = tiny_engine("llama")
+    one = LiveDocument(engine, SOURCE, fim=False).kv.nbytes
+    store = DocumentStore(budget_bytes=int(2.5 * one))
+    for name in "abc":
+        store.add(name, LiveDocument(engine, SOURCE, fim=False))
+    assert store.nbytes <= store.budget_bytes
+    assert len(store.get("a").kv) == 0 or len(store.get("b").kv) == 0  # an older one was evicted
+    doc = store.get("a")  # using an evicted document re-encodes it
+    doc.move_cursor(len(doc.text) - 1)
+    assert len(doc.kv) == len(doc.tokens)
+    with pytest.raises(KeyError, match="unknown document"):
+        store.get("nope")
+
+
+def test_model_without_rope_falls_back_to_exact_reencoding(tokenizer: PreTrainedTokenizerBase) -> None:
+    from transformers import AutoModelForCausalLM
+    from transformers.models.gpt2 import GPT2Config
+
+    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2)).eval()
+    engine = Engine.from_model(model, tokenizer)
+    assert engine.rope is None and "not a supported RoPE" in (engine.pie_refusal or "")
+    live = LiveDocument(engine, SOURCE, fim=False)
+    assert live.policy is UpdatePolicy.PREFIX_REUSE
+    live.apply_edits([ONE_LINE_EDIT])
+    assert live.stale == 0
