@@ -84,11 +84,12 @@ class LiveDocument:
         context: str = "",
         fim: bool = True,
         window: int = 4096,
-        suffix_tokens: int = 512,
+        suffix_tokens: int | None = None,
         policy: UpdatePolicy = UpdatePolicy.PIE,
     ) -> None:
         if window < 64:
             raise ValueError(f"window must be >= 64 tokens, got {window}")
+        suffix_tokens = window // 8 if suffix_tokens is None else suffix_tokens
         if not 0 <= suffix_tokens <= window // 4:
             raise ValueError(f"suffix_tokens must be in [0, window/4], got {suffix_tokens}")
         self.engine = engine

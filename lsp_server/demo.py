@@ -8,6 +8,8 @@ the time PIE took to patch the cache beside the time a full re-encode takes.
 from __future__ import annotations
 
 import argparse
+import builtins
+import keyword
 import re
 import sysconfig
 import time
@@ -60,7 +62,8 @@ def session(text: str) -> tuple[str, int, str, list[Step]]:
         Step("put it back (insert a line)", [TextEdit(prev, prev, above)], cursor),
     ]
     lo = max(0, cursor - 1500)
-    names = [n for n in re.findall(r"[A-Za-z_]\w{2,}", target) if re.search(rf"\b{n}\b", doc[lo:cursor])]
+    names = [n for n in re.findall(r"[A-Za-z_]\w{2,}", target)
+             if not keyword.iskeyword(n) and not hasattr(builtins, n) and re.search(rf"\b{n}\b", doc[lo:cursor])]
     if names:
         hits = [m.start() + lo for m in re.finditer(rf"\b{names[0]}\b", doc[lo:cursor])]
         edits = [TextEdit(h, h + len(names[0]), names[0] + "_v2") for h in hits]

@@ -123,7 +123,7 @@ def test_deletion_needs_no_forward_pass(tiny_engine: Callable[[str], Engine]) ->
 
 def test_bad_edits_raise_and_change_nothing(tiny_engine: Callable[[str], Engine]) -> None:
     live = LiveDocument(tiny_engine("llama"), SOURCE, fim=False)
-    text, tokens, kv_len, keys = live.text, list(live.tokens), len(live.kv), layers(live.kv)[0][0]
+    text, tokens, kv_len, keys = live.text, list(live.tokens), len(live.kv), live.kv.cache.layers[0].keys
     bad = [
         ([TextEdit(5, 3, "x")], None),
         ([TextEdit(0, len(SOURCE) + 1, "")], None),
@@ -136,7 +136,7 @@ def test_bad_edits_raise_and_change_nothing(tiny_engine: Callable[[str], Engine]
         with pytest.raises(ValueError):
             live.apply_edits(edits, cursor)
         assert live.text == text and live.tokens == tokens and len(live.kv) == kv_len
-        assert layers(live.kv)[0][0] is keys
+        assert live.kv.cache.layers[0].keys is keys
 
 
 def test_map_cursor_follows_typing_and_shifts() -> None:
