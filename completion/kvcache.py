@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from completion.rope import RotaryParams, rotate_keys
+from completion.rope import RotaryParams, rotate_keys, rotation
 
 # Prefill chunk: bounds the attention scratch memory of long encodes.
 ENCODE_CHUNK = 1024
@@ -63,9 +63,10 @@ class KVCache:
         n = segment[0][0].shape[-2]
         if n == 0:
             return
+        cos_sin = rotation(delta, rope, segment[0][0].device) if rope is not None else None
         for layer, (keys, values) in zip(self.cache.layers, segment, strict=True):
             if rope is not None:
-                keys = rotate_keys(keys, delta, rope)
+                keys = rotate_keys(keys, delta, rope, cos_sin)
             layer.update(keys, values)
         self.length += n
 

@@ -52,16 +52,27 @@ def rotary_params(model: nn.Module) -> RotaryParams:
     return RotaryParams(inv_freq=inv_freq, rotary_dim=2 * inv_freq.numel())
 
 
-def rotate_keys(keys: torch.Tensor, delta: int, rope: RotaryParams) -> torch.Tensor:
-    """Return keys (..., seq, head_dim) moved by `delta` positions; math in float32, angles in float64."""
+def rotation(delta: int, rope: RotaryParams, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of R(delta) over the rotary dims, float32; angles in float64 so large deltas stay exact."""
+    angles = delta * rope.inv_freq  # (rotary_dim/2,)
+    cos = torch.cat([angles.cos(), angles.cos()]).to(device=device, dtype=torch.float32)
+    sin = torch.cat([angles.sin(), angles.sin()]).to(device=device, dtype=torch.float32)
+    return cos, sin
+
+
+def rotate_keys(
+    keys: torch.Tensor, delta: int, rope: RotaryParams, cos_sin: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Return keys (..., seq, head_dim) moved by `delta` positions, computed in float32.
+
+    `cos_sin` from `rotation()` saves recomputing it for every layer.
+    """
     if delta == 0:
         return keys
-    angles = delta * rope.inv_freq  # (rotary_dim/2,) float64: exact even for large positions
-    cos = torch.cat([angles.cos(), angles.cos()]).to(device=keys.device, dtype=torch.float32)
-    sin = torch.cat([angles.sin(), angles.sin()]).to(device=keys.device, dtype=torch.float32)
+    cos, sin = cos_sin if cos_sin is not None else rotation(delta, rope, keys.device)
     rd = rope.rotary_dim
-    rot = keys[..., :rd].to(torch.float32)
     half = rd // 2
+    rot = keys[..., :rd].to(torch.float32)
     rotated_half = torch.cat([-rot[..., half:], rot[..., :half]], dim=-1)
     out = rot * cos + rotated_half * sin
     if rd < keys.shape[-1]:

@@ -58,8 +58,8 @@ def fresh_tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> tuple[list[
 def _is_anchor(text: str, pos: int) -> bool:
     """A space after a printable non-space character: a pre-token boundary (module docstring).
 
-    Python's isspace() covers every Unicode White_Space character the tokenizer regexes
-    match with \\s, so "not isspace" never mistakes regex whitespace for a word character.
+    Python's isspace() is a superset of Unicode White_Space (the regexes' \\s), so a
+    character it calls non-space is never whitespace to the tokenizer either.
     """
     if not 0 < pos < len(text) or text[pos] != " ":
         return False
@@ -69,6 +69,10 @@ def _is_anchor(text: str, pos: int) -> bool:
 
 class TokenizedText:
     """A text and its tokens, kept equal to a fresh tokenization across edits."""
+
+    text: str
+    ids: list[int]  # token ids of `text`, no special tokens added
+    offsets: list[int]  # char offset where each token starts; same length as `ids`
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, text: str) -> None:
         if not tokenizer.is_fast:
@@ -117,7 +121,9 @@ class TokenizedText:
         offs, text = self.offsets, self.text
         for s in range(min(limit, len(offs) - 1), 0, -1):
             pos = offs[s]
-            # The first token at a position only: later ones are continuation bytes of a character.
+            # Both characters that make `pos` an anchor must be unchanged by the edit, and only
+            # the first token at a position starts there (byte fallback can split the '▁' a
+            # Metaspace tokenizer writes for the space into several tokens at one offset).
             if pos < start and offs[s - 1] != pos and _is_anchor(text, pos):
                 return s
         return 0
@@ -158,12 +164,13 @@ class TokenizedText:
     def _right_sync(
         self, new: str, w_ids: list[int], w_offs: list[int], ins_end: int, delta: int
     ) -> tuple[int, int] | None:
-        """First window token at an anchor past the insertion whose next `_AGREE` tokens equal
-        the old ones there, as (window index, old index); None if the window is too short."""
+        """First window token at an anchor past the insertion where `_AGREE` tokens equal the
+        old ones at the same (shifted) offsets, as (window index, old index); None if the
+        window is too short to contain one."""
         offs, ids, n = self.offsets, self.ids, len(self.offsets)
         # Candidates start past the insertion, so both characters that make q an anchor are
-        # old text; the last window token may be cut short by the window's end, so it and the
-        # `_AGREE` tokens before it never count.
+        # old text. The last window token may be cut short by the window's end, so it is
+        # never one of the agreeing tokens.
         for w in range(bisect_right(w_offs, ins_end), len(w_offs) - _AGREE):
             q = w_offs[w]
             if not _is_anchor(new, q):

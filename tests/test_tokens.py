@@ -26,7 +26,8 @@ SOURCES = [inspect.getsource(m) for m in (textwrap, string, json.decoder, inspec
 LARGE = inspect.getsource(inspect)[:16384]
 
 
-def _metaspace_tokenizer() -> PreTrainedTokenizerFast:
+@pytest.fixture(scope="session")
+def metaspace_tokenizer() -> PreTrainedTokenizerFast:
     """SentencePiece-style BPE: spaces become '▁' and start words, unseen characters fall back
     to byte tokens (so an emoji is several tokens here too)."""
     byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
@@ -35,11 +36,6 @@ def _metaspace_tokenizer() -> PreTrainedTokenizerFast:
     trainer = trainers.BpeTrainer(vocab_size=1500, special_tokens=byte_tokens, show_progress=False)
     tok.train_from_iterator(SOURCES[:2], trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok)
-
-
-@pytest.fixture(scope="session")
-def metaspace_tokenizer() -> PreTrainedTokenizerFast:
-    return _metaspace_tokenizer()
 
 
 @pytest.fixture(scope="session", params=["smollm2", "metaspace-bpe"])
