@@ -86,7 +86,7 @@ def run_scenario(engine: Engine, vocab: Vocabulary, sc: dict, context_tokens: in
     base = LiveDocument(engine, before[cut:], cursor=cursor - shift - cut, fim=False,
                         window=context_tokens + 256, policy=UpdatePolicy.FULL)
     first_edit_token = base.doc.token_index_at(edits[0].start)
-    distance = base.layout.cursor_token - first_edit_token
+    distance = max(0, base.layout.cursor_token - first_edit_token)
     trials: list[Trial] = []
     full_prediction = ""
     for method in METHODS:

@@ -232,3 +232,17 @@ def test_model_without_rope_falls_back_to_exact_reencoding(tokenizer: PreTrained
     assert live.policy is UpdatePolicy.PREFIX_REUSE
     live.apply_edits([ONE_LINE_EDIT])
     assert live.stale == 0
+
+
+def test_several_edits_use_a_running_delta(tiny_engine: Callable[[str], Engine]) -> None:
+    """Three splices in one change: every shifted segment lands at its new position."""
+    engine = tiny_engine("llama")
+    live = LiveDocument(engine, SOURCE, fim=False)
+    a, b = SOURCE.index("import os"), SOURCE.index("    def names")
+    live.apply_edits([TextEdit(a, a + 9, "import os, sys"), ONE_LINE_EDIT, TextEdit(b, b, "    # names\n")],
+                     cursor=len(SOURCE) - 1)
+    ref = full_encode(engine, live.tokens)
+    # Layer-0 keys depend only on token and position, so PIE's must match everywhere.
+    assert (layers(live.kv)[0][0] - layers(ref)[0][0]).abs().max().item() <= 1e-4
+    live.refresh()
+    assert max_diff(live.kv, ref, 0, len(live.tokens)) <= 1e-4
