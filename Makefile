@@ -22,6 +22,7 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/livekv demo
 
 test: setup
+	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 bench-edits: setup

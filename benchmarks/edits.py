@@ -83,8 +83,14 @@ def run_scenario(engine: Engine, vocab: Vocabulary, sc: dict, context_tokens: in
         return None
     shift = sum(len(e["text"]) - (e["end"] - e["start"]) for e in sc["edits"])
     edits = [TextEdit(e["start"] - cut, e["end"] - cut, e["text"]) for e in sc["edits"]]
-    base = LiveDocument(engine, before[cut:], cursor=cursor - shift - cut, fim=False,
-                        window=context_tokens + 256, policy=UpdatePolicy.FULL)
+    base = LiveDocument(
+        engine,
+        before[cut:],
+        cursor=cursor - shift - cut,
+        fim=False,
+        window=context_tokens + 256,
+        policy=UpdatePolicy.FULL,
+    )
     first_edit_token = base.doc.token_index_at(edits[0].start)
     distance = max(0, base.layout.cursor_token - first_edit_token)
     trials: list[Trial] = []
@@ -96,14 +102,24 @@ def run_scenario(engine: Engine, vocab: Vocabulary, sc: dict, context_tokens: in
         out = greedy_decode(live, vocab, max_tokens=MAX_NEW_TOKENS)
         if method is UpdatePolicy.FULL:
             full_prediction = out.text
-        trials.append(Trial(
-            scenario=sc["id"], method=method.value, kind=sc["kind"], edit_type=sc["edit_type"],
-            context_tokens=len(live.tokens), distance_tokens=distance, update_s=stats.seconds,
-            ttft_s=stats.seconds + out.first_token_seconds, encoded=stats.encoded,
-            prediction=out.text, target=target, exact=out.text.rstrip() == target.rstrip(),
-            similarity=edit_similarity(out.text.rstrip(), target.rstrip()),
-            agrees_with_full=out.text == full_prediction,
-        ))
+        trials.append(
+            Trial(
+                scenario=sc["id"],
+                method=method.value,
+                kind=sc["kind"],
+                edit_type=sc["edit_type"],
+                context_tokens=len(live.tokens),
+                distance_tokens=distance,
+                update_s=stats.seconds,
+                ttft_s=stats.seconds + out.first_token_seconds,
+                encoded=stats.encoded,
+                prediction=out.text,
+                target=target,
+                exact=out.text.rstrip() == target.rstrip(),
+                similarity=edit_similarity(out.text.rstrip(), target.rstrip()),
+                agrees_with_full=out.text == full_prediction,
+            )
+        )
     return trials
 
 
@@ -136,7 +152,7 @@ def mid_file_edits(engine: Engine, vocab: Vocabulary, scenarios: list[dict], cou
 
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 def summarize(trials: list[Trial]) -> dict:
@@ -160,8 +176,11 @@ def summarize(trials: list[Trial]) -> dict:
         return "<100 tok" if t.distance_tokens < 100 else "100-1000 tok" if t.distance_tokens < 1000 else ">=1000 tok"
 
     out: dict = {"methods": {m: stats(ts) for m, ts in by_method.items()}}
-    for name, key in (("by_kind", lambda t: t.kind), ("by_edit_type", lambda t: t.edit_type),
-                      ("by_distance", distance_bucket)):
+    for name, key in (
+        ("by_kind", lambda t: t.kind),
+        ("by_edit_type", lambda t: t.edit_type),
+        ("by_distance", distance_bucket),
+    ):
         groups: dict[str, dict[str, list[Trial]]] = defaultdict(lambda: defaultdict(list))
         for t in trials:
             groups[key(t)][t.method].append(t)
@@ -174,8 +193,11 @@ def print_table(summary: dict, mid: list[dict], skipped: int, file=sys.stdout) -
     p("| method | n | update p50 / p90 (ms) | TTFT p50 / p90 (ms) | exact match % | edit sim % | agrees w/ full % |")
     p("|---|---|---|---|---|---|---|")
     for m, s in summary["methods"].items():
-        p(f"| {m} | {s['n']} | {s['update_ms_p50']:.0f} / {s['update_ms_p90']:.0f} | {s['ttft_ms_p50']:.0f} / "
-          f"{s['ttft_ms_p90']:.0f} | {s['exact_match']:.1f} | {s['edit_similarity']:.1f} | {s['agreement_with_full']:.1f} |")
+        p(
+            f"| {m} | {s['n']} | {s['update_ms_p50']:.0f} / {s['update_ms_p90']:.0f} | {s['ttft_ms_p50']:.0f} / "
+            f"{s['ttft_ms_p90']:.0f} | {s['exact_match']:.1f} | {s['edit_similarity']:.1f} | "
+            f"{s['agreement_with_full']:.1f} |"
+        )
     for group in ("by_kind", "by_distance"):
         p()
         p(f"| {group.replace('_', ' ')} | " + " | ".join(f"{m} EM %" for m in summary["methods"]) + " |")
@@ -188,9 +210,11 @@ def print_table(summary: dict, mid: list[dict], skipped: int, file=sys.stdout) -
         pie = statistics.median(r["pie_update_s"] for r in mid)
         ttft = statistics.median(r["pie_ttft_s"] for r in mid)
         p()
-        p(f"One-line insertion mid-file at ~{mid[0]['context_tokens']} tokens (n={len(mid)}, medians): "
-          f"full {1000 * full:.0f} ms, PIE {1000 * pie:.0f} ms ({full / pie:.1f}x faster), "
-          f"PIE time to first token {1000 * ttft:.0f} ms")
+        p(
+            f"One-line insertion mid-file at ~{mid[0]['context_tokens']} tokens (n={len(mid)}, medians): "
+            f"full {1000 * full:.0f} ms, PIE {1000 * pie:.0f} ms ({full / pie:.1f}x faster), "
+            f"PIE time to first token {1000 * ttft:.0f} ms"
+        )
     if skipped:
         p(f"Skipped {skipped} scenario(s) whose edits fall outside the context window.")
 
@@ -228,17 +252,30 @@ def main(argv: list[str] | None = None) -> int:
             continue
         trials += result
         done = {t.method: t for t in result}
-        print(f"[{i}/{len(chosen)} {time.perf_counter() - t0:.0f}s] {sc['id']}: "
-              + " ".join(f"{m}={'Y' if t.exact else '.'}{1000 * t.update_s:.0f}ms" for m, t in done.items()),
-              file=sys.stderr, flush=True)
+        print(
+            f"[{i}/{len(chosen)} {time.perf_counter() - t0:.0f}s] {sc['id']}: "
+            + " ".join(f"{m}={'Y' if t.exact else '.'}{1000 * t.update_s:.0f}ms" for m, t in done.items()),
+            file=sys.stderr,
+            flush=True,
+        )
     mid = mid_file_edits(engine, vocab, scenarios, args.mid_file, 4096) if args.mid_file else []
     summary = summarize(trials)
     print_table(summary, mid, skipped)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "model": loaded.name, "context_tokens": args.context_tokens, "threads": args.threads,
-            "scenarios": len(chosen), "skipped": skipped, "summary": summary, "mid_file_4k": mid,
-            "trials": [asdict(t) for t in trials],
-        }, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model": loaded.name,
+                    "context_tokens": args.context_tokens,
+                    "threads": args.threads,
+                    "scenarios": len(chosen),
+                    "skipped": skipped,
+                    "summary": summary,
+                    "mid_file_4k": mid,
+                    "trials": [asdict(t) for t in trials],
+                },
+                indent=1,
+            )
+        )
     return 0

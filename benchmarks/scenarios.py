@@ -243,9 +243,7 @@ def analyze(rel: str, path: Path, token_ends: TokenEnds) -> SourceFile | None:
     starts = _line_starts(text)
     ends = sorted(token_ends(text))
     low, high = CONTEXT_BUCKETS[0][0], CONTEXT_BUCKETS[-1][1]
-    targets = [
-        t for t in _target_lines(text, lines) if low <= bisect_right(ends, starts[t]) < high
-    ]
+    targets = [t for t in _target_lines(text, lines) if low <= bisect_right(ends, starts[t]) < high]
     if not targets:
         return None
     nodes = list(ast.walk(tree))
@@ -460,11 +458,7 @@ def _rename(f: SourceFile, t: int, rng: random.Random) -> list[Option]:
     cursor = f.line_starts[t]
     params, names, blocked = _scope_names(fn)
     stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
-    arg_starts = {
-        p.arg: f.offset(p.lineno, p.col_offset)
-        for p in ast.walk(fn.args)
-        if isinstance(p, ast.arg)
-    }
+    arg_starts = {p.arg: f.offset(p.lineno, p.col_offset) for p in ast.walk(fn.args) if isinstance(p, ast.arg)}
     candidates: dict[str, list[int]] = {}
     for node in names:
         name = node.id
@@ -477,9 +471,7 @@ def _rename(f: SourceFile, t: int, rng: random.Random) -> list[Option]:
     if cls is not None:
         methods = {n.name for n in f.functions}
         attributes = [n for n in ast.walk(cls) if isinstance(n, ast.Attribute)]
-        on_self = [
-            n for n in attributes if isinstance(n.value, ast.Name) and n.value.id in ("self", "cls")
-        ]
+        on_self = [n for n in attributes if isinstance(n.value, ast.Name) and n.value.id in ("self", "cls")]
         elsewhere = {n.attr for n in attributes if n not in on_self and n.lineno <= t}
         for node in on_self:
             name = node.attr
@@ -517,9 +509,7 @@ def _changed_argument(
             return repr(rng.choice([value * 2, value / 2]))
         if isinstance(value, str) and seg[0] in "'\"" and seg[:3] not in ('"""', "'''"):
             similar = [
-                s
-                for s in f.strings
-                if s[0] == seg[0] and s != seg and abs(len(s) - len(seg)) <= max(3, len(seg) // 2)
+                s for s in f.strings if s[0] == seg[0] and s != seg and abs(len(s) - len(seg)) <= max(3, len(seg) // 2)
             ]
             return rng.choice(similar) if similar else None
         return None
@@ -599,11 +589,7 @@ def _add_parameter(f: SourceFile, t: int, rng: random.Random) -> list[Option]:
     keyword_defaults = dict(zip(a.kwonlyargs, a.kw_defaults, strict=True))
     used_at: dict[str, set[int]] = {}
     for node in ast.walk(fn):
-        if (
-            isinstance(node, ast.Name)
-            and isinstance(node.ctx, ast.Load)
-            and fn.body[0].lineno <= node.lineno <= t + 1
-        ):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and fn.body[0].lineno <= node.lineno <= t + 1:
             used_at.setdefault(node.id, set()).add(node.lineno)
     options = []
     for param in a.args + a.kwonlyargs:
@@ -653,11 +639,7 @@ def _choose(
     rng: random.Random,
 ) -> list[Change] | None:
     """A random most-preferred option at the wanted distance whose `before` still compiles."""
-    matching = [
-        (p, c)
-        for p, c in options
-        if (want is None or _distance(f, t, c) == want) and (p == 0 or not related)
-    ]
+    matching = [(p, c) for p, c in options if (want is None or _distance(f, t, c) == want) and (p == 0 or not related)]
     if not matching:
         return None
     best = min(p for p, _ in matching)

@@ -70,7 +70,7 @@ class Layout:
     prefix_base: int  # layout index of document token `window_start`
     window_start: int  # first document token in the prompt
     cursor_token: int  # document index of the healed token (prefix is [window_start, cursor_token))
-    suffix_base: int  # layout index of document token `cursor_token + 1` .. (FIM only, else -1)
+    suffix_base: int  # layout index of document token `suffix_start` (FIM only, else -1)
     suffix_start: int  # first document token of the suffix (FIM only)
     suffix_end: int  # one past the last document token of the suffix (FIM only)
 

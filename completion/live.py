@@ -111,7 +111,7 @@ class LiveDocument:
         self.tokens: list[int] = []  # what the KV cache holds, one entry per token
         self.exact_len = 0  # KV [0, exact_len) equals a full re-encode
         self.next_logits: torch.Tensor | None = None  # logits after tokens[-1], when known
-        self.last_update = self._update([])
+        self._update([])
 
     # -- public API -------------------------------------------------------------------
 
@@ -180,8 +180,7 @@ class LiveDocument:
     def fork(self, policy: UpdatePolicy) -> LiveDocument:
         """A copy with its own cache and another update policy (for comparisons)."""
         other = copy.copy(self)
-        other.doc = copy.copy(self.doc)
-        other.doc.ids, other.doc.offsets = list(self.doc.ids), list(self.doc.offsets)
+        other.doc = self.doc.copy()
         other.kv = self.kv.copy()
         other.tokens = list(self.tokens)
         other.policy = policy
@@ -252,13 +251,17 @@ class LiveDocument:
     def _compute_layout(self) -> Layout:
         """Layout for the current text and cursor, moving the window start only when the
         prompt leaves [window - window/4, window] so typing does not shift it every key."""
+
         def lay(w: int) -> Layout:
-            return build_layout(self.doc, self.cursor, head=self._head, fim=self.fim,
-                                window_start=w, suffix_tokens=self.suffix_tokens)
+            return build_layout(
+                self.doc, self.cursor, head=self._head, fim=self.fim, window_start=w, suffix_tokens=self.suffix_tokens
+            )
 
         layout = lay(self._window_start)
         slack = self.window // 8
-        if len(layout.tokens) > self.window or (layout.window_start > 0 and len(layout.tokens) < self.window - 2 * slack):
+        if len(layout.tokens) > self.window or (
+            layout.window_start > 0 and len(layout.tokens) < self.window - 2 * slack
+        ):
             target = self.window - slack
             w = max(0, layout.window_start + len(layout.tokens) - target)
             while 0 < w < len(self.doc.ids) and self.doc.offsets[w - 1] == self.doc.offsets[w]:
@@ -277,7 +280,6 @@ class LiveDocument:
             encoded += self._apply([final])
         assert self.tokens == self.layout.tokens
         stats = UpdateStats(encoded, len(self.tokens) - encoded, time.perf_counter() - t0)
-        self.last_update = stats
         return stats
 
     def _apply(self, splices: list[Splice]) -> int:
@@ -333,7 +335,9 @@ class LiveDocument:
         return encoded
 
 
-def slice_segment(segment: list[tuple[torch.Tensor, torch.Tensor]], start: int, end: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def slice_segment(
+    segment: list[tuple[torch.Tensor, torch.Tensor]], start: int, end: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(k[..., start:end, :], v[..., start:end, :]) for k, v in segment]
 
 

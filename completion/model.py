@@ -18,8 +18,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-import torch  # noqa: E402
-from transformers import (  # noqa: E402
+import torch
+from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
@@ -86,9 +86,7 @@ def _convert_gguf(gguf: Path, dtype: torch.dtype, out: Path) -> tuple[PreTrained
     """Dequantize a GGUF with transformers and save it as a plain HF folder."""
     log.info("converting %s (first start only)", gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=dtype, local_files_only=True
-    )
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype, local_files_only=True)
     # The weights are dequantized already; drop the GGUF quantizer so they can be saved.
     model.hf_quantizer = None
     model.is_quantized = False
@@ -105,7 +103,9 @@ def _convert_gguf(gguf: Path, dtype: torch.dtype, out: Path) -> tuple[PreTrained
     return model, tokenizer
 
 
-def load_model(path: str | os.PathLike[str] | None = None, *, dtype: str = "float32", threads: int | None = None) -> LoadedModel:
+def load_model(
+    path: str | os.PathLike[str] | None = None, *, dtype: str = "float32", threads: int | None = None
+) -> LoadedModel:
     """Load the embedded model (path=None), a local HF folder, or a local .gguf file."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")

@@ -81,6 +81,12 @@ class TokenizedText:
         self.text = text
         self.ids, self.offsets = fresh_tokenize(tokenizer, text)
 
+    def copy(self) -> TokenizedText:
+        other = TokenizedText.__new__(TokenizedText)
+        other.tokenizer, other.text = self.tokenizer, self.text
+        other.ids, other.offsets = list(self.ids), list(self.offsets)
+        return other
+
     def token_index_at(self, char: int) -> int:
         """Number of tokens that start strictly before `char`."""
         return bisect_left(self.offsets, char)

@@ -20,8 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("suite", choices=["edits"], help="edits: update latency and next-line quality after edits")
     sub.add_parser("demo", help="replay edits on a real file with the embedded model; print suggestions and timings")
     args, rest = ap.parse_known_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "bench":
         from benchmarks.edits import main as bench_edits
 

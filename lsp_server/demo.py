@@ -62,8 +62,11 @@ def session(text: str) -> tuple[str, int, str, list[Step]]:
         Step("put it back (insert a line)", [TextEdit(prev, prev, above)], cursor),
     ]
     lo = max(0, cursor - 1500)
-    names = [n for n in re.findall(r"[A-Za-z_]\w{2,}", target)
-             if not keyword.iskeyword(n) and not hasattr(builtins, n) and re.search(rf"\b{n}\b", doc[lo:cursor])]
+    names = [
+        n
+        for n in re.findall(r"[A-Za-z_]\w{2,}", target)
+        if not keyword.iskeyword(n) and not hasattr(builtins, n) and re.search(rf"\b{n}\b", doc[lo:cursor])
+    ]
     if names:
         hits = [m.start() + lo for m in re.finditer(rf"\b{names[0]}\b", doc[lo:cursor])]
         edits = [TextEdit(h, h + len(names[0]), names[0] + "_v2") for h in hits]
@@ -101,15 +104,19 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     loaded = load_model(args.model, threads=args.threads)
-    print(f"model: {loaded.name} loaded in {time.perf_counter() - t0:.1f}s "
-          f"({'converted-weights cache' if loaded.from_cache else 'converted from GGUF'})")
+    print(
+        f"model: {loaded.name} loaded in {time.perf_counter() - t0:.1f}s "
+        f"({'converted-weights cache' if loaded.from_cache else 'converted from GGUF'})"
+    )
     engine = Engine.from_loaded(loaded)
     vocab = Vocabulary(engine.tokenizer, engine.model.config.vocab_size)
     text, cursor, target, steps = session(args.file.read_text(encoding="utf-8"))
     t0 = time.perf_counter()
     live = LiveDocument(engine, text, cursor=cursor, window=args.window)
-    print(f"file: {args.file} ({len(text)} chars); prompt {len(live.tokens)} tokens "
-          f"encoded in {time.perf_counter() - t0:.1f}s; the line being written is {target.strip()!r}\n")
+    print(
+        f"file: {args.file} ({len(text)} chars); prompt {len(live.tokens)} tokens "
+        f"encoded in {time.perf_counter() - t0:.1f}s; the line being written is {target.strip()!r}\n"
+    )
     pie_total = full_total = 0.0
     for step in steps:
         full = live.fork(UpdatePolicy.FULL)
@@ -117,13 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         full_s = apply_step(full, as_one_edit(step))
         out = greedy_decode(live, vocab)
         pie_total, full_total = pie_total + pie_s, full_total + full_s
-        print(f"- {step.description}\n    PIE update {1000 * pie_s:6.0f} ms | full re-encode {1000 * full_s:6.0f} ms"
-              f" | first token {1000 * out.first_token_seconds:4.0f} ms\n    suggestion: {out.text!r}")
+        print(
+            f"- {step.description}\n    PIE update {1000 * pie_s:6.0f} ms | full re-encode {1000 * full_s:6.0f} ms"
+            f" | first token {1000 * out.first_token_seconds:4.0f} ms\n    suggestion: {out.text!r}"
+        )
     t0 = time.perf_counter()
     refreshed = live.refresh()
-    print(f"\nsummary: {len(steps)} steps; PIE updates took {1000 * pie_total:.0f} ms in all, full re-encodes "
-          f"{1000 * full_total:.0f} ms ({full_total / max(pie_total, 1e-9):.0f}x); a background refresh would "
-          f"re-encode the {refreshed} stale positions exactly in {time.perf_counter() - t0:.1f}s")
+    print(
+        f"\nsummary: {len(steps)} steps; PIE updates took {1000 * pie_total:.0f} ms in all, full re-encodes "
+        f"{1000 * full_total:.0f} ms ({full_total / max(pie_total, 1e-9):.0f}x); a background refresh would "
+        f"re-encode the {refreshed} stale positions exactly in {time.perf_counter() - t0:.1f}s"
+    )
     return 0
-
-

@@ -19,8 +19,14 @@ from completion.model import LoadedModel, load_model
 
 torch.set_num_threads(2)
 
-TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=4096)
+TINY = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+)
 
 
 def tiny_config(kind: str, vocab_size: int) -> PretrainedConfig:
@@ -28,11 +34,22 @@ def tiny_config(kind: str, vocab_size: int) -> PretrainedConfig:
     if kind == "llama":
         return LlamaConfig(vocab_size=vocab_size, **TINY)
     if kind == "llama-linear":
-        return LlamaConfig(vocab_size=vocab_size, rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}, **TINY)
+        return LlamaConfig(
+            vocab_size=vocab_size, rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}, **TINY
+        )
     if kind == "llama3":
-        return LlamaConfig(vocab_size=vocab_size, rope_parameters={
-            "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 512, "rope_theta": 500000.0}, **TINY)
+        return LlamaConfig(
+            vocab_size=vocab_size,
+            rope_parameters={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 512,
+                "rope_theta": 500000.0,
+            },
+            **TINY,
+        )
     if kind == "qwen2":
         return Qwen2Config(vocab_size=vocab_size, **TINY)
     raise ValueError(kind)

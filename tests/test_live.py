@@ -60,8 +60,10 @@ def full_encode(engine: Engine, tokens: list[int]) -> KVCache:
 
 def max_diff(a: KVCache, b: KVCache, start: int, end: int) -> float:
     return max(
-        max((ka[..., start:end, :] - kb[..., start:end, :]).abs().max().item(),
-            (va[..., start:end, :] - vb[..., start:end, :]).abs().max().item())
+        max(
+            (ka[..., start:end, :] - kb[..., start:end, :]).abs().max().item(),
+            (va[..., start:end, :] - vb[..., start:end, :]).abs().max().item(),
+        )
         for (ka, va), (kb, vb) in zip(layers(a), layers(b), strict=True)
     )
 
@@ -105,7 +107,9 @@ def test_no_rotation_baseline_is_detectably_wrong(tiny_engine: Callable[[str], E
 
 
 @pytest.mark.parametrize("policy", list(UpdatePolicy))
-def test_every_policy_keeps_tokens_and_cache_length_in_step(tiny_engine: Callable[[str], Engine], policy: UpdatePolicy) -> None:
+def test_every_policy_keeps_tokens_and_cache_length_in_step(
+    tiny_engine: Callable[[str], Engine], policy: UpdatePolicy
+) -> None:
     live = LiveDocument(tiny_engine("llama"), SOURCE, fim=False, policy=policy)
     live.apply_edits([TextEdit(10, 12, ""), ONE_LINE_EDIT, TextEdit(len(SOURCE) - 5, len(SOURCE), "x)\n")])
     assert len(live.kv) == len(live.tokens)
@@ -148,8 +152,14 @@ def test_map_cursor_follows_typing_and_shifts() -> None:
 
 def expected_layout(live: LiveDocument) -> list[int]:
     fresh = TokenizedText(live.engine.tokenizer, live.text)
-    return build_layout(fresh, live.cursor, head=live._head, fim=live.fim,
-                        window_start=live.layout.window_start, suffix_tokens=live.suffix_tokens).tokens
+    return build_layout(
+        fresh,
+        live.cursor,
+        head=live._head,
+        fim=live.fim,
+        window_start=live.layout.window_start,
+        suffix_tokens=live.suffix_tokens,
+    ).tokens
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +173,8 @@ def fim_engine(tokenizer: PreTrainedTokenizerBase) -> Engine:
 FRAGMENTS = ["x", "self.", "    ", "\n", "\r\n", "\t", "é", "😀", "def f(a, b):\n    return a\n", "# 注释\n", "", "()"]
 edit_ops = st.lists(
     st.tuples(st.floats(0, 1), st.integers(0, 12), st.sampled_from(FRAGMENTS), st.floats(0, 1)),
-    min_size=1, max_size=6,
+    min_size=1,
+    max_size=6,
 )
 
 
@@ -225,7 +236,9 @@ def test_model_without_rope_falls_back_to_exact_reencoding(tokenizer: PreTrained
     from transformers import AutoModelForCausalLM
     from transformers.models.gpt2 import GPT2Config
 
-    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2)).eval()
+    model = AutoModelForCausalLM.from_config(
+        GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2)
+    ).eval()
     engine = Engine.from_model(model, tokenizer)
     assert engine.rope is None and "not a supported RoPE" in (engine.pie_refusal or "")
     live = LiveDocument(engine, SOURCE, fim=False)
@@ -239,8 +252,9 @@ def test_several_edits_use_a_running_delta(tiny_engine: Callable[[str], Engine])
     engine = tiny_engine("llama")
     live = LiveDocument(engine, SOURCE, fim=False)
     a, b = SOURCE.index("import os"), SOURCE.index("    def names")
-    live.apply_edits([TextEdit(a, a + 9, "import os, sys"), ONE_LINE_EDIT, TextEdit(b, b, "    # names\n")],
-                     cursor=len(SOURCE) - 1)
+    live.apply_edits(
+        [TextEdit(a, a + 9, "import os, sys"), ONE_LINE_EDIT, TextEdit(b, b, "    # names\n")], cursor=len(SOURCE) - 1
+    )
     ref = full_encode(engine, live.tokens)
     # Layer-0 keys depend only on token and position, so PIE's must match everywhere.
     assert (layers(live.kv)[0][0] - layers(ref)[0][0]).abs().max().item() <= 1e-4

@@ -61,7 +61,12 @@ def test_bf16_keys_rotate_in_float32_and_keep_dtype() -> None:
 @pytest.mark.parametrize(
     ("config", "reason"),
     [
-        (LlamaConfig(vocab_size=VOCAB, rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}, **TINY), "depends on sequence length"),
+        (
+            LlamaConfig(
+                vocab_size=VOCAB, rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}, **TINY
+            ),
+            "depends on sequence length",
+        ),
         (MistralConfig(vocab_size=VOCAB, sliding_window=64, **TINY), "sliding-window"),
         (GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=1, n_head=4), "not a supported RoPE"),
     ],

@@ -65,8 +65,28 @@ def edit_and_check(doc: TokenizedText, tokenizer: PreTrainedTokenizerBase, start
 # ---- property test -------------------------------------------------------------------
 
 FRAGMENTS = [
-    "def f(x):", "return x", "self.", "(", ")", "):", "[]", "{}", ", ", " = ", "==", "'", '"', '"""',
-    "# note", "import os", "1234", "0x1F", "======", "->", "<|im_end|>", "<|endoftext|>",
+    "def f(x):",
+    "return x",
+    "self.",
+    "(",
+    ")",
+    "):",
+    "[]",
+    "{}",
+    ", ",
+    " = ",
+    "==",
+    "'",
+    '"',
+    '"""',
+    "# note",
+    "import os",
+    "1234",
+    "0x1F",
+    "======",
+    "->",
+    "<|im_end|>",
+    "<|endoftext|>",
 ]
 WHITESPACE = [" ", "  ", "    ", "\t", "\n", "\r\n", "\r", "\n    ", "\r\n\t", "\n\n", " \n", "\xa0", "\u3000"]
 UNICODE = ["é", "à", "ñ", "ü", "É", "e\u0301", "\u0301", "中文", "字", "한국어", "😀", "🎉", "👍🏽", "👩\u200d💻", "𝔘"]
