@@ -21,6 +21,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from benchmarks.scenarios import apply_edits
 from completion.decode import greedy_decode
 from completion.engine import Engine
@@ -49,6 +51,7 @@ class Trial:
     exact: bool
     similarity: float
     agrees_with_full: bool
+    target_nll: float  # mean negative log-likelihood per token of the real next line (teacher-forced)
 
 
 def edit_similarity(a: str, b: str) -> float:
@@ -62,6 +65,22 @@ def edit_similarity(a: str, b: str) -> float:
             cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
         prev = cur
     return 1.0 - prev[-1] / max(len(a), len(b))
+
+
+def target_nll(live: LiveDocument, target: str) -> float:
+    """Mean NLL per token of `heal + target + newline` after the prompt, teacher-forced.
+
+    Far more sensitive than exact match: a cache error that does not flip a greedy
+    choice still moves the likelihood of the real line. The cache is left as found.
+    """
+    tokens = live.engine.tokenizer(live.heal + target + "\n", add_special_tokens=False).input_ids
+    n = len(live.tokens)
+    try:
+        logits = torch.cat([live.prompt_logits()[None], live.kv.encode_scored(tokens[:-1])])
+    finally:
+        live.kv.crop(n)
+    logp = torch.log_softmax(logits, dim=-1)
+    return -logp[torch.arange(len(tokens)), torch.tensor(tokens)].mean().item()
 
 
 def window_cut(engine: Engine, text: str, limit: int) -> int:
@@ -118,6 +137,7 @@ def run_scenario(engine: Engine, vocab: Vocabulary, sc: dict, context_tokens: in
                 exact=out.text.rstrip() == target.rstrip(),
                 similarity=edit_similarity(out.text.rstrip(), target.rstrip()),
                 agrees_with_full=out.text == full_prediction,
+                target_nll=target_nll(live, target),
             )
         )
     return trials
@@ -170,6 +190,7 @@ def summarize(trials: list[Trial]) -> dict:
             "exact_match": 100 * sum(t.exact for t in ts) / len(ts),
             "edit_similarity": 100 * statistics.mean(t.similarity for t in ts),
             "agreement_with_full": 100 * sum(t.agrees_with_full for t in ts) / len(ts),
+            "target_nll": statistics.mean(t.target_nll for t in ts),
         }
 
     def distance_bucket(t: Trial) -> str:
@@ -190,21 +211,25 @@ def summarize(trials: list[Trial]) -> dict:
 
 def print_table(summary: dict, mid: list[dict], skipped: int, file=sys.stdout) -> None:
     p = lambda s="": print(s, file=file)  # noqa: E731
-    p("| method | n | update p50 / p90 (ms) | TTFT p50 / p90 (ms) | exact match % | edit sim % | agrees w/ full % |")
-    p("|---|---|---|---|---|---|---|")
+    p(
+        "| method | n | update p50 / p90 (ms) | TTFT p50 / p90 (ms) | exact match % | edit sim % "
+        "| agrees w/ full % | target NLL/token |"
+    )
+    p("|---|---|---|---|---|---|---|---|")
     for m, s in summary["methods"].items():
         p(
             f"| {m} | {s['n']} | {s['update_ms_p50']:.0f} / {s['update_ms_p90']:.0f} | {s['ttft_ms_p50']:.0f} / "
             f"{s['ttft_ms_p90']:.0f} | {s['exact_match']:.1f} | {s['edit_similarity']:.1f} | "
-            f"{s['agreement_with_full']:.1f} |"
+            f"{s['agreement_with_full']:.1f} | {s['target_nll']:.3f} |"
         )
     for group in ("by_kind", "by_distance"):
         p()
-        p(f"| {group.replace('_', ' ')} | " + " | ".join(f"{m} EM %" for m in summary["methods"]) + " |")
+        p(f"| {group.replace('_', ' ')} | " + " | ".join(f"{m} EM % / NLL" for m in summary["methods"]) + " |")
         p("|---|" + "---|" * len(summary["methods"]))
         for g, per in summary[group].items():
             n = next(iter(per.values()))["n"]
-            p(f"| {g} (n={n}) | " + " | ".join(f"{per[m]['exact_match']:.1f}" for m in summary["methods"]) + " |")
+            cells = [f"{per[m]['exact_match']:.1f} / {per[m]['target_nll']:.3f}" for m in summary["methods"]]
+            p(f"| {g} (n={n}) | " + " | ".join(cells) + " |")
     if mid:
         full = statistics.median(r["full_update_s"] for r in mid)
         pie = statistics.median(r["pie_update_s"] for r in mid)

@@ -95,3 +95,18 @@ class KVCache:
                 logits = out.logits[0, -1].float()
         assert self.cache.get_seq_length() == self.length
         return logits
+
+    @torch.inference_mode()
+    def encode_scored(self, tokens: Sequence[int]) -> torch.Tensor:
+        """Like `encode` for a short sequence, returning the logits after every token: (len, vocab)."""
+        assert 0 < len(tokens) <= ENCODE_CHUNK
+        positions = torch.arange(self.length, self.length + len(tokens), device=self.model.device)
+        out = self.model(
+            input_ids=torch.tensor([list(tokens)], device=self.model.device),
+            position_ids=positions[None],
+            cache_position=positions,
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.length += len(tokens)
+        return out.logits[0].float()
