@@ -260,3 +260,18 @@ def test_several_edits_use_a_running_delta(tiny_engine: Callable[[str], Engine])
     assert (layers(live.kv)[0][0] - layers(ref)[0][0]).abs().max().item() <= 1e-4
     live.refresh()
     assert max_diff(live.kv, ref, 0, len(live.tokens)) <= 1e-4
+
+
+def test_refresh_in_slices_converges_to_a_full_reencode(tiny_engine: Callable[[str], Engine]) -> None:
+    engine = tiny_engine("qwen2")
+    live = LiveDocument(engine, SOURCE, fim=False)
+    live.apply_edits([TextEdit(0, 0, "import sys\n")])
+    stale = live.stale
+    assert stale > 100
+    slices = 0
+    while live.stale:
+        assert live.refresh(max_tokens=40) <= 40
+        slices += 1
+    assert slices == -(-stale // 40)
+    assert max_diff(live.kv, full_encode(engine, live.tokens), 0, len(live.tokens)) <= 1e-4
+    assert live.refresh() == 0
