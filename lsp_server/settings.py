@@ -1,0 +1,77 @@
+"""Server settings: one typed tree with a default for everything.
+
+Editors send camelCase keys (`initializationOptions`, `workspace/didChangeConfiguration`);
+the same names are used by the VS Code extension, the Neovim plugin and the README. A bad
+value is reported and replaced by its default, never a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: str | None = None  # local HF folder or .gguf; None: the embedded model
+    threads: int = 2
+    dtype: str = "float32"
+    max_tokens: int = 48  # per suggestion
+    multiline: bool = False  # single line by default; True: up to the end of the block
+    drafts: int = 1  # inline items per request
+    context_tokens: int = 4096  # prompt window per document
+    memory_budget_mb: int = 1024  # KV memory shared by all open documents
+    max_file_bytes: int = 2_000_000  # larger (or binary) documents are not cached
+    time_budget_ms: int = 3000  # wall-clock limit of one suggestion
+    use_pie: bool = True  # False: re-encode on every change (for comparison)
+
+    @classmethod
+    def from_json(cls, data: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
+        """Settings from a camelCase JSON object over `base`; returns them and one message per problem."""
+        base = base or cls()
+        if data is None:
+            return base, []
+        if not isinstance(data, dict):
+            return base, [f"settings must be an object, got {type(data).__name__}"]
+        data = data.get("livekv", data)  # VS Code sends the section, others the bare object
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for key, value in data.items():
+            name = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+            if name not in fields:
+                problems.append(f"unknown setting {key!r} ignored")
+                continue
+            error = _check(name, value)
+            if error:
+                problems.append(f"setting {key!r}: {error}; using {getattr(base, name)!r}")
+            else:
+                values[name] = value
+        return dataclasses.replace(base, **values), problems
+
+
+_RANGES = {
+    "threads": (1, 256),
+    "max_tokens": (1, 1024),
+    "drafts": (1, 8),
+    "context_tokens": (256, 131072),
+    "memory_budget_mb": (16, 1 << 20),
+    "max_file_bytes": (1024, 1 << 30),
+    "time_budget_ms": (50, 600_000),
+}
+
+
+def _check(name: str, value: Any) -> str | None:
+    expected = {f.name: f.type for f in dataclasses.fields(Settings)}[name]
+    if name == "model_path":
+        return None if value is None or isinstance(value, str) else "must be a path string or null"
+    if name == "dtype":
+        return None if value in ("float32", "bfloat16", "float16") else "must be float32, bfloat16 or float16"
+    if expected == "bool":
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "must be an integer"
+    lo, hi = _RANGES[name]
+    return None if lo <= value <= hi else f"must be between {lo} and {hi}"
