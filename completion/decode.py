@@ -67,7 +67,7 @@ class Completion:
     tokens: list[int]
     first_token_seconds: float
     seconds: float
-    stop: str  # "rule", "eos", "max_tokens" or "time"
+    stop: str  # "rule", "eos", "max_tokens", "time" or "cancelled"
 
 
 @torch.inference_mode()
@@ -79,7 +79,9 @@ def greedy_decode(
     processors: Sequence[Processor] = (),
     stop: StopRule = stop_at_newline,
     time_budget: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Completion:
+    """Decode greedily from the prompt; `should_stop` is polled between tokens (cancellation)."""
     t0 = time.perf_counter()
     healing = TokenHealing(vocab, live.heal)
     chain: list[Processor] = [healing, *processors]
@@ -107,6 +109,9 @@ def greedy_decode(
                 if cut is not None:
                     text, reason = text[:cut], "rule"
                     break
+            if should_stop is not None and should_stop():
+                reason = "cancelled"
+                break
             if time_budget is not None and time.perf_counter() - t0 > time_budget:
                 reason = "time"
                 break

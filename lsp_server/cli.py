@@ -1,4 +1,4 @@
-"""The `livekv` command line: benchmarks and the demo (the server arrives with its own issue)."""
+"""The `livekv` command line: the language server, benchmarks and the demo."""
 
 from __future__ import annotations
 
@@ -16,13 +16,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--log-level", default="WARNING", help="logging level for stderr (default WARNING)")
     sub = ap.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the language server (stdio by default)")
+    mode = serve.add_mutually_exclusive_group()
+    mode.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (default)")
+    mode.add_argument("--tcp", type=int, metavar="PORT", help="listen on 127.0.0.1:PORT instead (never other hosts)")
+    serve.add_argument("--log-file", help="also write logs to this file")
     bench = sub.add_parser("bench", help="reproducible measurements (JSON out, one table printed)")
     bench.add_argument("suite", choices=["edits"], help="edits: update latency and next-line quality after edits")
     sub.add_parser("demo", help="replay edits on a real file with the embedded model; print suggestions and timings")
     args, rest = ap.parse_known_args(argv)
+    # Logs never go to stdout: in stdio mode it carries the protocol.
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if getattr(args, "log_file", None):
+        handlers.append(logging.FileHandler(args.log_file))
     logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(), handlers=handlers, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.command == "serve":
+        if rest:
+            ap.error(f"unrecognized arguments: {' '.join(rest)}")
+        from lsp_server.server import server
+
+        if args.tcp is not None:
+            server.start_tcp("127.0.0.1", args.tcp)
+        else:
+            server.start_io()
+        return 0
     if args.command == "bench":
         from benchmarks.edits import main as bench_edits
 

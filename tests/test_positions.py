@@ -21,7 +21,13 @@ def test_astral_characters_count_two_utf16_units() -> None:
 
 def test_lines_split_on_crlf_cr_and_lf() -> None:
     lines = Lines.of(TEXT)
-    assert [TEXT[s:e] for s, e in zip(lines.starts, lines.ends, strict=True)] == ["a😀b", "second é", "third", "", "last"]
+    assert [TEXT[s:e] for s, e in zip(lines.starts, lines.ends, strict=True)] == [
+        "a😀b",
+        "second é",
+        "third",
+        "",
+        "last",
+    ]
     assert offset_at(lines, 1, 0) == TEXT.index("second")
     assert offset_at(lines, 2, 0) == TEXT.index("third")
 
@@ -37,8 +43,11 @@ def test_column_past_line_end_clamps_and_bad_lines_raise() -> None:
         position_at(lines, len(TEXT) + 1)
 
 
-@given(st.lists(st.sampled_from(["a", "é", "😀", "中", "\n", "\r\n", "\r", "\t", " "]), max_size=40).map("".join),
-       st.sampled_from(["utf-16", "utf-8", "utf-32"]), st.data())
+@given(
+    st.lists(st.sampled_from(["a", "é", "😀", "中", "\n", "\r\n", "\r", "\t", " "]), max_size=40).map("".join),
+    st.sampled_from(["utf-16", "utf-8", "utf-32"]),
+    st.data(),
+)
 def test_round_trip(text: str, encoding: str, data: st.DataObject) -> None:
     lines = Lines.of(text)
     offset = data.draw(st.integers(0, len(text)))
