@@ -19,8 +19,6 @@ class Settings:
     threads: int = 2
     dtype: str = "float32"
     max_tokens: int = 48  # per suggestion
-    multiline: bool = False  # single line by default; True: up to the end of the block
-    drafts: int = 1  # inline items per request
     context_tokens: int = 4096  # prompt window per document
     memory_budget_mb: int = 1024  # KV memory shared by all open documents
     max_file_bytes: int = 2_000_000  # larger (or binary) documents are not cached
@@ -55,7 +53,6 @@ class Settings:
 _RANGES = {
     "threads": (1, 256),
     "max_tokens": (1, 1024),
-    "drafts": (1, 8),
     "context_tokens": (256, 131072),
     "memory_budget_mb": (16, 1 << 20),
     "max_file_bytes": (1024, 1 << 30),

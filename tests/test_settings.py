@@ -6,24 +6,24 @@ from lsp_server.settings import Settings
 
 
 def test_camel_case_keys_map_to_typed_fields() -> None:
-    s, problems = Settings.from_json({"maxTokens": 64, "modelPath": "/m", "useSlidingWindow": 1, "multiline": True})
-    assert (s.max_tokens, s.model_path, s.multiline) == (64, "/m", True)
+    s, problems = Settings.from_json({"maxTokens": 64, "modelPath": "/m", "useSlidingWindow": 1, "usePie": False})
+    assert (s.max_tokens, s.model_path, s.use_pie) == (64, "/m", False)
     assert problems == ["unknown setting 'useSlidingWindow' ignored"]
 
 
 def test_bad_values_keep_the_default_and_say_why() -> None:
-    s, problems = Settings.from_json({"threads": 0, "drafts": "3", "usePie": "yes", "dtype": "int3"})
+    s, problems = Settings.from_json({"threads": 0, "maxTokens": "3", "usePie": "yes", "dtype": "int3"})
     assert s == Settings()
     assert len(problems) == 4 and "between 1 and 256" in problems[0] and "integer" in problems[1]
 
 
 def test_vscode_section_and_non_objects() -> None:
-    assert Settings.from_json({"livekv": {"drafts": 3}})[0].drafts == 3
+    assert Settings.from_json({"livekv": {"maxTokens": 3}})[0].max_tokens == 3
     assert Settings.from_json(None) == (Settings(), [])
     assert Settings.from_json([1, 2])[1] == ["settings must be an object, got list"]
 
 
 def test_updates_apply_over_current_settings() -> None:
-    first, _ = Settings.from_json({"drafts": 3})
+    first, _ = Settings.from_json({"threads": 3})
     second, _ = Settings.from_json({"maxTokens": 10}, base=first)
-    assert (second.drafts, second.max_tokens) == (3, 10)
+    assert (second.threads, second.max_tokens) == (3, 10)
