@@ -21,7 +21,7 @@ class Engine:
     rope: RotaryParams | None  # None: PIE refused, see `pie_refusal`
     pie_refusal: str | None
     fim: FimIds | None
-    start: int | None  # document-start token placed at position 0
+    start: int  # document-start token placed at position 0
     sliding_window: bool  # caches must be rebuilt, not cropped
 
     @classmethod

@@ -55,12 +55,16 @@ def detect_fim(tokenizer: PreTrainedTokenizerBase) -> FimIds | None:
     return None
 
 
-def start_token(tokenizer: PreTrainedTokenizerBase) -> int | None:
-    """The document-start token: `<|endoftext|>` for models pretrained on files separated by it, else BOS."""
+def start_token(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The document-start token at position 0: `<|endoftext|>` for models pretrained on files
+    separated by it, else BOS, else EOS. It also keeps every prompt non-empty."""
     vocab = tokenizer.get_vocab()
     if "<|endoftext|>" in vocab:
         return vocab["<|endoftext|>"]
-    return tokenizer.bos_token_id
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return token_id
+    raise ValueError("tokenizer has no <|endoftext|>, BOS or EOS token to start a document with")
 
 
 @dataclass(frozen=True)

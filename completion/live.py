@@ -194,7 +194,7 @@ class LiveDocument:
     # -- internals --------------------------------------------------------------------
 
     def _head_tokens(self, context: str) -> list[int]:
-        head = [] if self.engine.start is None else [self.engine.start]
+        head = [self.engine.start]
         if context:
             head += self.engine.tokenizer(context, add_special_tokens=False).input_ids
         if len(head) > self.window // 2:
