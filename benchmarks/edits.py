@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.scenarios import apply_edits
-from completion.decode import greedy_decode
+from completion.decode import decode
 from completion.engine import Engine
 from completion.live import LiveDocument, TextEdit, UpdatePolicy
 from completion.model import load_model
@@ -118,7 +118,7 @@ def run_scenario(engine: Engine, vocab: Vocabulary, sc: dict, context_tokens: in
         live = base.fork(method)
         stats = live.apply_edits(edits, cursor=cursor - cut)
         assert live.text == after[cut:]
-        out = greedy_decode(live, vocab, max_tokens=MAX_NEW_TOKENS)
+        out = decode(live, vocab, max_tokens=MAX_NEW_TOKENS)
         if method is UpdatePolicy.FULL:
             full_prediction = out.text
         trials.append(
@@ -163,7 +163,7 @@ def mid_file_edits(engine: Engine, vocab: Vocabulary, scenarios: list[dict], cou
         for method in (UpdatePolicy.FULL, UpdatePolicy.PIE):
             live = base.fork(method)
             stats = live.apply_edits([TextEdit(mid, mid, line)])
-            out = greedy_decode(live, vocab, max_tokens=1)
+            out = decode(live, vocab, max_tokens=1)
             row[f"{method.value}_update_s"] = stats.seconds
             row[f"{method.value}_ttft_s"] = stats.seconds + out.first_token_seconds
         rows.append(row)

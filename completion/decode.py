@@ -1,4 +1,4 @@
-"""Greedy decoding over a LiveDocument's cache, with logits processors and stop rules.
+"""The decoding loop over a LiveDocument's cache, with logits processors and stop rules.
 
 A processor is a callable `(generated_ids, logits) -> logits` that returns new logits
 (never edits them in place); processors compose in a list, like transformers' logits
@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from completion.live import LiveDocument
+from completion.stops import StopRule, stop_at_newline
 from completion.vocab import Vocabulary
 
 Processor = Callable[[list[int], torch.Tensor], torch.Tensor]
-# A stop rule sees the completion text so far and returns where to cut it, or None to go on.
-StopRule = Callable[[str], int | None]
 
 
 class TokenHealing:
@@ -56,9 +55,33 @@ class TokenHealing:
         return masked
 
 
-def stop_at_newline(text: str) -> int | None:
-    i = text.find("\n")
-    return None if i < 0 else i
+@dataclass(frozen=True)
+class Sampling:
+    """Greedy when `temperature` is 0 (the default: completions are reproducible)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def pick(self, logits: torch.Tensor, generator: torch.Generator) -> int:
+        if self.temperature == 0:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits / self.temperature, dim=-1)
+        if self.top_p < 1:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            # keep the smallest set of tokens whose mass reaches top_p (at least one)
+            keep = torch.cumsum(sorted_probs, 0) - sorted_probs < self.top_p
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        return int(torch.multinomial(probs, 1, generator=generator))
+
+
+GREEDY = Sampling()
 
 
 @dataclass(frozen=True)
@@ -71,18 +94,20 @@ class Completion:
 
 
 @torch.inference_mode()
-def greedy_decode(
+def decode(
     live: LiveDocument,
     vocab: Vocabulary,
     *,
     max_tokens: int = 48,
     processors: Sequence[Processor] = (),
     stop: StopRule = stop_at_newline,
+    sampling: Sampling = GREEDY,
     time_budget: float | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Completion:
-    """Decode greedily from the prompt; `should_stop` is polled between tokens (cancellation)."""
+    """Decode from the prompt's end; `should_stop` is polled between tokens (cancellation)."""
     t0 = time.perf_counter()
+    generator = torch.Generator().manual_seed(sampling.seed)
     healing = TokenHealing(vocab, live.heal)
     chain: list[Processor] = [healing, *processors]
     eos = set(live.engine.tokenizer.all_special_ids)
@@ -96,7 +121,7 @@ def greedy_decode(
         for _ in range(max_tokens):
             for p in chain:
                 logits = p(generated, logits)
-            tok = int(torch.argmax(logits))
+            tok = sampling.pick(logits, generator)
             if not generated:
                 first = time.perf_counter() - t0
             if tok in eos:

@@ -110,3 +110,27 @@ class KVCache:
         )
         self.length += len(tokens)
         return out.logits[0].float()
+
+    @torch.inference_mode()
+    def encode_tree(self, tokens: Sequence[int], positions: Sequence[int], visible: torch.Tensor) -> torch.Tensor:
+        """Append `tokens` at explicit `positions` where each sees only the cache entries `visible` marks.
+
+        `visible` is (len(tokens), len(self) + len(tokens)) bool: row i says which cached and new
+        entries token i attends to (itself included). Several branches can so share one prompt.
+        Returns the logits after every token: (len(tokens), vocab).
+        """
+        n = len(tokens)
+        assert visible.shape == (n, self.length + n), (visible.shape, n, self.length)
+        device, dtype = self.model.device, self.model.dtype
+        # an additive float mask works for every attention implementation (eager adds it, sdpa takes it)
+        mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible.to(device), float("-inf"))
+        out = self.model(
+            input_ids=torch.tensor([list(tokens)], device=device),
+            position_ids=torch.tensor([list(positions)], device=device),
+            cache_position=torch.arange(self.length, self.length + n, device=device),
+            attention_mask=mask[None, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.length += n
+        return out.logits[0].float()

@@ -105,6 +105,7 @@ class LiveDocument:
         self.cursor = len(text) if cursor is None else cursor
         if not 0 <= self.cursor <= len(text):
             raise ValueError(f"cursor {self.cursor} out of range for a text of length {len(text)}")
+        self.context = context
         self._head = self._head_tokens(context)
         self._window_start = 0
         self.kv = KVCache(engine.model)
@@ -148,6 +149,7 @@ class LiveDocument:
 
     def set_context(self, context: str) -> UpdateStats:
         """Replace the cross-file context segment at the front (a splice like any other)."""
+        self.context = context
         self._head = self._head_tokens(context)
         return self._update([])
 

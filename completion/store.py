@@ -44,6 +44,13 @@ class DocumentStore:
         self.enforce_budget()
         return self._docs[uri]
 
+    def most_recent(self) -> tuple[str, LiveDocument] | None:
+        """The most recently used document (without marking it), or None if there is none."""
+        if not self._docs:
+            return None
+        uri = next(reversed(self._docs))
+        return uri, self._docs[uri]
+
     def close(self, uri: str) -> None:
         self._docs.pop(uri, None)
 

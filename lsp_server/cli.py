@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         if rest:
             ap.error(f"unrecognized arguments: {' '.join(rest)}")
-        from lsp_server.server import server
+        from lsp_server.server import build_server
 
+        server = build_server()
         if args.tcp is not None:
             server.start_tcp("127.0.0.1", args.tcp)
         else:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from completion.decode import greedy_decode
+from completion.decode import decode
 from completion.engine import Engine
 from completion.live import LiveDocument, TextEdit, UpdatePolicy
 from completion.model import load_model
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         full = live.fork(UpdatePolicy.FULL)
         pie_s = apply_step(live, step)
         full_s = apply_step(full, as_one_edit(step))
-        out = greedy_decode(live, vocab)
+        out = decode(live, vocab)
         pie_total, full_total = pie_total + pie_s, full_total + full_s
         print(
             f"- {step.description}\n    PIE update {1000 * pie_s:6.0f} ms | full re-encode {1000 * full_s:6.0f} ms"

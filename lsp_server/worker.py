@@ -2,62 +2,169 @@
 
 All operations run on that thread in the order they were submitted, so a change always
 reaches the cache before the completion request that follows it. The event loop only
-records the newest version of each document; a completion polls it between tokens and
-stops as soon as its version is superseded, so nothing computed for an old version is
-ever returned.
+records the newest version of each document; a completion polls it (and its request's
+cancel flag) between tokens and stops as soon as it is superseded, so nothing computed
+for an old version is ever returned.
+
+When no request is queued for a while, the worker does background work in short steps,
+each re-checking the queue, so a request never waits for more than one step: it moves the
+cross-file context of the document in use towards the current best snippets, then
+re-encodes stale cache positions exactly (PIE leaves them stale after an edit).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from completion.decode import greedy_decode
+from completion.context import SnippetIndex
 from completion.engine import Engine
 from completion.live import LiveDocument, TextEdit, UpdatePolicy
 from completion.model import ModelLoadError, load_model
 from completion.store import DocumentStore
+from completion.suggest import CompletionOptions, Draft, PopupItem, inline, popup
 from completion.vocab import Vocabulary
 from lsp_server.settings import Settings
 
 log = logging.getLogger(__name__)
+REFRESH_CHUNK = 16  # stale tokens re-encoded per background step (~50-100 ms on 2 CPU cores)
+CONTEXT_STEP_CHARS = 300  # cross-file context grows by about this much per background step
+QUERY_LINES = 30  # lines above the cursor that pick the cross-file snippets
+
+
+@dataclass
+class Request:
+    """One completion request: where, for which version, and a flag the event loop sets on $/cancelRequest."""
+
+    uri: str
+    version: int
+    offset: int
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
-class Suggestion:
-    text: str
-    seconds: float  # request arrival on the worker -> suggestion ready
-    first_token_seconds: float
+class Answer:
+    drafts: list[Draft]
+    seconds: float  # request start on the worker -> drafts ready
 
 
 class ModelWorker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livekv-model")
+        self._lock = threading.Lock()
+        self._pending = 0  # submitted jobs not finished yet
+        self._timer: threading.Timer | None = None
+        self._closed = False
         self.engine: Engine | None = None
         self.vocab: Vocabulary | None = None
         self.model_name: str | None = None
         self.load_error: str | None = None
         self.store = DocumentStore(settings.memory_budget_mb << 20)
+        self.index = SnippetIndex()
+        self._indexed: dict[str, str] = {}  # the text last indexed per open document
         self.latest: dict[str, int] = {}  # newest version per document, written by the event loop
-        self.last_suggestion: Suggestion | None = None
+        self.last_answer: Answer | None = None
+        self.background_steps = 0
 
-    def submit(self, fn: Any, *args: Any) -> Future[Any]:
-        return self._pool.submit(fn, *args)
+    # -- called from the event loop ----------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        with self._lock:
+            self._pending += 1
+        return self._pool.submit(self._run, fn, *args)
 
     def shutdown(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def index_folder(self, root: str) -> int:
+        """Read the workspace's .py files into the snippet index (runs on its own thread: no model work)."""
+        return self.index.index_folder(root, should_stop=lambda: self._closed)
+
     # -- everything below runs on the worker thread ------------------------------------
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        finally:
+            with self._lock:
+                self._pending -= 1
+                idle = self._pending == 0
+            if idle:
+                self._arm_background()
+
+    def _arm_background(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._closed or self.engine is None:
+            return
+        self._timer = threading.Timer(self.settings.idle_refresh_ms / 1000, self._start_background)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _start_background(self) -> None:
+        if not self._closed and self._pending == 0:
+            self._pool.submit(self._background_step)
+
+    def _background_step(self) -> None:
+        """One short step of background work; queues the next while nothing else is waiting."""
+        if self._closed or self._pending or self.engine is None:
+            return
+        recent = self.store.most_recent()
+        if recent is None:
+            return
+        uri, doc = recent
+        more = self._step_context(uri, doc) or doc.refresh(REFRESH_CHUNK) > 0
+        self.background_steps += 1
+        if more and not self._pending and not self._closed:
+            self._pool.submit(self._background_step)
+
+    def _step_context(self, uri: str, doc: LiveDocument) -> bool:
+        """Move the document's cross-file context one step towards the best snippets; False if it is there.
+
+        A whole new context would cost one long forward pass; growing it in steps keeps every
+        step short, and each intermediate prompt is a valid one (the snippets cut at a line end).
+        """
+        target = self._context_for(uri, doc)
+        if doc.context == target:
+            return False
+        if not target.startswith(doc.context):
+            doc.set_context("")  # dropping the old context is a deletion: rotation only
+            return True
+        cut = target.find("\n", len(doc.context) + CONTEXT_STEP_CHARS)
+        doc.set_context(target if cut < 0 else target[: cut + 1])
+        return True
+
+    def _context_for(self, uri: str, doc: LiveDocument) -> str:
+        budget = self.settings.cross_file_chars
+        if budget == 0:
+            return ""
+        text, c = doc.text, doc.cursor
+        if self._indexed.get(uri) is not text:
+            self.index.update(uri, text)  # this file's snippets serve the other open files
+            self._indexed[uri] = text
+        start = c
+        for _ in range(QUERY_LINES):
+            start = text.rfind("\n", 0, start)
+            if start < 0:
+                break
+        query = text[max(0, start) : text.find("\n", c) if "\n" in text[c:] else len(text)]
+        context = self.index.render(query, exclude=uri, budget_chars=budget)
+        return context if len(doc.engine.tokenizer(context).input_ids) < doc.window // 4 else ""
 
     def load(self) -> None:
         s = self.settings
         try:
-            loaded = load_model(s.model_path, dtype=s.dtype, threads=s.threads)
-        except ModelLoadError as err:
+            loaded = load_model(s.model_path, dtype=s.dtype, threads=s.threads, quantization=s.quantization)
+        except (ModelLoadError, ValueError) as err:
             self.load_error = str(err)
             log.error("model not loaded: %s", err)
             return
@@ -75,12 +182,12 @@ class ModelWorker:
         return None
 
     def open(self, uri: str, text: str) -> None:
-        if self.engine is None:
-            return
         reason = self.cacheable(text)
         if reason:
             log.info("%s not cached: %s", uri, reason)
             self.store.close(uri)
+            return
+        if self.engine is None:
             return
         policy = UpdatePolicy.PIE if self.settings.use_pie else UpdatePolicy.FULL
         self.store.add(
@@ -103,25 +210,39 @@ class ModelWorker:
 
     def close(self, uri: str) -> None:
         self.store.close(uri)
+        self._indexed.pop(uri, None)
 
-    def complete(self, uri: str, version: int, offset: int) -> Suggestion | None:
-        """A suggestion at `offset`, or None if the document is unknown, uncached or superseded."""
+    def _ready(self, req: Request) -> LiveDocument | None:
+        """The document at the request's cursor, or None if it is unknown, uncached or superseded."""
+        if self.engine is None or req.uri not in self.store or self._superseded(req):
+            return None
+        doc = self.store.get(req.uri)
+        doc.move_cursor(req.offset)
+        return doc
+
+    def _superseded(self, req: Request) -> bool:
+        return req.cancelled.is_set() or self.latest.get(req.uri) != req.version
+
+    def complete(self, req: Request) -> Answer | None:
+        """Inline drafts at the request's offset, or None if unknown, uncached, cancelled or superseded."""
         t0 = time.perf_counter()
-        if self.engine is None or self.vocab is None or uri not in self.store:
+        doc = self._ready(req)
+        if doc is None or self.vocab is None:
             return None
-        if self.latest.get(uri) != version:
-            return None
-        doc = self.store.get(uri)
-        doc.move_cursor(offset)
-        out = greedy_decode(
-            doc,
-            self.vocab,
-            max_tokens=self.settings.max_tokens,
-            time_budget=self.settings.time_budget_ms / 1000,
-            should_stop=lambda: self.latest.get(uri) != version,
+        s = self.settings
+        options = CompletionOptions(
+            max_tokens=s.max_tokens, multiline=s.multiline, drafts=s.drafts, time_budget=s.time_budget_ms / 1000
         )
-        if out.stop == "cancelled" or self.latest.get(uri) != version:
+        drafts = inline(doc, self.vocab, options, should_stop=lambda: self._superseded(req))
+        if self._superseded(req):
             return None
-        suggestion = Suggestion(out.text.rstrip(), time.perf_counter() - t0, out.first_token_seconds)
-        self.last_suggestion = suggestion
-        return suggestion
+        answer = Answer(drafts, time.perf_counter() - t0)
+        self.last_answer = answer
+        return answer
+
+    def popup(self, req: Request) -> list[PopupItem] | None:
+        doc = self._ready(req)
+        if doc is None or self.vocab is None or self.settings.popup_items == 0:
+            return None
+        items = popup(doc, self.vocab, width=self.settings.popup_items, should_stop=lambda: self._superseded(req))
+        return None if self._superseded(req) else items

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from completion.decode import TokenHealing, greedy_decode
+from completion.decode import TokenHealing, decode
 from completion.engine import Engine
 from completion.live import LiveDocument
 from completion.model import LoadedModel
@@ -46,10 +46,10 @@ def test_healing_allows_only_tokens_that_recreate_the_text(vocab: Vocabulary) ->
     assert heal(done, logits) is logits  # healed: no constraint, scores untouched
 
 
-def test_greedy_decode_leaves_the_cache_as_it_found_it(tiny_engine: Callable[[str], Engine], vocab: Vocabulary) -> None:
+def test_decode_leaves_the_cache_as_it_found_it(tiny_engine: Callable[[str], Engine], vocab: Vocabulary) -> None:
     live = LiveDocument(tiny_engine("llama"), CODE, cursor=CODE.index("total\n") + 3, fim=False)
     tokens, keys = list(live.tokens), live.kv.cache.layers[0].keys.clone()
-    out = greedy_decode(live, vocab, max_tokens=8)
+    out = decode(live, vocab, max_tokens=8)
     assert out.tokens and vocab.decode(out.tokens).startswith(live.heal.encode())
     assert live.tokens == tokens and len(live.kv) == len(tokens)
     assert torch.equal(live.kv.cache.layers[0].keys, keys)
@@ -60,6 +60,6 @@ def test_embedded_model_heals_mid_identifier_and_completes(embedded: LoadedModel
     vocab = Vocabulary(engine.tokenizer, engine.model.config.vocab_size)
     text = CODE.replace("    return total\n", "    ret\n")
     live = LiveDocument(engine, text, cursor=text.index("ret\n") + 3)
-    out = greedy_decode(live, vocab)
+    out = decode(live, vocab)
     assert live.heal == " ret"  # the whole token before the cursor, its leading space included
     assert out.text.startswith("urn"), out.text  # "ret" + "urn ..." = "return ..."

@@ -1,0 +1,45 @@
+"""textDocument/inlineCompletion: ghost text at the cursor.
+
+Each item replaces the partial word before the cursor (its range starts where that word
+starts), so an editor that filters items against the typed text keeps them. The request
+waits a short adaptive debounce, then runs on the model worker; it is answered empty if a
+newer change arrives, and a $/cancelRequest stops the decoding between two tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+
+from completion.suggest import partial_word_start
+from lsp_server.positions import Lines, position_at
+
+if TYPE_CHECKING:
+    from lsp_server.server import LiveKVServer
+
+EMPTY = types.InlineCompletionList(items=[])
+
+
+async def inline_completion(ls: LiveKVServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+    req = await ls.request_at(params.text_document.uri, params.position)
+    if req is None:
+        return EMPTY
+    try:
+        answer = await asyncio.wrap_future(ls.worker.submit(ls.worker.complete, req))
+    except asyncio.CancelledError:
+        req.cancelled.set()
+        raise
+    if answer is None or not ls.current(req):
+        return EMPTY  # nothing computed for an old version is sent
+    ls.notify_status(answer.seconds, answer.drafts[0].first_token_seconds if answer.drafts else None)
+    text = ls.mirrors[req.uri].text
+    lines = Lines.of(text)
+    start = partial_word_start(text, req.offset)
+    line, character = position_at(lines, start, ls.encoding)
+    here = types.Range(types.Position(line, character), params.position)
+    partial = text[start : req.offset]
+    return types.InlineCompletionList(
+        items=[types.InlineCompletionItem(insert_text=partial + d.text, range=here) for d in answer.drafts]
+    )
