@@ -95,6 +95,10 @@ class LiveKVServer(LanguageServer):
 def initialize(ls: LiveKVServer, params: types.InitializeParams) -> None:
     ls.settings, problems = Settings.from_json(params.initialization_options)
     ls.worker = ModelWorker(ls.settings)
+    # pygls has already chosen the client's preferred encoding (Neovim offers utf-8 first) and
+    # advertised it; every conversion must use the same one.
+    chosen = ls.workspace.position_encoding or types.PositionEncodingKind.Utf16
+    ls.encoding = chosen.value if isinstance(chosen, types.PositionEncodingKind) else str(chosen)
     window = params.capabilities.window
     ls.client_progress = bool(window and window.work_done_progress)
     folders = params.workspace_folders or []

@@ -69,6 +69,9 @@ class ModelWorker:
         self.index = SnippetIndex()
         self._indexed: dict[str, str] = {}  # the text last indexed per open document
         self.latest: dict[str, int] = {}  # newest version per document, written by the event loop
+        # usePie=false keeps only the text of changed documents and re-encodes it whole on the next
+        # request: the baseline PIE is measured against (a full re-encode, done once per request).
+        self.unencoded: dict[str, str] = {}
         self.last_answer: Answer | None = None
         self.background_steps = 0
 
@@ -189,33 +192,45 @@ class ModelWorker:
             return
         if self.engine is None:
             return
+        self.unencoded.pop(uri, None)
         policy = UpdatePolicy.PIE if self.settings.use_pie else UpdatePolicy.FULL
         self.store.add(
-            uri, LiveDocument(self.engine, text, cursor=0, window=self.settings.context_tokens, policy=policy)
+            # the caret is unknown until the first edit or request: the whole (windowed) file is encoded
+            uri, LiveDocument(self.engine, text, window=self.settings.context_tokens, policy=policy)
         )
 
     def change(self, uri: str, edits: list[TextEdit], text_after: str) -> None:
         """Apply one change; `text_after` is the client's text after it (checked, never trusted blindly)."""
+        if not self.settings.use_pie and uri in self.store:
+            self.unencoded[uri] = text_after
+            return
         if uri not in self.store:
             self.open(uri, text_after)
             return
         doc = self.store.get(uri)
-        doc.apply_edits(edits)
+        shift = sum(len(e.text) - (e.end - e.start) for e in edits[:-1])
+        caret = edits[-1].start + shift + len(edits[-1].text)  # where the caret is after typing
+        doc.apply_edits(edits, cursor=caret)
         if doc.text != text_after:  # cannot happen unless a bug: resynchronise rather than drift
             log.error("cache text drifted from the client's for %s; re-opening", uri)
             self.open(uri, text_after)
 
     def text_of(self, uri: str) -> str | None:
+        if uri in self.unencoded:
+            return self.unencoded[uri]
         return self.store.get(uri).text if uri in self.store else None
 
     def close(self, uri: str) -> None:
         self.store.close(uri)
+        self.unencoded.pop(uri, None)
         self._indexed.pop(uri, None)
 
     def _ready(self, req: Request) -> LiveDocument | None:
         """The document at the request's cursor, or None if it is unknown, uncached or superseded."""
         if self.engine is None or req.uri not in self.store or self._superseded(req):
             return None
+        if req.uri in self.unencoded:
+            self.open(req.uri, self.unencoded[req.uri])
         doc = self.store.get(req.uri)
         doc.move_cursor(req.offset)
         return doc

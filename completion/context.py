@@ -1,0 +1,240 @@
+"""Cross-file context: snippets from the workspace that look like the code around the cursor.
+
+Like Copilot's "neighboring tabs": open/edited documents and workspace .py files read from disk
+are cut into overlapping line windows; a completion gets the windows whose identifiers overlap
+most with the text near the cursor, rendered as a comment block for the front of the prompt.
+Files are only read as text, never imported or run. The rendered block must be a pure function
+of the index state and the query: the caller re-encodes the front of the KV cache when it changes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import keyword
+import os
+import re
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import compress
+from urllib.parse import unquote, urlparse
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LINE_BREAK = re.compile(r"\r\n?|\n")
+# Keywords, and self/cls which occur in nearly every method, say nothing about which file is related.
+_STOPWORDS = frozenset(keyword.kwlist) | {"self", "cls"}
+_SKIP_DIRS = frozenset({".git", ".venv", "venv", "node_modules", "__pycache__", "site-packages", "build", "dist"})
+_RECENCY_BOOST = 0.1  # the most recently touched file scores up to 10% higher: it wins near-ties, not relevance
+_RENDER_CANDIDATES = 32
+_LANE_FORMAT = {1: "B", 2: "H", 4: "I"}  # memoryview formats for 1/2/4-byte counters
+
+
+@dataclass(frozen=True)
+class Snippet:
+    path: str  # display path (relative to the workspace root when known)
+    start_line: int  # 0-based, like LSP positions
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    start: int
+    end: int  # exclusive line number
+    text: str
+
+
+@dataclass(frozen=True)
+class _File:
+    """A file's chunks plus, per identifier, a counter vector over its chunks: lane i (`width` bytes) of
+    `lanes[w]` is 1 if chunk i contains w. Summing the query's vectors is one C-level big-int sum per file and
+    yields every chunk's intersection size at once (no lane can overflow: a count never exceeds the chunk's
+    size); a per-chunk set intersection was too slow for 10k chunks."""
+
+    path: str
+    chunks: tuple[_Chunk, ...]  # in line order
+    sizes: tuple[int, ...]  # distinct identifiers per chunk
+    width: int
+    lanes: dict[str, int]
+
+
+def identifiers(text: str) -> frozenset[str]:
+    """Identifier-like words of `text`, minus keywords and 1-character names (interned: lookups compare by identity)."""
+    return frozenset(sys.intern(w) for w in _IDENT.findall(text) if len(w) > 1 and w not in _STOPWORDS)
+
+
+def _norm_key(key: str) -> str:
+    """One key per file whether it arrives as a file:// URI (editor) or a path (folder walk)."""
+    if key.startswith("file://"):
+        key = unquote(urlparse(key).path)
+        if os.name == "nt" and re.match(r"/[A-Za-z]:", key):
+            key = key[1:]
+    elif "://" in key or key.startswith("untitled:"):
+        return key
+    return os.path.normcase(os.path.normpath(key))
+
+
+class SnippetIndex:
+    """Chunks of up to `max_files` files, least recently touched evicted first. Thread-safe (folder walks run off
+    the event loop)."""
+
+    def __init__(self, *, chunk_lines: int = 20, stride: int = 10, max_files: int = 200, max_file_bytes: int = 500_000):
+        for name, value in (("chunk_lines", chunk_lines), ("max_files", max_files), ("max_file_bytes", max_file_bytes)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if not 1 <= stride <= chunk_lines:  # a larger stride would leave lines in no chunk
+            raise ValueError(f"stride must be in 1..chunk_lines ({chunk_lines}), got {stride}")
+        self.chunk_lines, self.stride = chunk_lines, stride
+        self.max_files, self.max_file_bytes = max_files, max_file_bytes
+        self._files: OrderedDict[str, _File] = OrderedDict()  # least recently touched first
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __contains__(self, key: str) -> bool:
+        return _norm_key(key) in self._files
+
+    def _file(self, path: str, text: str) -> _File:
+        lines = _LINE_BREAK.split(text)  # the editor's line breaks, so line numbers match LSP positions
+        line_words = [identifiers(line) for line in lines]
+        chunks: list[_Chunk] = []
+        words: list[frozenset[str]] = []
+        for start in range(0, len(lines), self.stride):
+            end = min(start + self.chunk_lines, len(lines))
+            lo, hi = start, end
+            while lo < hi and not lines[lo].strip():  # blank edges cost budget and say nothing
+                lo += 1
+            while hi > lo and not lines[hi - 1].strip():
+                hi -= 1
+            ws = frozenset().union(*line_words[lo:hi])
+            if ws and not (chunks and chunks[-1].start == lo and chunks[-1].end == hi):
+                chunks.append(_Chunk(lo, hi, "\n".join(lines[lo:hi])))
+                words.append(ws)
+            if end == len(lines):
+                break
+        sizes = tuple(map(len, words))
+        width = next(w for w in (1, 2, 4) if max(sizes, default=0) < 256**w)
+        lanes: dict[str, int] = {}
+        for i, ws in enumerate(words):
+            for word in ws:
+                lanes[word] = lanes.get(word, 0) | 1 << (8 * width * i)
+        return _File(path, tuple(chunks), sizes, width, lanes)
+
+    def update(self, key: str, text: str, *, path: str | None = None) -> None:
+        """Add or replace a file and mark it most recently used. Over `max_file_bytes` it is dropped instead:
+        huge (usually generated) files are noise and slow every query."""
+        if len(text.encode("utf-8", "surrogatepass")) > self.max_file_bytes:
+            self.remove(key)
+            return
+        entry = self._file(path if path is not None else key, text)
+        with self._lock:
+            nkey = _norm_key(key)
+            self._files[nkey] = entry
+            self._files.move_to_end(nkey)
+            while len(self._files) > self.max_files:
+                self._files.popitem(last=False)
+
+    def remove(self, key: str) -> None:
+        with self._lock:
+            self._files.pop(_norm_key(key), None)
+
+    def touch(self, key: str) -> None:
+        """Mark a file recently viewed/edited; unknown keys are ignored (e.g. a file too large to index)."""
+        with self._lock:
+            nkey = _norm_key(key)
+            if nkey in self._files:
+                self._files.move_to_end(nkey)
+
+    def index_folder(
+        self, root: str, *, max_files: int | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> int:
+        """Add the workspace's .py files from disk; return how many were added. Files already indexed are kept (an
+        open buffer is fresher than the disk), and disk files only fill free slots, as least recently used: a
+        workspace walk never evicts what the user has open or edited."""
+        root = os.path.abspath(root)
+        added = 0
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+            for name in sorted(filenames):
+                full_index = len(self._files) >= self.max_files or (max_files is not None and added >= max_files)
+                if full_index or (should_stop is not None and should_stop()):
+                    return added
+                if not name.endswith(".py") or name.startswith("."):
+                    continue
+                full = os.path.join(dirpath, name)
+                if full in self or (text := self._read(full)) is None:
+                    continue
+                entry = self._file(os.path.relpath(full, root).replace(os.sep, "/"), text)
+                with self._lock:
+                    key = _norm_key(full)
+                    if key not in self._files and len(self._files) < self.max_files:
+                        self._files[key] = entry
+                        self._files.move_to_end(key, last=False)
+                        added += 1
+        return added
+
+    def _read(self, full: str) -> str | None:
+        """The file's text, or None if it is not a regular, small, UTF-8 text file."""
+        try:
+            if not os.path.isfile(full) or os.path.getsize(full) > self.max_file_bytes:
+                return None
+            with open(full, "rb") as f:
+                data = f.read(self.max_file_bytes + 1)
+            if len(data) > self.max_file_bytes or b"\0" in data:
+                return None
+            return data.decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def snippets(self, query: str, *, exclude: str | None = None, limit: int = 8) -> list[Snippet]:
+        """The best non-overlapping chunks by Jaccard similarity of identifiers with `query`, excluding file `exclude`.
+        Order: score desc, then the more recently touched file, then line."""
+        q = identifiers(query)
+        if not q or limit < 1:
+            return []
+        skip = _norm_key(exclude) if exclude is not None else None
+        with self._lock:
+            files = list(reversed(self._files.items()))  # most recently touched first: rank 0
+        # Greedy selection below rejects at most `others` overlapping windows per chosen chunk, so the best
+        # limit * (others + 1) candidates are enough and a full sort is not needed.
+        others = 2 * (-(-self.chunk_lines // self.stride) - 1)
+        nq, n = len(q), len(files)
+        found: list[tuple[float, int, int]] = []  # (-score, rank, chunk index): chunk order is line order
+        for rank, (key, f) in enumerate(files):
+            total = 0 if key == skip else sum(filter(None, map(f.lanes.get, q)))
+            if not total:
+                continue
+            counts = memoryview(total.to_bytes(len(f.chunks) * f.width, sys.byteorder)).cast(_LANE_FORMAT[f.width])
+            boost = 1.0 + _RECENCY_BOOST * (1.0 - rank / n)
+            sizes = f.sizes
+            for i in compress(range(len(sizes)), counts):
+                inter = counts[i]
+                found.append((-boost * inter / (nq + sizes[i] - inter), rank, i))
+        chosen: list[tuple[str, _Chunk, Snippet]] = []
+        for neg, rank, i in heapq.nsmallest(limit * (others + 1), found):
+            key, f = files[rank]
+            c = f.chunks[i]  # overlapping windows of one file would repeat lines: keep the best
+            if not any(k == key and c.start < o.end and o.start < c.end for k, o, _ in chosen):
+                chosen.append((key, c, Snippet(f.path, c.start, c.text, -neg)))
+                if len(chosen) == limit:
+                    break
+        return [s for _, _, s in chosen]
+
+    def render(self, query: str, *, exclude: str | None, budget_chars: int) -> str:
+        """A comment block of the best snippets that fit in `budget_chars` whole (never cut mid-line), or "".
+        The best snippet comes last, nearest the code being completed."""
+        if budget_chars < 0:
+            raise ValueError(f"budget_chars must be >= 0, got {budget_chars}")
+        blocks: list[str] = []
+        used = 0
+        for s in self.snippets(query, exclude=exclude, limit=_RENDER_CANDIDATES):
+            body = "".join(f"# {line}\n" if line else "#\n" for line in s.text.split("\n"))
+            block = f"# Path: {s.path}\n{body}"
+            cost = len(block) + (1 if blocks else 0)  # blank separator line
+            if used + cost <= budget_chars:
+                blocks.append(block)
+                used += cost
+        return "\n".join(reversed(blocks))
