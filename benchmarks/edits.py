@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -93,7 +94,9 @@ def window_cut(engine: Engine, text: str, limit: int) -> int:
     return len(text) if nl < 0 else nl + 1
 
 
-def run_scenario(engine: Engine, vocab: Vocabulary, sc: dict, context_tokens: int) -> list[Trial] | None:
+def run_scenario(
+    engine: Engine, vocab: Vocabulary, sc: dict, context_tokens: int, methods: Sequence[UpdatePolicy] = METHODS
+) -> list[Trial] | None:
     """All methods on one scenario; None when an edit falls outside the context window."""
     before, target, cursor = sc["before"], sc["target"], sc["cursor"]
     after = apply_edits(before, sc["edits"])
@@ -114,7 +117,7 @@ def run_scenario(engine: Engine, vocab: Vocabulary, sc: dict, context_tokens: in
     distance = max(0, base.layout.cursor_token - first_edit_token)
     trials: list[Trial] = []
     full_prediction = ""
-    for method in METHODS:
+    for method in methods:
         live = base.fork(method)
         stats = live.apply_edits(edits, cursor=cursor - cut)
         assert live.text == after[cut:]
@@ -259,10 +262,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mid-file", type=int, default=5, help="mid-file insertion trials at 4k tokens (0: skip)")
     ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quantization", default="none", choices=["none", "int8"], help="int8: int8 linear layers")
+    ap.add_argument(
+        "--methods",
+        nargs="*",
+        default=[m.value for m in METHODS],
+        choices=[m.value for m in METHODS],
+        help="update methods to compare (agreement is with `full` when it runs first)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write per-trial results and summary here")
     args = ap.parse_args(argv)
 
-    loaded = load_model(args.model, threads=args.threads)
+    loaded = load_model(args.model, threads=args.threads, quantization=args.quantization)
+    methods = [UpdatePolicy(m) for m in args.methods]
     engine = Engine.from_loaded(loaded)
     vocab = Vocabulary(engine.tokenizer, engine.model.config.vocab_size)
     scenarios = [json.loads(line) for line in args.scenarios.read_text().splitlines() if line.strip()]
@@ -271,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     skipped = 0
     t0 = time.perf_counter()
     for i, sc in enumerate(chosen, 1):
-        result = run_scenario(engine, vocab, sc, args.context_tokens)
+        result = run_scenario(engine, vocab, sc, args.context_tokens, methods)
         if result is None:
             skipped += 1
             continue
@@ -294,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                     "model": loaded.name,
                     "context_tokens": args.context_tokens,
                     "threads": args.threads,
+                    "quantization": args.quantization,
                     "scenarios": len(chosen),
                     "skipped": skipped,
                     "summary": summary,

@@ -250,15 +250,21 @@ class LiveDocument:
         self._window_start = max(0, w)
         return out
 
+    def _layout_at(self, window_start: int) -> Layout:
+        return build_layout(
+            self.doc,
+            self.cursor,
+            head=self._head,
+            fim=self.fim,
+            window_start=window_start,
+            suffix_tokens=self.suffix_tokens,
+        )
+
     def _compute_layout(self) -> Layout:
         """Layout for the current text and cursor, moving the window start only when the
         prompt leaves [window - window/4, window] so typing does not shift it every key."""
 
-        def lay(w: int) -> Layout:
-            return build_layout(
-                self.doc, self.cursor, head=self._head, fim=self.fim, window_start=w, suffix_tokens=self.suffix_tokens
-            )
-
+        lay = self._layout_at
         layout = lay(self._window_start)
         slack = self.window // 8
         if len(layout.tokens) > self.window or (
@@ -276,10 +282,16 @@ class LiveDocument:
         """Apply layout splices, then one more splice from diffing against the true layout."""
         t0 = time.perf_counter()
         encoded = self._apply(layout_splices)
-        self.layout = self._compute_layout()
-        final = diff_splice(self.tokens, self.layout.tokens)
-        if final is not None:
-            encoded += self._apply([final])
+        # Two steps when the window start moves: first the cursor/text change under the old
+        # window, then the window move. A single diff of a prompt changed at both ends would
+        # find no common tail and re-encode everything in between.
+        first = self._layout_at(self._window_start)  # too long when the cursor jumped far ahead: skip it
+        steps = [first] if len(first.tokens) <= self.window + self.window // 4 else []
+        for layout in [*steps, self._compute_layout()]:
+            self.layout = layout
+            final = diff_splice(self.tokens, layout.tokens)
+            if final is not None:
+                encoded += self._apply([final])
         assert self.tokens == self.layout.tokens
         stats = UpdateStats(encoded, len(self.tokens) - encoded, time.perf_counter() - t0)
         return stats

@@ -22,7 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--tcp", type=int, metavar="PORT", help="listen on 127.0.0.1:PORT instead (never other hosts)")
     serve.add_argument("--log-file", help="also write logs to this file")
     bench = sub.add_parser("bench", help="reproducible measurements (JSON out, one table printed)")
-    bench.add_argument("suite", choices=["edits"], help="edits: update latency and next-line quality after edits")
+    bench.add_argument(
+        "suite",
+        choices=["edits", "latency"],
+        help="edits: update latency and next-line quality after edits; "
+        "latency: keystroke-to-suggestion through the real server, PIE vs --no-pie",
+    )
     sub.add_parser("demo", help="replay edits on a real file with the embedded model; print suggestions and timings")
     args, rest = ap.parse_known_args(argv)
     # Logs never go to stdout: in stdio mode it carries the protocol.
@@ -44,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             server.start_io()
         return 0
     if args.command == "bench":
+        if args.suite == "latency":
+            from benchmarks.latency import main as bench_latency
+
+            return bench_latency(rest)
         from benchmarks.edits import main as bench_edits
 
         return bench_edits(rest)

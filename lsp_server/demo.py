@@ -1,26 +1,29 @@
-"""`livekv demo`: replay a short editing session on a real Python file with the embedded model.
+"""`livekv demo`: an editor session against the real server, with the embedded model.
 
-Each step edits the document the way a person would (delete a line, insert one, rename
-a name, type part of a line) and prints the next-line suggestion at the cursor, with
-the time PIE took to patch the cache beside the time a full re-encode takes.
+It starts `livekv serve` as a subprocess and acts as its LSP client: opens a real Python
+file (the standard library's textwrap.py) with one line emptied, then edits it the way a
+person would (deletes a line, puts it back, renames a name, types part of a line key by
+key with pauses) and asks for an inline completion after each step and at each pause in
+the typing, printing every suggestion with its keystroke-to-suggestion latency. It ends
+with a summary table.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import builtins
 import keyword
 import re
+import statistics
 import sysconfig
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from completion.decode import decode
-from completion.engine import Engine
-from completion.live import LiveDocument, TextEdit, UpdatePolicy
-from completion.model import load_model
-from completion.vocab import Vocabulary
+from completion.live import TextEdit
+from lsp_server.editor import Answer, Editor
 
 DEFAULT_FILE = Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"
 
@@ -78,61 +81,69 @@ def session(text: str) -> tuple[str, int, str, list[Step]]:
     return doc, steps[0].cursor, target, steps
 
 
-def apply_step(live: LiveDocument, step: Step) -> float:
-    """Apply a step to the document; return the seconds spent patching the cache."""
-    if not step.typed:
-        return live.apply_edits(step.edits, cursor=step.cursor).seconds
-    at = step.cursor - len(step.typed)
-    return sum(live.apply_edits([TextEdit(at + i, at + i, ch)]).seconds for i, ch in enumerate(step.typed))
+PAUSE_BEFORE = set(" .(,:)[=")
+TYPING_GAP = 0.12  # seconds between keys
 
 
-def as_one_edit(step: Step) -> Step:
-    """The same change as a single update (what a full re-encode is timed on)."""
-    if not step.typed:
-        return step
-    at = step.cursor - len(step.typed)
-    return Step(step.description, [TextEdit(at, at, step.typed)], step.cursor)
+async def play(path: Path, options: dict) -> list[tuple[str, Answer]]:
+    text, _, target, steps = session(path.read_text(encoding="utf-8"))
+    editor = Editor()
+    results: list[tuple[str, Answer]] = []
+    with tempfile.TemporaryDirectory() as root:
+        t0 = time.perf_counter()
+        await editor.start(options, root)
+        uri = f"file://{root}/{path.name}"
+        await editor.open(uri, text)
+        print(
+            f"server started, model loaded and {path.name} ({len(text)} chars) encoded in "
+            f"{time.perf_counter() - t0:.1f}s; the line being written is {target.strip()!r}\n"
+        )
+        for step in steps:
+            if not step.typed:
+                for e in sorted(step.edits, key=lambda e: -e.start):  # back to front: offsets stay valid
+                    editor.edit(uri, e.start, e.end, e.text)
+                pressed = time.perf_counter()
+                results.append((step.description, await show(editor, uri, step.cursor, pressed, step.description)))
+                continue
+            at = step.cursor - len(step.typed)
+            print(f"- {step.description}")
+            for i, ch in enumerate(step.typed):
+                editor.edit(uri, at + i, at + i, ch)
+                pressed = time.perf_counter()
+                nxt = step.typed[i + 1] if i + 1 < len(step.typed) else " "
+                if (nxt in PAUSE_BEFORE and ch not in PAUSE_BEFORE) or i + 1 == len(step.typed):
+                    label = f"typed {step.typed[: i + 1].strip()!r}"
+                    results.append((label, await show(editor, uri, at + i + 1, pressed, "  " + label)))
+                else:
+                    await asyncio.sleep(TYPING_GAP)
+        await editor.stop()
+    return results
+
+
+async def show(editor: Editor, uri: str, offset: int, pressed: float, label: str) -> Answer:
+    answer = await editor.inline(uri, offset, since=pressed)
+    first = (
+        "" if answer.first_token_seconds is None else f", first token after {1000 * answer.first_token_seconds:.0f} ms"
+    )
+    print(f"- {label}\n    suggestion {answer.text!r} in {1000 * answer.seconds:.0f} ms{first}")
+    await asyncio.sleep(0.3)  # reading the ghost text
+    return answer
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="livekv demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--file", type=Path, default=DEFAULT_FILE, help="Python file to edit (default: stdlib textwrap.py)")
     ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--window", type=int, default=4096, help="prompt window in tokens")
+    ap.add_argument("--quantization", default="none", choices=["none", "int8"])
     args = ap.parse_args(argv)
-
-    t0 = time.perf_counter()
-    loaded = load_model(args.model, threads=args.threads)
+    options = {"modelPath": args.model, "quantization": args.quantization, "indexWorkspace": False}
+    results = asyncio.run(play(args.file, options))
+    print("\n| step | keystroke -> suggestion (ms) | suggestion |\n|---|---|---|")
+    for label, a in results:
+        print(f"| {label} | {1000 * a.seconds:.0f} | {a.text!r} |")
+    latencies = [a.seconds for _, a in results]
     print(
-        f"model: {loaded.name} loaded in {time.perf_counter() - t0:.1f}s "
-        f"({'converted-weights cache' if loaded.from_cache else 'converted from GGUF'})"
-    )
-    engine = Engine.from_loaded(loaded)
-    vocab = Vocabulary(engine.tokenizer, engine.model.config.vocab_size)
-    text, cursor, target, steps = session(args.file.read_text(encoding="utf-8"))
-    t0 = time.perf_counter()
-    live = LiveDocument(engine, text, cursor=cursor, window=args.window)
-    print(
-        f"file: {args.file} ({len(text)} chars); prompt {len(live.tokens)} tokens "
-        f"encoded in {time.perf_counter() - t0:.1f}s; the line being written is {target.strip()!r}\n"
-    )
-    pie_total = full_total = 0.0
-    for step in steps:
-        full = live.fork(UpdatePolicy.FULL)
-        pie_s = apply_step(live, step)
-        full_s = apply_step(full, as_one_edit(step))
-        out = decode(live, vocab)
-        pie_total, full_total = pie_total + pie_s, full_total + full_s
-        print(
-            f"- {step.description}\n    PIE update {1000 * pie_s:6.0f} ms | full re-encode {1000 * full_s:6.0f} ms"
-            f" | first token {1000 * out.first_token_seconds:4.0f} ms\n    suggestion: {out.text!r}"
-        )
-    t0 = time.perf_counter()
-    refreshed = live.refresh()
-    print(
-        f"\nsummary: {len(steps)} steps; PIE updates took {1000 * pie_total:.0f} ms in all, full re-encodes "
-        f"{1000 * full_total:.0f} ms ({full_total / max(pie_total, 1e-9):.0f}x); a background refresh would "
-        f"re-encode the {refreshed} stale positions exactly in {time.perf_counter() - t0:.1f}s"
+        f"\n{len(results)} suggestions, keystroke -> suggestion median {1000 * statistics.median(latencies):.0f} ms, "
+        f"{sum(1 for _, a in results if a.text)} non-empty"
     )
     return 0

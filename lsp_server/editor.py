@@ -36,6 +36,13 @@ class Answer:
     server_seconds: float | None  # request start on the server's worker -> answer ready
     first_token_seconds: float | None  # request start on the worker -> first token chosen
 
+    @property
+    def to_first_token(self) -> float | None:
+        """Keystroke -> first token: the wait measured here minus the server's time after its first token."""
+        if self.server_seconds is None or self.first_token_seconds is None:
+            return None
+        return self.seconds - (self.server_seconds - self.first_token_seconds)
+
 
 class Editor:
     def __init__(self) -> None:
@@ -91,7 +98,7 @@ class Editor:
         self.versions[uri] += 1
         self.client.text_document_did_change(
             types.DidChangeTextDocumentParams(
-                types.VersionedTextDocumentIdentifier(uri, self.versions[uri]),
+                types.VersionedTextDocumentIdentifier(version=self.versions[uri], uri=uri),
                 [types.TextDocumentContentChangePartial(types.Range(types.Position(*a), types.Position(*b)), new)],
             )
         )
@@ -109,6 +116,7 @@ class Editor:
             )
         )
         seconds = time.perf_counter() - t0
+        await asyncio.sleep(0)  # let the status notification sent just before the answer be handled
         items = result.items if isinstance(result, types.InlineCompletionList) else (result or [])
         status = self.status[before] if len(self.status) > before else {}
         server = status.get("latencyMs")
@@ -127,7 +135,9 @@ class Editor:
 
 
 def _plain(params: Any) -> dict[str, Any]:
-    return dict(params) if isinstance(params, dict) else {k: getattr(params, k) for k in vars(params)}
+    """The status notification's fields (pygls hands unknown params over as attribute objects)."""
+    keys = ("latencyMs", "firstTokenMs", "model")
+    return {k: params.get(k) if isinstance(params, dict) else getattr(params, k, None) for k in keys}
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

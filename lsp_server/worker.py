@@ -60,6 +60,7 @@ class ModelWorker:
         self._lock = threading.Lock()
         self._pending = 0  # submitted jobs not finished yet
         self._timer: threading.Timer | None = None
+        self._background = False  # a background step is queued or running
         self._closed = False
         self.engine: Engine | None = None
         self.vocab: Vocabulary | None = None
@@ -114,21 +115,27 @@ class ModelWorker:
         self._timer.start()
 
     def _start_background(self) -> None:
-        if not self._closed and self._pending == 0:
-            self._pool.submit(self._background_step)
+        with self._lock:
+            if self._closed or self._pending or self._background:
+                return
+            self._background = True  # one chain of steps at a time
+        self._pool.submit(self._background_step)
 
     def _background_step(self) -> None:
         """One short step of background work; queues the next while nothing else is waiting."""
-        if self._closed or self._pending or self.engine is None:
-            return
-        recent = self.store.most_recent()
-        if recent is None:
-            return
-        uri, doc = recent
-        more = self._step_context(uri, doc) or doc.refresh(REFRESH_CHUNK) > 0
-        self.background_steps += 1
-        if more and not self._pending and not self._closed:
-            self._pool.submit(self._background_step)
+        more = False
+        try:
+            recent = self.store.most_recent()
+            if recent is not None and self.engine is not None and not self._pending and not self._closed:
+                uri, doc = recent
+                more = self._step_context(uri, doc) or doc.refresh(REFRESH_CHUNK) > 0
+                self.background_steps += 1
+        finally:
+            with self._lock:
+                more = more and not self._pending and not self._closed
+                self._background = more
+            if more:
+                self._pool.submit(self._background_step)
 
     def _step_context(self, uri: str, doc: LiveDocument) -> bool:
         """Move the document's cross-file context one step towards the best snippets; False if it is there.
@@ -196,7 +203,8 @@ class ModelWorker:
         policy = UpdatePolicy.PIE if self.settings.use_pie else UpdatePolicy.FULL
         self.store.add(
             # the caret is unknown until the first edit or request: the whole (windowed) file is encoded
-            uri, LiveDocument(self.engine, text, window=self.settings.context_tokens, policy=policy)
+            uri,
+            LiveDocument(self.engine, text, window=self.settings.context_tokens, policy=policy),
         )
 
     def change(self, uri: str, edits: list[TextEdit], text_after: str) -> None:
@@ -248,10 +256,18 @@ class ModelWorker:
         options = CompletionOptions(
             max_tokens=s.max_tokens, multiline=s.multiline, drafts=s.drafts, time_budget=s.time_budget_ms / 1000
         )
+        t1 = time.perf_counter()
         drafts = inline(doc, self.vocab, options, should_stop=lambda: self._superseded(req))
         if self._superseded(req):
             return None
         answer = Answer(drafts, time.perf_counter() - t0)
+        log.info(
+            "completion for %s v%d: cursor update %.0f ms, then %s",
+            req.uri,
+            req.version,
+            1000 * (t1 - t0),
+            ", ".join(f"first token {1000 * d.first_token_seconds:.0f} ms, {1000 * d.seconds:.0f} ms" for d in drafts),
+        )
         self.last_answer = answer
         return answer
 
