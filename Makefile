@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench-edits lint clean
+.PHONY: setup demo test bench-edits bench-latency lint clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,9 @@ test: setup
 
 bench-edits: setup
 	HF_HUB_OFFLINE=1 $(BIN)/livekv bench edits --json benchmarks/results/edits.json
+
+bench-latency: setup
+	HF_HUB_OFFLINE=1 $(BIN)/livekv bench latency --json benchmarks/results/latency.json
 
 lint: setup
 	$(BIN)/ruff check .

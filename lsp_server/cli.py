@@ -12,7 +12,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="livekv",
         description="Code completion over a live, edit-patched KV cache (PIE).",
-        epilog="`livekv bench edits --help` and `livekv demo --help` describe each command.",
+        epilog="`livekv <command> --help` describes each command's options "
+        "(serve, complete, demo, bench edits, bench latency).",
     )
     ap.add_argument("--log-level", default="WARNING", help="logging level for stderr (default WARNING)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         help="edits: update latency and next-line quality after edits; "
         "latency: keystroke-to-suggestion through the real server, PIE vs --no-pie",
     )
+    sub.add_parser("complete", help="print suggestions at FILE --line L --col C (in-process, no editor)")
     sub.add_parser("demo", help="replay edits on a real file with the embedded model; print suggestions and timings")
     args, rest = ap.parse_known_args(argv)
     # Logs never go to stdout: in stdio mode it carries the protocol.
@@ -56,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.edits import main as bench_edits
 
         return bench_edits(rest)
+    if args.command == "complete":
+        from lsp_server.complete import main as complete
+
+        return complete(rest)
     from lsp_server.demo import main as demo
 
     return demo(rest)
