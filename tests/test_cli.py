@@ -1,0 +1,78 @@
+"""The command line, run for real: `livekv complete`, `livekv bench latency` (a short session), `--help`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SOURCE = """class Stack:
+    def __init__(self):
+        self.items = []
+
+    def push(self, item):
+        self.it
+"""
+
+
+def livekv(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_server.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_help_lists_every_command() -> None:
+    out = livekv("--help")
+    assert out.returncode == 0
+    for command in ("serve", "complete", "demo", "bench"):
+        assert command in out.stdout
+
+
+@pytest.mark.integration
+def test_complete_prints_drafts_and_popup_items_as_json(tmp_path: Path) -> None:
+    path = tmp_path / "stack.py"
+    path.write_text(SOURCE)
+    out = livekv("complete", str(path), "--line", "6", "--col", "16", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["drafts"] and result["drafts"][0]["text"].strip()
+    assert "\n" not in result["drafts"][0]["text"]
+    labels = [item["label"] for item in result["popup"]]
+    assert labels and all(label.startswith("it") for label in labels)
+    assert "items" in labels
+
+
+def test_complete_rejects_a_position_outside_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "stack.py"
+    path.write_text(SOURCE)
+    out = livekv("complete", str(path), "--line", "60", "--col", "1")
+    assert out.returncode == 2 and "line 60 is outside the file" in out.stderr
+
+
+@pytest.mark.integration
+def test_latency_benchmark_runs_a_typing_session_through_the_server(tmp_path: Path) -> None:
+    source = tmp_path / "shop.py"
+    body = "".join(f"    def item_{i}(self):\n        return self.items[{i}].price * self.count\n\n" for i in range(40))
+    source.write_text("class Shop:\n" + body)
+    out = livekv(
+        "bench",
+        "latency",
+        "--files",
+        str(source),
+        "--modes",
+        "pie",
+        "--requests",
+        "2",
+        "--json",
+        str(tmp_path / "l.json"),
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "l.json").read_text())
+    samples = report["samples"]
+    assert len(samples) == 2 and all(s["mode"] == "pie" and s["to_suggestion"] > 0 for s in samples)
+    assert all(s["to_first_token"] is not None and s["to_first_token"] <= s["to_suggestion"] for s in samples)
+    assert report["summary"]["pie"]["requests"] == 2
+    assert "| pie | 2 |" in out.stdout
