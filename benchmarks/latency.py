@@ -61,14 +61,15 @@ def target_line(text: str, fraction: float) -> tuple[int, str]:
     raise ValueError("no code line to type")
 
 
-async def run_file(mode: str, path: Path, seed: int, max_requests: int) -> list[Sample]:
+async def run_file(mode: str, path: Path, seed: int, max_requests: int, quantization: str) -> list[Sample]:
     text = path.read_text()
     offset, line = target_line(text, 0.6)
     doc = text[:offset] + text[offset + len(line) :]
     rng = random.Random(seed)
     editor = Editor()
     with tempfile.TemporaryDirectory() as root:
-        await editor.start({"usePie": mode == "pie", "indexWorkspace": False}, root)
+        options = {"usePie": mode == "pie", "indexWorkspace": False, "quantization": quantization}
+        await editor.start(options, root)
         uri = f"file://{root}/{path.name}"
         await editor.open(uri, doc)
         samples: list[Sample] = []
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", nargs="*", default=["pie", "no-pie"], choices=["pie", "no-pie"])
     ap.add_argument("--requests", type=int, default=8, help="completion requests per file (default 8)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quantization", default="none", choices=["none", "int8"], help="the servers' quantization")
     ap.add_argument("--json", type=Path, default=None, help="write samples and summary here")
     args = ap.parse_args(argv)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -143,13 +145,18 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[Sample] = []
     for mode in args.modes:
         for n, path in enumerate(files):
-            got = asyncio.run(run_file(mode, path, args.seed + n, args.requests))
+            got = asyncio.run(run_file(mode, path, args.seed + n, args.requests, args.quantization))
             samples += got
             print(f"{mode:7s} {path.name:14s} {len(got)} requests", file=sys.stderr)
     summary = summarize(samples)
     print_table(summary)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"summary": summary, "samples": [asdict(s) for s in samples], "files": [str(f) for f in files]}
+        payload = {
+            "quantization": args.quantization,
+            "summary": summary,
+            "samples": [asdict(s) for s in samples],
+            "files": [str(f) for f in files],
+        }
         args.json.write_text(json.dumps(payload, indent=1))
     return 0

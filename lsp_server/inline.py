@@ -33,7 +33,7 @@ async def inline_completion(ls: LiveKVServer, params: types.InlineCompletionPara
         raise
     if answer is None or not ls.current(req):
         return EMPTY  # nothing computed for an old version is sent
-    ls.notify_status(answer.seconds, answer.drafts[0].first_token_seconds if answer.drafts else None)
+    ls.notify_status(answer.seconds, answer.first_token_seconds)
     text = ls.mirrors[req.uri].text
     lines = Lines.of(text)
     start = partial_word_start(text, req.offset)

@@ -51,6 +51,7 @@ class Request:
 class Answer:
     drafts: list[Draft]
     seconds: float  # request start on the worker -> drafts ready
+    first_token_seconds: float | None  # request start on the worker -> first token chosen
 
 
 class ModelWorker:
@@ -260,7 +261,8 @@ class ModelWorker:
         drafts = inline(doc, self.vocab, options, should_stop=lambda: self._superseded(req))
         if self._superseded(req):
             return None
-        answer = Answer(drafts, time.perf_counter() - t0)
+        first = (t1 - t0) + drafts[0].first_token_seconds if drafts else None
+        answer = Answer(drafts, time.perf_counter() - t0, first)
         log.info(
             "completion for %s v%d: cursor update %.0f ms, then %s",
             req.uri,
