@@ -20,8 +20,8 @@ from completion.postprocess import EditContext, postprocess
 from completion.stops import BlockEnd, StopRule, SuffixOverlap, first_stop, stop_at_newline
 from completion.vocab import Vocabulary
 
-_PARTIAL_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
-_WORD = re.compile(r"[A-Za-z0-9_]*")
+_PARTIAL_WORD = re.compile(r"(?![0-9])\w+$")  # Python identifiers are Unicode
+_WORD = re.compile(r"\w*")
 # Enough of the document around the cursor for post-processing's line and bracket checks.
 AROUND_CHARS = 4000
 

@@ -85,7 +85,8 @@ class ModelWorker:
         return self._pool.submit(self._run, fn, *args)
 
     def shutdown(self) -> None:
-        self._closed = True
+        with self._lock:
+            self._closed = True
         if self._timer is not None:
             self._timer.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -116,11 +117,11 @@ class ModelWorker:
         self._timer.start()
 
     def _start_background(self) -> None:
-        with self._lock:
+        with self._lock:  # under the lock: shutdown() cannot slip in before the submit
             if self._closed or self._pending or self._background:
                 return
             self._background = True  # one chain of steps at a time
-        self._pool.submit(self._background_step)
+            self._pool.submit(self._background_step)
 
     def _background_step(self) -> None:
         """One short step of background work; queues the next while nothing else is waiting."""
@@ -135,8 +136,8 @@ class ModelWorker:
             with self._lock:
                 more = more and not self._pending and not self._closed
                 self._background = more
-            if more:
-                self._pool.submit(self._background_step)
+                if more:
+                    self._pool.submit(self._background_step)
 
     def _step_context(self, uri: str, doc: LiveDocument) -> bool:
         """Move the document's cross-file context one step towards the best snippets; False if it is there.
@@ -210,6 +211,9 @@ class ModelWorker:
 
     def change(self, uri: str, edits: list[TextEdit], text_after: str) -> None:
         """Apply one change; `text_after` is the client's text after it (checked, never trusted blindly)."""
+        if self.cacheable(text_after) is not None:
+            self.open(uri, text_after)  # says why and drops the cache
+            return
         if not self.settings.use_pie and uri in self.store:
             self.unencoded[uri] = text_after
             return
@@ -239,7 +243,9 @@ class ModelWorker:
         if self.engine is None or req.uri not in self.store or self._superseded(req):
             return None
         if req.uri in self.unencoded:
-            self.open(req.uri, self.unencoded[req.uri])
+            self.open(req.uri, self.unencoded.pop(req.uri))
+            if req.uri not in self.store:  # the new text is too large or binary
+                return None
         doc = self.store.get(req.uri)
         doc.move_cursor(req.offset)
         return doc

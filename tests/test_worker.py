@@ -1,0 +1,346 @@
+"""ModelWorker without LSP: idle refresh, superseded and cancelled requests, usePie=false, cross-file context.
+
+The worker gets a tiny random model directly (no load()); jobs go through `submit` like the server's.
+Waiting is a polling loop on jobs submitted to the worker: every job re-arms the idle timer, so the
+polls sleep longer than `idle_refresh_ms` to let background steps run in between.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from transformers import PreTrainedTokenizerBase
+
+from completion.engine import Engine
+from completion.kvcache import KVCache
+from completion.layout import build_layout
+from completion.live import LiveDocument, TextEdit, UpdatePolicy
+from completion.tokens import TokenizedText
+from completion.vocab import Vocabulary
+from lsp_server.settings import Settings
+from lsp_server.worker import CONTEXT_STEP_CHARS, ModelWorker, Request
+
+URI = "file:///work/inventory.py"
+OTHER = "file:///work/shelf.py"
+SOURCE = '''import os
+
+
+class Inventory:
+    """Items on the shelf."""
+
+    def __init__(self, items):
+        self.items = list(items)
+        self.count = len(self.items)
+
+    def add(self, item, quantity=1):
+        for _ in range(quantity):
+            self.items.append(item)
+        self.count += quantity
+        return self.count
+
+    def names(self):
+        return sorted({item.name for item in self.items})
+'''
+# Another open file that shares identifiers with SOURCE: its snippets are cross-file context for it.
+OTHER_TEXT = "\n".join(
+    f"def restock_{i}(inventory, item, quantity):\n"
+    f"    # add {i} more of the item to the inventory count\n"
+    f"    inventory.items.append(item)\n"
+    f"    inventory.count += quantity * {i}\n"
+    f"    return sorted(inventory.names())\n"
+    for i in range(12)
+)
+POLL_SECONDS = 0.2  # > idle_refresh_ms below
+WAIT_SECONDS = 60.0  # an upper bound for a loaded machine, not a timing threshold
+
+
+@pytest.fixture(scope="module")
+def vocab(tokenizer: PreTrainedTokenizerBase) -> Vocabulary:
+    return Vocabulary(tokenizer, len(tokenizer))
+
+
+@pytest.fixture
+def make_worker(tiny_engine: Callable[[str], Engine], vocab: Vocabulary) -> Iterator[Callable[..., ModelWorker]]:
+    workers: list[ModelWorker] = []
+
+    def make(**settings: Any) -> ModelWorker:
+        defaults: dict[str, Any] = {
+            "idle_refresh_ms": 50,
+            "cross_file_chars": 0,
+            "max_tokens": 6,
+            "time_budget_ms": 600_000,
+        }
+        worker = ModelWorker(Settings(**{**defaults, **settings}))
+        worker.engine = tiny_engine("llama")
+        worker.vocab = vocab
+        worker.model_name = "tiny"
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.shutdown()
+        # let a background step in flight end before the next test uses the shared tiny engine
+        worker._pool.shutdown(wait=True)
+
+
+def on_worker(worker: ModelWorker, fn: Callable[..., Any], *args: Any) -> Any:
+    return worker.submit(fn, *args).result(timeout=WAIT_SECONDS)
+
+
+def wait_until(worker: ModelWorker, condition: Callable[[], bool]) -> bool:
+    """Poll `condition` on the worker thread until it holds (True) or WAIT_SECONDS pass (False)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if on_worker(worker, condition):
+            return True
+        time.sleep(POLL_SECONDS)
+    return False
+
+
+def fresh_layout(doc: LiveDocument) -> list[int]:
+    """The prompt a document with this text, cursor and context must hold (LiveDocument's invariant)."""
+    return build_layout(
+        TokenizedText(doc.engine.tokenizer, doc.text),
+        doc.cursor,
+        head=doc._head,
+        fim=doc.fim,
+        window_start=doc.layout.window_start,
+        suffix_tokens=doc.suffix_tokens,
+    ).tokens
+
+
+def kv_error(doc: LiveDocument) -> float:
+    """Largest difference between the document's KV and a full re-encode of its tokens."""
+    ref = KVCache(doc.engine.model)
+    ref.encode(doc.tokens)
+    n = len(doc.tokens)
+    return max(
+        max((ka - kb).abs().max().item(), (va - vb).abs().max().item())
+        for (ka, va), (kb, vb) in zip(doc.kv.segment(0, n), ref.segment(0, n), strict=True)
+    )
+
+
+def assert_valid(worker: ModelWorker, doc: LiveDocument, *, exact: bool) -> None:
+    def check() -> None:
+        context = doc.engine.tokenizer(doc.context, add_special_tokens=False).input_ids if doc.context else []
+        assert doc._head == [doc.engine.start, *context]
+        assert doc.tokens == fresh_layout(doc)
+        assert len(doc.kv) == len(doc.tokens)
+        if exact:
+            assert doc.stale == 0 and kv_error(doc) <= 1e-4
+
+    on_worker(worker, check)
+
+
+# -- idle refresh -----------------------------------------------------------------------------
+
+
+def test_idle_refresh_re_encodes_stale_positions(make_worker: Callable[..., ModelWorker]) -> None:
+    worker = make_worker()
+    on_worker(worker, worker.open, URI, SOURCE)
+    doc = on_worker(worker, worker.store.get, URI)
+    new_text = "import sys\n" + SOURCE
+
+    def change() -> tuple[int, int]:  # a whole-document edit, as a full-sync client sends; the caret ends at the bottom
+        worker.change(URI, [TextEdit(0, len(SOURCE), new_text)], new_text)
+        return doc.stale, worker.background_steps
+
+    stale, steps_before = on_worker(worker, change)
+    assert stale > 100  # PIE rotated everything below the new line
+    assert wait_until(worker, lambda: doc.stale == 0)
+    assert worker.background_steps > steps_before
+    assert on_worker(worker, worker.text_of, URI) == new_text
+    assert_valid(worker, doc, exact=True)
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+def test_complete_answers_the_current_version_only(make_worker: Callable[..., ModelWorker]) -> None:
+    worker = make_worker()
+    worker.latest[URI] = 3
+    on_worker(worker, worker.open, URI, SOURCE)
+    offset = SOURCE.index("self.count = len")
+    answer = on_worker(worker, worker.complete, Request(URI, 3, offset))
+    assert answer is not None and answer is worker.last_answer
+    assert on_worker(worker, lambda: worker.store.get(URI).cursor) == offset
+
+    assert on_worker(worker, worker.complete, Request(URI, 2, offset)) is None  # an older version
+    cancelled = Request(URI, 3, offset)
+    cancelled.cancelled.set()
+    assert on_worker(worker, worker.complete, cancelled) is None
+    assert on_worker(worker, worker.complete, Request("file:///work/unknown.py", 3, 0)) is None
+    assert on_worker(worker, worker.popup, Request(URI, 2, offset)) is None
+    inside = SOURCE.index("self.items = list") + len("self.it")
+    items = on_worker(worker, worker.popup, Request(URI, 3, inside))
+    assert items and all(i.label.startswith("it") and i.start == inside - 2 for i in items)
+    assert worker.last_answer is answer
+
+
+def test_a_change_queued_behind_a_request_supersedes_it(make_worker: Callable[..., ModelWorker]) -> None:
+    """What the event loop does: the request is queued, then a didChange bumps the version."""
+    worker = make_worker()
+    worker.latest[URI] = 1
+    on_worker(worker, worker.open, URI, SOURCE)
+    gate = threading.Event()
+    blocked = worker.submit(gate.wait, WAIT_SECONDS)  # holds the worker so the request waits in the queue
+    request = worker.submit(worker.complete, Request(URI, 1, len(SOURCE)))
+    worker.latest[URI] = 2
+    gate.set()
+    assert blocked.result(timeout=WAIT_SECONDS)
+    assert request.result(timeout=WAIT_SECONDS) is None
+    assert worker.last_answer is None
+
+
+class CancelledAfter(threading.Event):
+    """A cancel flag that turns set after `checks` polls: a $/cancelRequest arriving mid-decode."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__()
+        self.checks = checks
+
+    def is_set(self) -> bool:
+        self.checks -= 1
+        return self.checks < 0 or super().is_set()
+
+
+def test_cancel_during_decoding_stops_between_tokens(make_worker: Callable[..., ModelWorker]) -> None:
+    worker = make_worker(max_tokens=20, multiline=True)
+    worker.latest[URI] = 1
+    on_worker(worker, worker.open, URI, SOURCE)
+    doc = on_worker(worker, worker.store.get, URI)
+    tokens = list(doc.tokens)
+    req = Request(URI, 1, len(SOURCE), cancelled=CancelledAfter(3))
+    assert on_worker(worker, worker.complete, req) is None
+    # polled once before decoding, after each of three tokens (the third poll cancels), once after decoding
+    assert req.cancelled.checks == -2
+    assert on_worker(worker, lambda: (list(doc.tokens), len(doc.kv))) == (tokens, len(tokens))
+    assert worker.last_answer is None
+
+
+# -- usePie=false ------------------------------------------------------------------------------
+
+
+def test_use_pie_false_keeps_text_until_the_next_request(make_worker: Callable[..., ModelWorker]) -> None:
+    worker = make_worker(use_pie=False)
+    on_worker(worker, worker.open, URI, SOURCE)
+    old = on_worker(worker, worker.store.get, URI)
+    assert old.policy is UpdatePolicy.FULL
+    at = SOURCE.index("    def names(self):")
+    edit = TextEdit(at, at, "    def total(self):\n        return self.count\n\n")
+    edited = SOURCE[:at] + edit.text + SOURCE[at:]
+    on_worker(worker, worker.change, URI, [edit], edited)
+    assert worker.unencoded == {URI: edited}
+    assert on_worker(worker, worker.text_of, URI) == edited
+    assert on_worker(worker, lambda: worker.store.get(URI).text) == SOURCE  # the cache was not patched
+
+    worker.latest[URI] = 2
+    offset = edited.index("self.count\n\n    def names") + len("self.")
+    assert on_worker(worker, worker.complete, Request(URI, 2, offset)) is not None
+    assert worker.unencoded == {}
+    doc = on_worker(worker, worker.store.get, URI)
+    assert doc is not old and doc.text == edited and doc.cursor == offset
+    assert on_worker(worker, worker.text_of, URI) == edited
+    assert_valid(worker, doc, exact=True)
+
+
+@pytest.mark.parametrize("added", ["\x00", "# padding\n" * 200])
+def test_use_pie_false_request_after_the_text_became_uncacheable(
+    make_worker: Callable[..., ModelWorker], added: str
+) -> None:
+    worker = make_worker(use_pie=False, max_file_bytes=1024)
+    on_worker(worker, worker.open, URI, SOURCE)
+    edited = SOURCE + added
+    on_worker(worker, worker.change, URI, [TextEdit(len(SOURCE), len(SOURCE), added)], edited)
+    assert on_worker(worker, worker.cacheable, edited) is not None
+    worker.latest[URI] = 2
+    assert on_worker(worker, worker.complete, Request(URI, 2, len(edited))) is None
+
+
+# -- cross-file context ------------------------------------------------------------------------
+
+
+def test_cross_file_context_grows_to_the_index_render_and_stays_valid(
+    make_worker: Callable[..., ModelWorker],
+) -> None:
+    worker = make_worker(cross_file_chars=1200)
+    on_worker(worker, worker.open, URI, SOURCE)
+    doc = on_worker(worker, worker.store.get, URI)
+    worker.index.update(OTHER, OTHER_TEXT)
+    target = on_worker(worker, worker._context_for, URI, doc)
+    assert len(target) > 2 * CONTEXT_STEP_CHARS and target.startswith(f"# Path: {OTHER}\n")
+    assert wait_until(worker, lambda: doc.context == worker._context_for(URI, doc) and doc.stale == 0)
+    assert doc.context == target
+    assert_valid(worker, doc, exact=True)
+
+
+def test_cross_file_context_steps_are_valid_prompts(make_worker: Callable[..., ModelWorker]) -> None:
+    worker = make_worker(cross_file_chars=1200, idle_refresh_ms=600_000)  # no background: steps by hand
+    on_worker(worker, worker.open, URI, SOURCE)
+    doc = on_worker(worker, worker.store.get, URI)
+    worker.index.update(OTHER, OTHER_TEXT)
+
+    def step_all() -> list[tuple[str, bool]]:
+        seen = []
+        while worker._step_context(URI, doc):
+            seen.append((doc.context, doc.tokens == fresh_layout(doc) and len(doc.kv) == len(doc.tokens)))
+        return seen
+
+    seen = on_worker(worker, step_all)
+    target = on_worker(worker, worker._context_for, URI, doc)
+    assert len(seen) >= 2 and seen[-1][0] == target
+    contexts = [c for c, _ in seen]
+    assert all(a != b and b.startswith(a) for a, b in zip(["", *contexts], contexts, strict=False))
+    assert all(c.endswith("\n") for c in contexts)  # cut at line ends
+    assert all(valid for _, valid in seen)
+
+    # The other file changes so that the target no longer extends the context: it is dropped, then regrown.
+    worker.index.update(OTHER, OTHER_TEXT.replace("restock_", "replenish_"))
+    seen = on_worker(worker, step_all)
+    assert seen[0][0] == "" and seen[-1][0] == on_worker(worker, worker._context_for, URI, doc) != target
+    assert all(valid for _, valid in seen)
+    on_worker(worker, doc.refresh)
+    assert_valid(worker, doc, exact=True)
+
+
+def test_shutdown_refuses_new_work_and_background_steps(make_worker: Callable[..., ModelWorker]) -> None:
+    worker = make_worker()
+    on_worker(worker, worker.open, URI, SOURCE)
+    worker.shutdown()
+    with pytest.raises(RuntimeError):
+        worker.submit(worker.text_of, URI)
+    timer = worker._timer
+    worker._arm_background()  # what a job finishing after shutdown does: no new timer
+    assert worker._timer is timer and (timer is None or timer.finished.is_set())  # cancelled by shutdown
+    worker._start_background()  # what a timer firing after shutdown does: nothing, and no error
+    assert not worker._background
+
+
+class ShutdownOnRelease:
+    """The worker's lock, with `shutdown()` landing on the event loop right after the lock is released."""
+
+    def __init__(self, worker: ModelWorker) -> None:
+        self.worker, self.lock, self.fired = worker, threading.Lock(), False
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+        if not self.fired:
+            self.fired = True
+            self.worker.shutdown()
+
+
+def test_shutdown_between_the_idle_check_and_the_submit_is_harmless(
+    make_worker: Callable[..., ModelWorker],
+) -> None:
+    worker = make_worker()
+    on_worker(worker, worker.open, URI, SOURCE)
+    worker._lock = ShutdownOnRelease(worker)  # type: ignore[assignment]
+    worker._start_background()  # runs on the idle timer's thread in the server
