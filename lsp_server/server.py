@@ -10,10 +10,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Generator
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from lsp_server import inline, popup, sync
 from lsp_server.mirror import Mirror
@@ -24,9 +27,26 @@ from lsp_server.worker import ModelWorker, Request
 VERSION = "0.2.0"
 
 
+class LiveKVProtocol(LanguageServerProtocol):
+    """pygls' protocol, except that a change to a document that was never opened is ignored
+    (logged by our handler) instead of failing with a KeyError shown to the user."""
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
+        if params.text_document.uri in self.workspace.text_documents:
+            yield from super().lsp_text_document__did_change(params)
+        elif (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
+            yield handler, (params,), None
+
+
 class LiveKVServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("livekv", VERSION, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "livekv",
+            VERSION,
+            protocol_cls=LiveKVProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
         self.log = logging.getLogger("livekv.server")
         self.settings = Settings()
         self.worker = ModelWorker(self.settings)
@@ -38,6 +58,12 @@ class LiveKVServer(LanguageServer):
     def show(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
         self.log.warning("%s", message)
         self.window_show_message(types.ShowMessageParams(type=kind, message=f"livekv: {message}"))
+
+    def report_settings(self, problems: list[str]) -> None:
+        """A bad setting is logged and sent to the editor's log (it was replaced by its default)."""
+        for problem in problems:
+            self.log.warning("%s", problem)
+            self.window_log_message(types.LogMessageParams(types.MessageType.Warning, f"livekv: {problem}"))
 
     def open_mirror(self, uri: str, version: int, text: str) -> None:
         self.mirrors[uri] = Mirror(version, text, last_change=time.monotonic())
@@ -104,8 +130,7 @@ def initialize(ls: LiveKVServer, params: types.InitializeParams) -> None:
     folders = params.workspace_folders or []
     uris = [f.uri for f in folders] or ([params.root_uri] if params.root_uri else [])
     ls.roots = [unquote(urlparse(u).path) for u in uris if u.startswith("file://")]
-    for problem in problems:
-        ls.log.warning("%s", problem)
+    ls.report_settings(problems)
 
 
 async def initialized(ls: LiveKVServer, params: types.InitializedParams) -> None:
@@ -129,8 +154,7 @@ async def initialized(ls: LiveKVServer, params: types.InitializedParams) -> None
 
 def did_change_configuration(ls: LiveKVServer, params: types.DidChangeConfigurationParams) -> None:
     settings, problems = Settings.from_json(params.settings, base=ls.settings)
-    for problem in problems:
-        ls.log.warning("%s", problem)
+    ls.report_settings(problems)
     restart = ("model_path", "dtype", "threads", "quantization")
     if any(getattr(settings, f) != getattr(ls.settings, f) for f in restart):
         ls.show("model settings (modelPath, dtype, threads, quantization) take effect after a restart")

@@ -44,6 +44,10 @@ class Settings:
         if not isinstance(data, dict):
             return base, [f"settings must be an object, got {type(data).__name__}"]
         data = data.get("livekv", data)  # VS Code sends the section, others the bare object
+        if data is None:
+            return base, []
+        if not isinstance(data, dict):
+            return base, [f"settings section 'livekv' must be an object, got {type(data).__name__}"]
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
         problems: list[str] = []

@@ -42,10 +42,10 @@ def did_change(ls: LiveKVServer, params: types.DidChangeTextDocumentParams) -> N
                 start = offset_at(lines, change.range.start.line, change.range.start.character, ls.encoding)
                 end = offset_at(lines, change.range.end.line, change.range.end.character, ls.encoding)
             except PositionError as err:
-                ls.show(f"change to {uri} ignored: {err}; the document may be out of sync, please reopen it")
+                reject(ls, uri, f"{err}; the document may be out of sync, please reopen it")
                 return
             if end < start:
-                ls.show(f"change to {uri} ignored: its range ends before it starts")
+                reject(ls, uri, "its range ends before it starts")
                 return
             edit = TextEdit(start, end, change.text)
         mirror.text = mirror.text[: edit.start] + edit.text + mirror.text[edit.end :]
@@ -53,6 +53,14 @@ def did_change(ls: LiveKVServer, params: types.DidChangeTextDocumentParams) -> N
     mirror.version = version
     mirror.typed(time.monotonic())
     ls.worker.latest[uri] = version
+
+
+def reject(ls: LiveKVServer, uri: str, why: str) -> None:
+    """Refuse a change: say so, and put pygls' copy (which applied it already) back to the mirror's."""
+    ls.show(f"change to {uri} ignored: {why}")
+    mirror = ls.mirrors[uri]
+    language = ls.workspace.get_text_document(uri).language_id or "python"
+    ls.workspace.put_text_document(types.TextDocumentItem(uri, language, mirror.version, mirror.text))
 
 
 def did_close(ls: LiveKVServer, params: types.DidCloseTextDocumentParams) -> None:

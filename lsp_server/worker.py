@@ -82,7 +82,14 @@ class ModelWorker:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         with self._lock:
             self._pending += 1
-        return self._pool.submit(self._run, fn, *args)
+        future = self._pool.submit(self._run, fn, *args)
+        future.add_done_callback(self._dropped)
+        return future
+
+    def _dropped(self, future: Future[Any]) -> None:
+        """A job cancelled while queued ($/cancelRequest) never runs `_run`: count it out here."""
+        if future.cancelled():
+            self._finished()
 
     def shutdown(self) -> None:
         with self._lock:
@@ -101,11 +108,14 @@ class ModelWorker:
         try:
             return fn(*args)
         finally:
-            with self._lock:
-                self._pending -= 1
-                idle = self._pending == 0
-            if idle:
-                self._arm_background()
+            self._finished()
+
+    def _finished(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            idle = self._pending == 0
+        if idle:
+            self._arm_background()
 
     def _arm_background(self) -> None:
         if self._timer is not None:
