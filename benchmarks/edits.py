@@ -51,7 +51,7 @@ class Trial:
     target: str
     exact: bool
     similarity: float
-    agrees_with_full: bool
+    agrees_with_full: bool | None  # None when `full` was not among the methods
     target_nll: float  # mean negative log-likelihood per token of the real next line (teacher-forced)
 
 
@@ -139,7 +139,7 @@ def run_scenario(
                 target=target,
                 exact=out.text.rstrip() == target.rstrip(),
                 similarity=edit_similarity(out.text.rstrip(), target.rstrip()),
-                agrees_with_full=out.text == full_prediction,
+                agrees_with_full=out.text == full_prediction if UpdatePolicy.FULL in methods else None,
                 target_nll=target_nll(live, target),
             )
         )
@@ -192,7 +192,9 @@ def summarize(trials: list[Trial]) -> dict:
             "ttft_ms_p90": 1000 * pct([t.ttft_s for t in ts], 0.9),
             "exact_match": 100 * sum(t.exact for t in ts) / len(ts),
             "edit_similarity": 100 * statistics.mean(t.similarity for t in ts),
-            "agreement_with_full": 100 * sum(t.agrees_with_full for t in ts) / len(ts),
+            "agreement_with_full": None
+            if any(t.agrees_with_full is None for t in ts)
+            else 100 * sum(bool(t.agrees_with_full) for t in ts) / len(ts),
             "target_nll": statistics.mean(t.target_nll for t in ts),
         }
 
@@ -223,7 +225,8 @@ def print_table(summary: dict, mid: list[dict], skipped: int, file=sys.stdout) -
         p(
             f"| {m} | {s['n']} | {s['update_ms_p50']:.0f} / {s['update_ms_p90']:.0f} | {s['ttft_ms_p50']:.0f} / "
             f"{s['ttft_ms_p90']:.0f} | {s['exact_match']:.1f} | {s['edit_similarity']:.1f} | "
-            f"{s['agreement_with_full']:.1f} | {s['target_nll']:.3f} |"
+            f"{'n/a' if s['agreement_with_full'] is None else format(s['agreement_with_full'], '.1f')} "
+            f"| {s['target_nll']:.3f} |"
         )
     for group in ("by_kind", "by_distance"):
         p()
