@@ -8,7 +8,6 @@ newer change arrives, and a $/cancelRequest stops the decoding between two token
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -26,11 +25,7 @@ async def inline_completion(ls: LiveKVServer, params: types.InlineCompletionPara
     req = await ls.request_at(params.text_document.uri, params.position)
     if req is None:
         return EMPTY
-    try:
-        answer = await asyncio.wrap_future(ls.worker.submit(ls.worker.complete, req))
-    except asyncio.CancelledError:
-        req.cancelled.set()
-        raise
+    answer = await ls.on_worker(ls.worker.complete, req)
     if answer is None or not ls.current(req):
         return EMPTY  # nothing computed for an old version is sent
     ls.notify_status(answer.seconds, answer.first_token_seconds)

@@ -7,7 +7,6 @@ list is marked incomplete so the editor asks again as the user types.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -24,11 +23,7 @@ async def completion(ls: LiveKVServer, params: types.CompletionParams) -> types.
     req = await ls.request_at(params.text_document.uri, params.position)
     if req is None:
         return EMPTY
-    try:
-        items = await asyncio.wrap_future(ls.worker.submit(ls.worker.popup, req))
-    except asyncio.CancelledError:
-        req.cancelled.set()
-        raise
+    items = await ls.on_worker(ls.worker.popup, req)
     if not items or not ls.current(req):
         return EMPTY
     lines = Lines.of(ls.mirrors[req.uri].text)

@@ -10,8 +10,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Generator
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
@@ -25,6 +25,7 @@ from lsp_server.settings import Settings
 from lsp_server.worker import ModelWorker, Request
 
 VERSION = "0.2.0"
+T = TypeVar("T")
 
 
 class LiveKVProtocol(LanguageServerProtocol):
@@ -86,6 +87,15 @@ class LiveKVServer(LanguageServer):
         if wait > 0:
             await asyncio.sleep(wait)
         return req if self.current(req) else None
+
+    async def on_worker(self, fn: Callable[[Request], T], req: Request) -> T:
+        """Run `fn(req)` on the model worker; a $/cancelRequest (this task cancelled) sets the
+        request's cancel flag, which the decoding loop checks between tokens."""
+        try:
+            return await asyncio.wrap_future(self.worker.submit(fn, req))
+        except asyncio.CancelledError:
+            req.cancelled.set()
+            raise
 
     def current(self, req: Request) -> bool:
         """Whether the request's document is still open at the request's version."""
