@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench-edits bench-latency lint clean
+.PHONY: setup demo test bench-edits bench-latency bench-speed lint clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,9 @@ bench-edits: setup
 
 bench-latency: setup
 	HF_HUB_OFFLINE=1 $(BIN)/livekv bench latency --json benchmarks/results/latency.json
+
+bench-speed: setup
+	HF_HUB_OFFLINE=1 $(BIN)/livekv bench speed --json benchmarks/results/speed.json
 
 lint: setup
 	$(BIN)/ruff check .

@@ -27,6 +27,7 @@ import torch
 from benchmarks.scenarios import apply_edits
 from completion.decode import decode
 from completion.engine import Engine
+from completion.formats import FORMATS
 from completion.live import LiveDocument, TextEdit, UpdatePolicy
 from completion.model import load_model
 from completion.vocab import Vocabulary
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mid-file", type=int, default=5, help="mid-file insertion trials at 4k tokens (0: skip)")
     ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--quantization", default="none", choices=["none", "int8"], help="int8: int8 linear layers")
+    ap.add_argument("--weights", default="fp32", choices=FORMATS, help="the runner's weight format")
     ap.add_argument(
         "--methods",
         nargs="*",
@@ -276,10 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write per-trial results and summary here")
     args = ap.parse_args(argv)
 
-    loaded = load_model(args.model, threads=args.threads, quantization=args.quantization)
+    loaded = load_model(args.model, threads=args.threads)
     methods = [UpdatePolicy(m) for m in args.methods]
-    engine = Engine.from_loaded(loaded)
-    vocab = Vocabulary(engine.tokenizer, engine.model.config.vocab_size)
+    engine = Engine.from_loaded(loaded, args.weights)
+    vocab = Vocabulary(engine.tokenizer, engine.runner.vocab_size)
     scenarios = [json.loads(line) for line in args.scenarios.read_text().splitlines() if line.strip()]
     chosen = select(scenarios, args.limit)
     trials: list[Trial] = []
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                     "model": loaded.name,
                     "context_tokens": args.context_tokens,
                     "threads": args.threads,
-                    "quantization": args.quantization,
+                    "weights": args.weights,
                     "scenarios": len(chosen),
                     "skipped": skipped,
                     "summary": summary,

@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from completion.formats import FORMATS
 from lsp_server.editor import Editor
 
 FILES = ("cmd.py", "filecmp.py", "glob.py", "runpy.py")  # 2.3k-3.4k tokens with the embedded tokenizer
@@ -61,14 +62,14 @@ def target_line(text: str, fraction: float) -> tuple[int, str]:
     raise ValueError("no code line to type")
 
 
-async def run_file(mode: str, path: Path, seed: int, max_requests: int, quantization: str) -> list[Sample]:
+async def run_file(mode: str, path: Path, seed: int, max_requests: int, weights: str) -> list[Sample]:
     text = path.read_text()
     offset, line = target_line(text, 0.6)
     doc = text[:offset] + text[offset + len(line) :]
     rng = random.Random(seed)
     editor = Editor()
     with tempfile.TemporaryDirectory() as root:
-        options = {"usePie": mode == "pie", "indexWorkspace": False, "quantization": quantization}
+        options = {"usePie": mode == "pie", "indexWorkspace": False, "weights": weights}
         await editor.start(options, root)
         uri = f"file://{root}/{path.name}"
         await editor.open(uri, doc)
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", nargs="*", default=["pie", "no-pie"], choices=["pie", "no-pie"])
     ap.add_argument("--requests", type=int, default=8, help="completion requests per file (default 8)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quantization", default="none", choices=["none", "int8"], help="the servers' quantization")
+    ap.add_argument("--weights", default="fp32", choices=FORMATS, help="the servers' weight format")
     ap.add_argument("--json", type=Path, default=None, help="write samples and summary here")
     args = ap.parse_args(argv)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[Sample] = []
     for mode in args.modes:
         for n, path in enumerate(files):
-            got = asyncio.run(run_file(mode, path, args.seed + n, args.requests, args.quantization))
+            got = asyncio.run(run_file(mode, path, args.seed + n, args.requests, args.weights))
             samples += got
             print(f"{mode:7s} {path.name:14s} {len(got)} requests", file=sys.stderr)
     summary = summarize(samples)
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
-            "quantization": args.quantization,
+            "weights": args.weights,
             "summary": summary,
             "samples": [asdict(s) for s in samples],
             "files": [str(f) for f in files],

@@ -5,18 +5,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from completion.layout import FimIds, detect_fim, start_token
 from completion.model import LoadedModel
 from completion.rope import PieUnsupported, RotaryParams, rotary_params
+from completion.runner import Runner
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Engine:
-    model: PreTrainedModel
+    runner: Runner
     tokenizer: PreTrainedTokenizerBase
     rope: RotaryParams | None  # None: PIE refused, see `pie_refusal`
     pie_refusal: str | None
@@ -25,14 +27,21 @@ class Engine:
     sliding_window: bool  # caches must be rebuilt, not cropped
 
     @classmethod
-    def from_model(cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Engine:
+    def from_model(
+        cls,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        weights: str = "fp32",
+        device: str | torch.device = "cpu",
+    ) -> Engine:
+        """Build the runner (weights in the given format, on the given device) and the PIE facts."""
         try:
             rope, refusal = rotary_params(model), None
         except PieUnsupported as err:
             rope, refusal = None, str(err)
             log.warning("PIE disabled for this model (%s); edits will re-encode exactly", err)
         return cls(
-            model=model,
+            runner=Runner(model, weights, device),
             tokenizer=tokenizer,
             rope=rope,
             pie_refusal=refusal,
@@ -42,5 +51,5 @@ class Engine:
         )
 
     @classmethod
-    def from_loaded(cls, loaded: LoadedModel) -> Engine:
-        return cls.from_model(loaded.model, loaded.tokenizer)
+    def from_loaded(cls, loaded: LoadedModel, weights: str = "fp32", device: str | torch.device = "cpu") -> Engine:
+        return cls.from_model(loaded.model, loaded.tokenizer, weights, device)

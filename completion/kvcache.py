@@ -1,9 +1,9 @@
-"""One sequence's KV cache and the forward pass that extends it at explicit positions.
+"""One sequence's KV cache: a preallocated buffer that the runner writes in place.
 
-A thin layer over transformers' `DynamicCache`: the model's own attention code reads
-and extends it, while we crop it, take segments out of it, and append (rotated)
-segments to it. Position i of the cache always holds the token at position i: we never
-leave gaps, so the positions passed to the model are simply `len(cache) + arange(m)`.
+Slot i of the buffer always holds the token at position i (no gaps), so cropping is
+setting a length, a PIE edit is moving the old tail to its new slots with its keys
+rotated, and re-encoding stale slots writes them where they are. The buffer grows by
+reallocation in large steps, never by concatenation per token.
 """
 
 from __future__ import annotations
@@ -11,107 +11,104 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
 
 from completion.rope import RotaryParams, rotate_keys, rotation
+from completion.runner import Runner
 
 # Prefill chunk: bounds the attention scratch memory of long encodes.
 ENCODE_CHUNK = 1024
+# Buffers grow to the next multiple of this many slots, and by at least a quarter.
+GROWTH_STEP = 256
 
-Segment = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (1, kv_heads, n, head_dim)
+Move = tuple[int, int, int]  # slots [start, end) move by `shift` (keys rotated by the same delta)
 
 
 class KVCache:
-    def __init__(self, model: PreTrainedModel) -> None:
-        self.model = model
-        self.cache = DynamicCache(config=model.config)
+    def __init__(self, runner: Runner, capacity: int = 0) -> None:
+        self.runner = runner
+        self.keys, self.values = runner.new_buffer(capacity)  # (layers, kv_heads, capacity, head_dim)
         self.length = 0
 
     def __len__(self) -> int:
         return self.length
 
     @property
+    def capacity(self) -> int:
+        return self.keys.shape[2]
+
+    @property
     def nbytes(self) -> int:
-        total = 0
-        for layer in self.cache.layers:
-            if layer.is_initialized:
-                total += layer.keys.nbytes + layer.values.nbytes
-        return total
+        """Bytes held, the unused capacity included (what a memory budget must count)."""
+        return self.keys.nbytes + self.values.nbytes
+
+    def reserve(self, n: int) -> None:
+        """Make room for n slots, keeping the first `length`."""
+        if n <= self.capacity:
+            return
+        size = max(n, self.capacity + self.capacity // 4)
+        size = -(-size // GROWTH_STEP) * GROWTH_STEP
+        keys, values = self.runner.new_buffer(size)
+        keys[:, :, : self.length] = self.keys[:, :, : self.length]
+        values[:, :, : self.length] = self.values[:, :, : self.length]
+        self.keys, self.values = keys, values
 
     def copy(self) -> KVCache:
         """An independent copy (a benchmark forks one encoded document into several methods)."""
-        other = KVCache(self.model)
-        other.append(self.segment(0, self.length), 0, None)
+        other = KVCache(self.runner, max(self.length, 1))
+        other.keys[:, :, : self.length] = self.keys[:, :, : self.length]
+        other.values[:, :, : self.length] = self.values[:, :, : self.length]
+        other.length = self.length
         return other
 
     def crop(self, n: int) -> None:
         """Keep the first n positions."""
         assert 0 <= n <= self.length, (n, self.length)
-        for layer in self.cache.layers:
-            if layer.is_initialized:
-                layer.keys = layer.keys[..., :n, :]
-                layer.values = layer.values[..., :n, :]
         self.length = n
 
-    def segment(self, start: int, end: int) -> Segment:
-        """Views of positions [start, end) in every layer (tensors are replaced, never written in place)."""
-        assert 0 <= start <= end <= self.length, (start, end, self.length)
-        return [(la.keys[..., start:end, :], la.values[..., start:end, :]) for la in self.cache.layers]
+    def move(self, moves: Sequence[Move], length: int, rope: RotaryParams | None) -> None:
+        """Move slot ranges by their shifts, rotating keys by the same delta (rope None: not rotated),
+        then set the length. Sources are read before anything is written, so ranges may overlap."""
+        moves = [m for m in moves if m[1] > m[0] and m[2] != 0]
+        self.reserve(max([length, *(end + shift for _, end, shift in moves)]))
+        if moves:
+            lo, hi = min(m[0] for m in moves), max(m[1] for m in moves)
+            turns = {shift: rotation(shift, rope, self.keys.device) for _, _, shift in moves} if rope else {}
+            for layer in range(self.runner.n_layers):
+                old_keys = self.keys[layer, :, lo:hi].clone()
+                old_values = self.values[layer, :, lo:hi].clone()
+                for start, end, shift in moves:
+                    keys = old_keys[:, start - lo : end - lo]
+                    if rope is not None:
+                        keys = rotate_keys(keys, shift, rope, turns[shift])
+                    self.keys[layer, :, start + shift : end + shift] = keys
+                    self.values[layer, :, start + shift : end + shift] = old_values[:, start - lo : end - lo]
+        self.length = length
 
-    def append(self, segment: Segment, delta: int, rope: RotaryParams | None) -> None:
-        """Append a segment taken from elsewhere, its keys rotated by `delta` (None: not rotated)."""
-        n = segment[0][0].shape[-2]
-        if n == 0:
-            return
-        cos_sin = rotation(delta, rope, segment[0][0].device) if rope is not None else None
-        for layer, (keys, values) in zip(self.cache.layers, segment, strict=True):
-            if rope is not None:
-                keys = rotate_keys(keys, delta, rope, cos_sin)
-            layer.update(keys, values)
-        self.length += n
-
-    @torch.inference_mode()
-    def encode(self, tokens: Sequence[int], *, want_logits: bool = False) -> torch.Tensor | None:
-        """Run the model over `tokens` at positions len(self).., extending the cache.
+    def encode(self, tokens: Sequence[int], *, at: int | None = None, want_logits: bool = False) -> torch.Tensor | None:
+        """Run the model over `tokens` in slots at.. (default: the end), each attending to the
+        slots before it; the length grows to cover them. Slots after them are left as they are.
 
         Returns the logits after the last token (shape (vocab,)) when asked for.
         """
+        at = self.length if at is None else at
+        assert 0 <= at <= self.length, (at, self.length)
+        self.reserve(at + len(tokens))
         logits = None
-        device = self.model.device
         for lo in range(0, len(tokens), ENCODE_CHUNK):
             chunk = tokens[lo : lo + ENCODE_CHUNK]
-            positions = torch.arange(self.length, self.length + len(chunk), device=device)
             last = lo + ENCODE_CHUNK >= len(tokens)
-            out = self.model(
-                input_ids=torch.tensor([list(chunk)], device=device),
-                position_ids=positions[None],
-                cache_position=positions,
-                past_key_values=self.cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            self.length += len(chunk)
-            if last and want_logits:
-                logits = out.logits[0, -1].float()
-        assert self.cache.get_seq_length() == self.length
+            logits = self._forward(chunk, at + lo, "last" if last and want_logits else "none")
+        self.length = max(self.length, at + len(tokens))
         return logits
 
-    @torch.inference_mode()
     def encode_scored(self, tokens: Sequence[int]) -> torch.Tensor:
         """Like `encode` for a short sequence, returning the logits after every token: (len, vocab)."""
         assert 0 < len(tokens) <= ENCODE_CHUNK
-        positions = torch.arange(self.length, self.length + len(tokens), device=self.model.device)
-        out = self.model(
-            input_ids=torch.tensor([list(tokens)], device=self.model.device),
-            position_ids=positions[None],
-            cache_position=positions,
-            past_key_values=self.cache,
-            use_cache=True,
-        )
+        self.reserve(self.length + len(tokens))
+        logits = self._forward(tokens, self.length, "all")
         self.length += len(tokens)
-        return out.logits[0].float()
+        return logits
 
-    @torch.inference_mode()
     def encode_tree(self, tokens: Sequence[int], positions: Sequence[int], visible: torch.Tensor) -> torch.Tensor:
         """Append `tokens` at explicit `positions` where each sees only the cache entries `visible` marks.
 
@@ -121,16 +118,22 @@ class KVCache:
         """
         n = len(tokens)
         assert visible.shape == (n, self.length + n), (visible.shape, n, self.length)
-        device, dtype = self.model.device, self.model.dtype
-        # an additive float mask works for every attention implementation (eager adds it, sdpa takes it)
-        mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible.to(device), float("-inf"))
-        out = self.model(
-            input_ids=torch.tensor([list(tokens)], device=device),
-            position_ids=torch.tensor([list(positions)], device=device),
-            cache_position=torch.arange(self.length, self.length + n, device=device),
-            attention_mask=mask[None, None],
-            past_key_values=self.cache,
-            use_cache=True,
+        self.reserve(self.length + n)
+        device = self.runner.device
+        logits = self.runner.forward(
+            self.keys,
+            self.values,
+            torch.tensor(list(tokens), device=device),
+            torch.tensor(list(positions), device=device),
+            self.length,
+            visible=visible,
+            logits="all",
         )
         self.length += n
-        return out.logits[0].float()
+        return logits
+
+    def _forward(self, tokens: Sequence[int], at: int, logits: str) -> torch.Tensor | None:
+        device = self.runner.device
+        positions = torch.arange(at, at + len(tokens), device=device)
+        ids = torch.tensor(list(tokens), device=device)
+        return self.runner.forward(self.keys, self.values, ids, positions, at, logits=logits)

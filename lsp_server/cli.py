@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="livekv",
         description="Code completion over a live, edit-patched KV cache (PIE).",
         epilog="`livekv <command> --help` describes each command's options "
-        "(serve, complete, demo, bench edits, bench latency).",
+        "(serve, complete, demo, bench edits, bench latency, bench speed).",
     )
     ap.add_argument("--log-level", default="WARNING", help="logging level for stderr (default WARNING)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -25,9 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="reproducible measurements (JSON out, one table printed)")
     bench.add_argument(
         "suite",
-        choices=["edits", "latency"],
+        choices=["edits", "latency", "speed"],
         help="edits: update latency and next-line quality after edits; "
-        "latency: keystroke-to-suggestion through the real server, PIE vs --no-pie",
+        "latency: keystroke-to-suggestion through the real server, PIE vs --no-pie; "
+        "speed: decode, draft-pass, prefill and PIE costs per weight format",
     )
     sub.add_parser("complete", help="print suggestions at FILE --line L --col C (in-process, no editor)")
     sub.add_parser("demo", help="replay edits on a real file with the embedded model; print suggestions and timings")
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             server.start_io()
         return 0
     if args.command == "bench":
+        if args.suite == "speed":
+            from benchmarks.speed import main as bench_speed
+
+            return bench_speed(rest)
         if args.suite == "latency":
             from benchmarks.latency import main as bench_latency
 

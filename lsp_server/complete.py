@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from completion.engine import Engine
+from completion.formats import FORMATS
 from completion.live import LiveDocument
 from completion.model import ModelLoadError, load_model
 from completion.suggest import CompletionOptions, inline, popup
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drafts", type=int, default=1, help="inline drafts (default 1)")
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
-    ap.add_argument("--quantization", default="none", choices=["none", "int8"])
+    ap.add_argument("--weights", default="fp32", choices=FORMATS, help="weight format (default fp32)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     try:
@@ -52,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.perf_counter()
     try:
-        loaded = load_model(args.model, threads=args.threads, quantization=args.quantization)
-    except ModelLoadError as err:
+        loaded = load_model(args.model, threads=args.threads)
+        engine = Engine.from_loaded(loaded, args.weights, args.device)
+    except (ModelLoadError, ValueError, RuntimeError) as err:
         print(f"livekv complete: {err}", file=sys.stderr)
         return 2
-    engine = Engine.from_loaded(loaded)
-    vocab = Vocabulary(engine.tokenizer, engine.model.config.vocab_size)
+    vocab = Vocabulary(engine.tokenizer, engine.runner.vocab_size)
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     doc = LiveDocument(engine, text, cursor=cursor)

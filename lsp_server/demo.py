@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from completion.formats import FORMATS
 from completion.live import TextEdit
 from lsp_server.editor import Answer, Editor
 
@@ -134,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="livekv demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--file", type=Path, default=DEFAULT_FILE, help="Python file to edit (default: stdlib textwrap.py)")
     ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
-    ap.add_argument("--quantization", default="none", choices=["none", "int8"])
+    ap.add_argument("--weights", default=None, choices=FORMATS, help="weight format (default: the server's)")
     args = ap.parse_args(argv)
-    options = {"modelPath": args.model, "quantization": args.quantization, "indexWorkspace": False}
+    options = {"modelPath": args.model, "indexWorkspace": False}
+    if args.weights:
+        options["weights"] = args.weights
     results = asyncio.run(play(args.file, options))
     print("\n| step | keystroke -> suggestion (ms) | suggestion |\n|---|---|---|")
     for label, a in results:

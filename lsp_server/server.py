@@ -165,9 +165,9 @@ async def initialized(ls: LiveKVServer, params: types.InitializedParams) -> None
 def did_change_configuration(ls: LiveKVServer, params: types.DidChangeConfigurationParams) -> None:
     settings, problems = Settings.from_json(params.settings, base=ls.settings)
     ls.report_settings(problems)
-    restart = ("model_path", "dtype", "threads", "quantization")
+    restart = ("model_path", "threads", "weights", "device")
     if any(getattr(settings, f) != getattr(ls.settings, f) for f in restart):
-        ls.show("model settings (modelPath, dtype, threads, quantization) take effect after a restart")
+        ls.show("model settings (modelPath, threads, weights, device) take effect after a restart")
     ls.settings = ls.worker.settings = settings
 
 
@@ -181,12 +181,14 @@ async def document_state(ls: LiveKVServer, params: object) -> dict[str, object]:
     uri = params["uri"] if isinstance(params, dict) else params.uri  # type: ignore[attr-defined]
     mirror = ls.mirrors.get(uri)
     engine_text = await asyncio.wrap_future(ls.worker.submit(ls.worker.text_of, uri))
+    cached_tokens = await asyncio.wrap_future(ls.worker.submit(ls.worker.cached_tokens, uri))
     return {
         "mirror": mirror.text if mirror else None,
         "workspace": ls.workspace.get_text_document(uri).source if mirror else None,
         "engine": engine_text,
         "cachedDocuments": len(ls.worker.store),
         "cacheBytes": ls.worker.store.nbytes,
+        "cachedTokens": cached_tokens,
     }
 
 

@@ -12,21 +12,21 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from completion.quantize import QUANTIZATIONS
+from completion.formats import FORMATS
 
 
 @dataclass(frozen=True)
 class Settings:
     model_path: str | None = None  # local HF folder or .gguf; None: the embedded model
     threads: int = 2
-    dtype: str = "float32"
     max_tokens: int = 48  # per suggestion
     context_tokens: int = 4096  # prompt window per document
     memory_budget_mb: int = 1024  # KV memory shared by all open documents
     max_file_bytes: int = 2_000_000  # larger (or binary) documents are not cached
     time_budget_ms: int = 3000  # wall-clock limit of one suggestion
     use_pie: bool = True  # False: re-encode on every change (for comparison)
-    quantization: str = "none"  # "int8": int8 linear layers, ~2.5x faster decoding on CPU
+    weights: str = "fp32"  # weight format of the runner: fp32, bf16, int8, int8-wo, int4-wo
+    device: str = "cpu"  # "cuda" (or "cuda:N") runs the model on a GPU when there is one
     multiline: bool = False  # suggest to the end of the block instead of the end of the line
     drafts: int = 1  # inline suggestions per request (more than 1: side-by-side branches)
     popup_items: int = 6  # textDocument/completion items per request (0: no popup items)
@@ -83,10 +83,10 @@ def _check(name: str, value: Any) -> str | None:
     expected = {f.name: f.type for f in dataclasses.fields(Settings)}[name]
     if name == "model_path":
         return None if value is None or isinstance(value, str) else "must be a path string or null"
-    if name == "dtype":
-        return None if value in ("float32", "bfloat16", "float16") else "must be float32, bfloat16 or float16"
-    if name == "quantization":
-        return None if value in QUANTIZATIONS else f"must be one of {', '.join(QUANTIZATIONS)}"
+    if name == "weights":
+        return None if value in FORMATS else f"must be one of {', '.join(FORMATS)}"
+    if name == "device":
+        return None if isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d+)?", value) else "must be cpu or cuda[:N]"
     if expected == "bool":
         return None if isinstance(value, bool) else "must be true or false"
     if isinstance(value, bool) or not isinstance(value, int):

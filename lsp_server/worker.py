@@ -185,14 +185,14 @@ class ModelWorker:
     def load(self) -> None:
         s = self.settings
         try:
-            loaded = load_model(s.model_path, dtype=s.dtype, threads=s.threads, quantization=s.quantization)
-        except (ModelLoadError, ValueError) as err:
+            loaded = load_model(s.model_path, threads=s.threads)
+            self.engine = Engine.from_loaded(loaded, s.weights, s.device)
+        except (ModelLoadError, ValueError, RuntimeError) as err:
             self.load_error = str(err)
             log.error("model not loaded: %s", err)
             return
-        self.engine = Engine.from_loaded(loaded)
-        self.vocab = Vocabulary(self.engine.tokenizer, self.engine.model.config.vocab_size)
-        self.model_name = loaded.name
+        self.vocab = Vocabulary(self.engine.tokenizer, self.engine.runner.vocab_size)
+        self.model_name = f"{loaded.name} {s.weights}"
         log.info("model %s ready (PIE %s)", loaded.name, "on" if self.engine.rope else self.engine.pie_refusal)
 
     def cacheable(self, text: str) -> str | None:
@@ -242,6 +242,10 @@ class ModelWorker:
         if uri in self.unencoded:
             return self.unencoded[uri]
         return self.store.get(uri).text if uri in self.store else None
+
+    def cached_tokens(self, uri: str) -> int:
+        """Tokens in the document's KV cache (0 if it has none)."""
+        return len(self.store.get(uri).kv) if uri in self.store else 0
 
     def close(self, uri: str) -> None:
         self.store.close(uri)

@@ -147,9 +147,12 @@ class Doc:
 
 
 async def document_state(client: LanguageClient, uri: str) -> dict[str, Any]:
-    """`livekv/documentState` as a dict: mirror, workspace, engine, cachedDocuments, cacheBytes."""
+    """`livekv/documentState` as a dict: mirror, workspace, engine, cachedDocuments, cacheBytes, cachedTokens."""
     state = await client.protocol.send_request_async("livekv/documentState", {"uri": uri})
-    return {key: getattr(state, key) for key in ("mirror", "workspace", "engine", "cachedDocuments", "cacheBytes")}
+    return {
+        key: getattr(state, key)
+        for key in ("mirror", "workspace", "engine", "cachedDocuments", "cacheBytes", "cachedTokens")
+    }
 
 
 async def assert_in_sync(doc: Doc) -> None:

@@ -15,9 +15,10 @@ from completion.engine import Engine
 from completion.kvcache import KVCache
 from completion.layout import build_layout
 from completion.live import LiveDocument, TextEdit, UpdatePolicy, diff_splice, map_cursor
+from completion.runner import RunnerUnsupported
 from completion.store import DocumentStore
 from completion.tokens import TokenizedText
-from tests.conftest import tiny_model
+from tests.conftest import TINY, tiny_model
 
 SOURCE = '''import os
 
@@ -49,23 +50,21 @@ ONE_LINE_EDIT = TextEdit(EDIT_AT, EDIT_AT, "        total = quantity * 2  # rest
 
 
 def layers(kv: KVCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return kv.segment(0, len(kv))
+    """A snapshot of every layer's keys and values (the buffer itself is written in place)."""
+    n = len(kv)
+    return [(kv.keys[i, :, :n].clone(), kv.values[i, :, :n].clone()) for i in range(kv.keys.shape[0])]
 
 
 def full_encode(engine: Engine, tokens: list[int]) -> KVCache:
-    kv = KVCache(engine.model)
+    kv = KVCache(engine.runner)
     kv.encode(tokens)
     return kv
 
 
 def max_diff(a: KVCache, b: KVCache, start: int, end: int) -> float:
-    return max(
-        max(
-            (ka[..., start:end, :] - kb[..., start:end, :]).abs().max().item(),
-            (va[..., start:end, :] - vb[..., start:end, :]).abs().max().item(),
-        )
-        for (ka, va), (kb, vb) in zip(layers(a), layers(b), strict=True)
-    )
+    keys = (a.keys[:, :, start:end] - b.keys[:, :, start:end]).abs().max().item()
+    values = (a.values[:, :, start:end] - b.values[:, :, start:end]).abs().max().item()
+    return max(keys, values)
 
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "llama3"])
@@ -127,7 +126,7 @@ def test_deletion_needs_no_forward_pass(tiny_engine: Callable[[str], Engine]) ->
 
 def test_bad_edits_raise_and_change_nothing(tiny_engine: Callable[[str], Engine]) -> None:
     live = LiveDocument(tiny_engine("llama"), SOURCE, fim=False)
-    text, tokens, kv_len, keys = live.text, list(live.tokens), len(live.kv), live.kv.cache.layers[0].keys
+    text, tokens, kv_len, keys = live.text, list(live.tokens), len(live.kv), live.kv.keys[:, :, : len(live.kv)].clone()
     bad = [
         ([TextEdit(5, 3, "x")], None),
         ([TextEdit(0, len(SOURCE) + 1, "")], None),
@@ -140,7 +139,7 @@ def test_bad_edits_raise_and_change_nothing(tiny_engine: Callable[[str], Engine]
         with pytest.raises(ValueError):
             live.apply_edits(edits, cursor)
         assert live.text == text and live.tokens == tokens and len(live.kv) == kv_len
-        assert live.kv.cache.layers[0].keys is keys
+        assert torch.equal(live.kv.keys[:, :, : len(live.kv)], keys)
 
 
 def test_map_cursor_follows_typing_and_shifts() -> None:
@@ -232,19 +231,27 @@ def test_store_evicts_least_recently_used_caches(tiny_engine: Callable[[str], En
         store.get("nope")
 
 
-def test_model_without_rope_falls_back_to_exact_reencoding(tokenizer: PreTrainedTokenizerBase) -> None:
+def test_rope_pie_cannot_patch_falls_back_to_exact_reencoding(tokenizer: PreTrainedTokenizerBase) -> None:
     from transformers import AutoModelForCausalLM
-    from transformers.models.gpt2 import GPT2Config
+    from transformers.models.llama import LlamaConfig
 
-    model = AutoModelForCausalLM.from_config(
-        GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2)
-    ).eval()
-    engine = Engine.from_model(model, tokenizer)
-    assert engine.rope is None and "not a supported RoPE" in (engine.pie_refusal or "")
+    dynamic = {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}
+    config = LlamaConfig(vocab_size=len(tokenizer), rope_parameters=dynamic, **TINY)
+    engine = Engine.from_model(AutoModelForCausalLM.from_config(config).eval(), tokenizer)
+    assert engine.rope is None and "depends on sequence length" in (engine.pie_refusal or "")
     live = LiveDocument(engine, SOURCE, fim=False)
     assert live.policy is UpdatePolicy.PREFIX_REUSE
     live.apply_edits([ONE_LINE_EDIT])
     assert live.stale == 0
+
+
+def test_architectures_the_runner_lacks_are_refused_by_name(tokenizer: PreTrainedTokenizerBase) -> None:
+    from transformers import AutoModelForCausalLM
+    from transformers.models.gpt2 import GPT2Config
+
+    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2))
+    with pytest.raises(RunnerUnsupported, match="'gpt2' is not supported"):
+        Engine.from_model(model.eval(), tokenizer)
 
 
 def test_several_edits_use_a_running_delta(tiny_engine: Callable[[str], Engine]) -> None:

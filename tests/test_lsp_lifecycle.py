@@ -20,7 +20,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient, client_capabilities
 
-MODEL = "SmolLM2-135M-Instruct (embedded)"
+MODEL = "SmolLM2-135M-Instruct (embedded) fp32"
 MAX_FILE_BYTES = 2048
 
 WORKSPACE = {
@@ -128,15 +128,15 @@ async def test_workspace_indexing_reports_progress(client: LanguageClient) -> No
 
 async def gains_cross_file_context(client: LanguageClient, doc: Doc, *, timeout: float) -> None:
     """Open `doc` without cross-file context, then allow it: once idle, the worker grows the document's
-    prompt with workspace snippets, so the cache grows (the document text stays the same)."""
+    prompt with workspace snippets, so the cache holds more tokens (the document text stays the same)."""
     configure(client, {"livekv": {"crossFileChars": 0}})
     doc.open()
-    opened = (await document_state(client, doc.uri))["cacheBytes"]
+    opened = (await document_state(client, doc.uri))["cachedTokens"]
     configure(client, {"livekv": {"crossFileChars": 1200}})
 
     async def grown() -> bool:
         state = await document_state(client, doc.uri)  # also keeps `doc` the most recently used
-        return state["cacheBytes"] > opened and state["engine"] == doc.text
+        return state["cachedTokens"] > opened and state["engine"] == doc.text
 
     await eventually(grown, timeout=timeout, what="cross-file context in the cache")
 

@@ -36,8 +36,6 @@ def test_missing_embedded_package_says_how_to_install(monkeypatch: pytest.Monkey
 
 
 def test_bad_settings_raise_value_error() -> None:
-    with pytest.raises(ValueError, match="dtype"):
-        load_model(dtype="int3")
     with pytest.raises(ValueError, match="threads"):
         load_model(threads=0)
 

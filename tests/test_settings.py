@@ -12,7 +12,7 @@ def test_camel_case_keys_map_to_typed_fields() -> None:
 
 
 def test_bad_values_keep_the_default_and_say_why() -> None:
-    s, problems = Settings.from_json({"threads": 0, "maxTokens": "3", "usePie": "yes", "dtype": "int3"})
+    s, problems = Settings.from_json({"threads": 0, "maxTokens": "3", "usePie": "yes", "weights": "int3"})
     assert s == Settings()
     assert len(problems) == 4 and "between 1 and 256" in problems[0] and "integer" in problems[1]
 

@@ -32,13 +32,13 @@ def never(text: str) -> int | None:
 
 
 def snapshot(live: LiveDocument) -> tuple[str, int, list[int], int, torch.Tensor]:
-    return live.text, live.cursor, list(live.tokens), len(live.kv), live.kv.cache.layers[0].keys.clone()
+    return live.text, live.cursor, list(live.tokens), len(live.kv), live.kv.keys[:, :, : len(live.kv)].clone()
 
 
 def assert_unchanged(live: LiveDocument, before: tuple[str, int, list[int], int, torch.Tensor]) -> None:
     text, cursor, tokens, kv_len, keys = before
     assert (live.text, live.cursor, live.tokens, len(live.kv)) == (text, cursor, tokens, kv_len)
-    assert torch.equal(live.kv.cache.layers[0].keys, keys)
+    assert torch.equal(live.kv.keys[:, :, : len(live.kv)], keys)
 
 
 def scripted(live: LiveDocument, text: str) -> Processor:
@@ -196,7 +196,7 @@ def test_popup_cancelled_returns_nothing(tiny_engine: Callable[[str], Engine], v
 @pytest.fixture(scope="module")
 def smol(embedded: LoadedModel) -> tuple[Engine, Vocabulary]:
     engine = Engine.from_loaded(embedded)
-    return engine, Vocabulary(engine.tokenizer, engine.model.config.vocab_size)
+    return engine, Vocabulary(engine.tokenizer, engine.runner.vocab_size)
 
 
 @pytest.mark.integration

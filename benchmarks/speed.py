@@ -1,0 +1,181 @@
+"""Speed benchmark: how fast the runner decodes, verifies drafts, prefills and patches a cache.
+
+For each weight format, in its own subprocess (so peak RSS is that format's alone):
+per-token decode latency with 256/1k/4k tokens cached; the cost of one pass over
+q = 1, 2, 4, 8, 16 tokens at 1k cached, relative to q = 1 (what draft verification
+pays); prefill tokens/s at 512 and 2048; the PIE update of a one-line mid-file edit at
+4k tokens (through `LiveDocument`, as the server does it); peak RSS. Inputs are real
+Python (the standard library's own files). llama.cpp's figures for the same model on
+this machine are printed beside them as given in the issue (not measured here).
+
+    livekv bench speed [--formats fp32 int8 ...] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import torch
+
+from completion.engine import Engine
+from completion.formats import FORMATS
+from completion.kvcache import KVCache
+from completion.live import LiveDocument, TextEdit, UpdatePolicy
+from completion.model import load_model
+
+CACHED = (256, 1024, 4096)
+PASS_SIZES = (1, 2, 4, 8, 16)
+PREFILL = (512, 2048)
+STEPS = 16  # decode steps timed per cache size
+REPEATS = 5  # passes timed per size (minimum taken)
+SLOW_PREFILL_S = 20.0  # a format slower than this at 512 tokens skips the 2048 prefill
+LLAMA_CPP = {
+    "format": "llama.cpp Q4_1 (issue figures)",
+    "decode_ms": {"1024": 9.8},
+    "prefill_tps": {"512": 258, "2048": 192},
+}
+SOURCES = ("argparse.py", "typing.py", "inspect.py", "textwrap.py")
+
+
+def corpus(tokenizer: object, n: int) -> tuple[str, list[int]]:
+    """At least n tokens of real Python from the standard library."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    text = "".join((stdlib / name).read_text() for name in SOURCES)
+    ids = tokenizer(text).input_ids  # type: ignore[operator]
+    assert len(ids) >= n, (len(ids), n)
+    return text, ids
+
+
+def time_decode(engine: Engine, ids: list[int], cached: int) -> float:
+    """Median ms per token of STEPS single-token passes on a cache of `cached` tokens."""
+    kv = KVCache(engine.runner)
+    kv.encode(ids[:cached])
+    times = []
+    for tok in ids[cached : cached + STEPS]:
+        t0 = time.perf_counter()
+        kv.encode([tok], want_logits=True)
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def time_passes(engine: Engine, ids: list[int], cached: int) -> dict[str, float]:
+    """ms of one pass over q tokens (all logits, as verification needs) on `cached` tokens."""
+    kv = KVCache(engine.runner)
+    kv.encode(ids[:cached])
+    out = {}
+    for q in PASS_SIZES:
+        times = []
+        for _ in range(REPEATS):
+            t0 = time.perf_counter()
+            kv.encode_scored(ids[cached : cached + q])
+            times.append(time.perf_counter() - t0)
+            kv.crop(cached)
+        out[str(q)] = 1000 * min(times)
+    return out
+
+
+def time_prefill(engine: Engine, ids: list[int], n: int) -> float:
+    kv = KVCache(engine.runner)
+    t0 = time.perf_counter()
+    kv.encode(ids[:n], want_logits=True)
+    return n / (time.perf_counter() - t0)
+
+
+def time_pie_edit(engine: Engine, text: str, tokens: int) -> dict[str, float]:
+    """A one-line insertion in the middle of a `tokens`-token document: PIE vs full re-encode."""
+    ids = engine.tokenizer(text).input_ids
+    doc = engine.tokenizer.decode(ids[: tokens - 1])
+    doc = doc[: doc.rfind("\n") + 1]
+    mid = doc.find("\n", len(doc) // 2) + 1
+    line = doc[mid : doc.find("\n", mid) + 1]  # the next line again: a realistic, in-style insertion
+    out = {}
+    for policy in (UpdatePolicy.PIE, UpdatePolicy.FULL):
+        live = LiveDocument(engine, doc, fim=False, window=tokens + 512, policy=policy)
+        stats = live.apply_edits([TextEdit(mid, mid, line)])
+        out[policy.value] = 1000 * stats.seconds
+        out["tokens"] = len(live.tokens)
+    return out
+
+
+def measure(weights: str, threads: int) -> dict:
+    loaded = load_model(threads=threads)
+    engine = Engine.from_loaded(loaded, weights)
+    del loaded
+    text, ids = corpus(engine.tokenizer, max(CACHED) + STEPS + 64)
+    row: dict = {"format": weights, "threads": threads}
+    t0 = time.perf_counter()
+    row["decode_ms"] = {str(n): time_decode(engine, ids, n) for n in CACHED}
+    passes = time_passes(engine, ids, 1024)
+    row["pass_ms_at_1024"] = passes
+    row["pass_ratio_at_1024"] = {q: ms / passes["1"] for q, ms in passes.items()}
+    row["prefill_tps"] = {}
+    for n in PREFILL:
+        t1 = time.perf_counter()
+        row["prefill_tps"][str(n)] = time_prefill(engine, ids, n)
+        if time.perf_counter() - t1 > SLOW_PREFILL_S:
+            row["prefill_skipped"] = f"prefill of {n} tokens took over {SLOW_PREFILL_S:.0f} s; longer ones skipped"
+            break
+    row["pie_edit_4k_ms"] = time_pie_edit(engine, text, 4096)
+    row["seconds"] = time.perf_counter() - t0
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        "| format | decode ms/token @256 / 1k / 4k | pass cost q=2/4/8/16 vs q=1 @1k | prefill tok/s @512 / 2048 "
+        "| PIE edit @4k ms (full) | peak RSS MB |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        d, p = r["decode_ms"], r.get("pass_ratio_at_1024", {})
+        pre, pie = r.get("prefill_tps", {}), r.get("pie_edit_4k_ms", {})
+        print(
+            f"| {r['format']} | {' / '.join(fmt(d.get(str(n)), '.1f') for n in CACHED)} "
+            f"| {' / '.join(fmt(p.get(str(q)), '.2f') for q in PASS_SIZES[1:])} "
+            f"| {' / '.join(fmt(pre.get(str(n)), '.0f') for n in PREFILL)} "
+            f"| {fmt(pie.get('pie'), '.0f')} ({fmt(pie.get('full'), '.0f')}) | {fmt(r.get('peak_rss_mb'), '.0f')} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="livekv bench speed", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--formats", nargs="*", default=list(FORMATS), choices=FORMATS)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None, help="write the rows here")
+    ap.add_argument("--one", choices=FORMATS, help=argparse.SUPPRESS)  # internal: measure one format, print JSON
+    args = ap.parse_args(argv)
+    if args.one:
+        torch.manual_seed(0)
+        print(json.dumps(measure(args.one, args.threads)))
+        return 0
+    rows = []
+    for weights in args.formats:
+        cmd = [sys.executable, "-m", "benchmarks.speed", "--one", weights, "--threads", str(args.threads)]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+        if done.returncode != 0:
+            print(f"{weights}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"{weights}: {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
+    print_table([*rows, LLAMA_CPP])
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"rows": rows, "reference": LLAMA_CPP}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

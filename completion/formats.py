@@ -1,0 +1,104 @@
+"""Weight formats for the runner's linear layers: each is a callable `y = linear(x)` on fp32 x.
+
+Decoding one token reads every weight once, so a smaller format is a faster one as
+long as its kernel streams the weights at memory speed. Which kernels do on this kind
+of CPU (AVX2, no AVX-512/AMX) is measured by `livekv bench speed`; the formats are:
+
+- fp32: MKL GEMV/GEMM, exact.
+- bf16: weights in bfloat16 (activations rounded to bf16 for the product, output fp32).
+- int8: per-output-channel symmetric int8 weights through fbgemm's dynamic-quantized
+  GEMM (activations quantized per call, per tensor).
+- int8-wo / int4-wo: weight-only kernels (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`
+  with groups of 32, the GGUF Q4 group size), activations stay fp32.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+Linear = Callable[[torch.Tensor], torch.Tensor]
+FORMATS = ("fp32", "bf16", "int8", "int8-wo", "int4-wo")
+INT4_GROUP = 32
+
+
+def make_linear(weight_format: str, weight: torch.Tensor, bias: torch.Tensor | None) -> Linear:
+    """A linear layer y = x W^T + b with W stored in `weight_format`."""
+    weight = weight.float().contiguous()
+    if weight_format == "fp32":
+        return _Dense(weight, bias)
+    if weight_format == "bf16":
+        return _Bf16(weight, bias)
+    if weight_format == "int8":
+        return _Int8Dynamic(weight, bias)
+    if weight_format == "int8-wo":
+        return _Int8WeightOnly(weight, bias)
+    if weight_format == "int4-wo":
+        return _Int4WeightOnly(weight, bias)
+    raise ValueError(f"weight format must be one of {FORMATS}, got {weight_format!r}")
+
+
+class _Dense:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self.weight, self.bias = weight, bias
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class _Bf16:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self.weight, self.bias = weight.to(torch.bfloat16), bias
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x.to(torch.bfloat16), self.weight).float()
+        return y if self.bias is None else y + self.bias
+
+
+class _Int8Dynamic:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+        zeros = torch.zeros(weight.shape[0], dtype=torch.long)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)  # the quantized API's move to torchao
+            qweight = torch.quantize_per_channel(weight.cpu(), scales, zeros, axis=0, dtype=torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.float().cpu())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # reduce_range: fbgemm's AVX2 kernel accumulates u8*s8 pairs in int16 and needs 7-bit activations
+        return torch.ops.quantized.linear_dynamic(x, self.packed, True)
+
+
+class _Int8WeightOnly:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self.scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
+        self.weight = (weight / self.scales[:, None]).round().clamp(-127, 127).to(torch.int8)
+        self.bias = bias
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch._weight_int8pack_mm(x, self.weight, self.scales)
+        return y if self.bias is None else y + self.bias
+
+
+class _Int4WeightOnly:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        n, k = weight.shape
+        if k % INT4_GROUP:
+            raise ValueError(f"int4-wo needs input size divisible by {INT4_GROUP}, got {k}")
+        groups = weight.reshape(n, k // INT4_GROUP, INT4_GROUP)
+        low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+        scales = ((high - low) / 15).clamp(min=1e-12)
+        codes = ((groups - low) / scales).round().clamp(0, 15).to(torch.int32).reshape(n, k)
+        # the kernel computes (code - 8) * scale + zero
+        zeros = low + 8 * scales
+        self.packed = torch._convert_weight_to_int4pack_for_cpu(codes, 1)
+        self.scales_zeros = torch.stack([scales.reshape(n, -1), zeros.reshape(n, -1)], dim=-1).transpose(0, 1)
+        self.scales_zeros = self.scales_zeros.contiguous()
+        self.bias = bias
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch._weight_int4pack_mm_for_cpu(x, self.packed, INT4_GROUP, self.scales_zeros)
+        return y if self.bias is None else y + self.bias
