@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -14,6 +16,17 @@ from completion.rope import PieUnsupported, RotaryParams, rotary_params
 from completion.runner import Runner
 
 log = logging.getLogger(__name__)
+
+CALIBRATION_TOKENS = 512
+
+
+def calibration_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Typical Python for the int8 format's activation ranges: the standard library's textwrap."""
+    try:
+        text = Path(textwrap.__file__).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return tokenizer(text).input_ids[:CALIBRATION_TOKENS]
 
 
 @dataclass
@@ -41,7 +54,7 @@ class Engine:
             rope, refusal = None, str(err)
             log.warning("PIE disabled for this model (%s); edits will re-encode exactly", err)
         return cls(
-            runner=Runner(model, weights, device),
+            runner=Runner(model, weights, device, calibration_ids(tokenizer)),
             tokenizer=tokenizer,
             rope=rope,
             pie_refusal=refusal,

@@ -13,6 +13,7 @@ logits with the Hugging Face model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from completion.formats import FORMATS, Linear, make_linear
+from completion.smooth import activation_ranges, smoothing_scales
 
 SUPPORTED_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
@@ -55,7 +57,14 @@ def _fuse(*linears: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
 class Runner:
     """Weights of one model in one format, and the forward pass that reads and extends a KV buffer."""
 
-    def __init__(self, model: PreTrainedModel, weight_format: str = "fp32", device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        weight_format: str = "fp32",
+        device: str | torch.device = "cpu",
+        calibration: Sequence[int] = (),
+    ) -> None:
+        """`calibration`: token ids of typical text; int8 uses them to smooth activation outliers."""
         config = model.config
         if config.model_type not in SUPPORTED_MODELS:
             raise RunnerUnsupported(
@@ -82,26 +91,49 @@ class Runner:
         def linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
             return make_linear(weight_format, weight.to(self.device), None if bias is None else bias.to(self.device))
 
+        ranges = activation_ranges(model, calibration) if weight_format == "int8" and calibration else None
+
+        def smoothed(norm: torch.Tensor, weight: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+            """The norm weight divided and the linear weight multiplied by SmoothQuant scales (int8 only)."""
+            if ranges is None:
+                return dense(norm), weight
+            scales = smoothing_scales(ranges[name], weight)
+            return dense(norm) / scales, weight * scales
+
         self.embed = dense(model.model.embed_tokens.weight)
         self.layers = []
-        for block in model.model.layers:
+        for i, block in enumerate(model.model.layers):
             att, mlp = block.self_attn, block.mlp
             q_norm = getattr(att, "q_norm", None)
             k_norm = getattr(att, "k_norm", None)
+            qkv, qkv_bias = _fuse(att.q_proj, att.k_proj, att.v_proj)
+            attn_norm, qkv = smoothed(block.input_layernorm.weight, qkv, f"model.layers.{i}.self_attn.q_proj")
+            gate_up, gate_up_bias = _fuse(mlp.gate_proj, mlp.up_proj)
+            mlp_norm, gate_up = smoothed(
+                block.post_attention_layernorm.weight, gate_up, f"model.layers.{i}.mlp.gate_proj"
+            )
+            down, down_bias = _fuse(mlp.down_proj)
+            if ranges is not None:  # the down projection's input is silu(gate) * up: scale the up rows
+                scales = smoothing_scales(ranges[f"model.layers.{i}.mlp.down_proj"], down)
+                unscale = torch.cat([torch.ones_like(scales), 1 / scales])
+                gate_up = gate_up * unscale[:, None]
+                gate_up_bias = None if gate_up_bias is None else gate_up_bias * unscale
+                down = down * scales
             self.layers.append(
                 Layer(
-                    attn_norm=dense(block.input_layernorm.weight),
-                    qkv=linear(*_fuse(att.q_proj, att.k_proj, att.v_proj)),
+                    attn_norm=attn_norm,
+                    qkv=linear(qkv, qkv_bias),
                     q_norm=None if q_norm is None else dense(q_norm.weight),
                     k_norm=None if k_norm is None else dense(k_norm.weight),
                     o=linear(*_fuse(att.o_proj)),
-                    mlp_norm=dense(block.post_attention_layernorm.weight),
-                    gate_up=linear(*_fuse(mlp.gate_proj, mlp.up_proj)),
-                    down=linear(*_fuse(mlp.down_proj)),
+                    mlp_norm=mlp_norm,
+                    gate_up=linear(gate_up, gate_up_bias),
+                    down=linear(down, down_bias),
                 )
             )
-        self.norm = dense(model.model.norm.weight)
-        self.lm_head = linear(*_fuse(model.lm_head))
+        lm_head, lm_head_bias = _fuse(model.lm_head)
+        self.norm, lm_head = smoothed(model.model.norm.weight, lm_head, "lm_head")
+        self.lm_head = linear(lm_head, lm_head_bias)
         self.vocab_size = model.lm_head.out_features
 
     @property
@@ -135,20 +167,20 @@ class Runner:
         mask = self._mask(q, at, visible)
         cos, sin = self.rotary(self.embed[:1], positions[None])  # (1, q, head_dim) each
         x = F.embedding(tokens, self.embed)  # (q, hidden)
-        nq, nkv, hd = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.head_dim
+        nq, hd = self.n_heads * self.head_dim, self.head_dim
         for i, layer in enumerate(self.layers):
             h = F.rms_norm(x, (x.shape[-1],), layer.attn_norm, self.eps)
-            qkv = layer.qkv(h)
-            xq = qkv[:, :nq].view(q, self.n_heads, hd).transpose(0, 1)
-            xk = qkv[:, nq : nq + nkv].view(q, self.n_kv_heads, hd).transpose(0, 1)
-            xv = qkv[:, nq + nkv :].view(q, self.n_kv_heads, hd).transpose(0, 1)
+            qkv = layer.qkv(h).view(q, self.n_heads + 2 * self.n_kv_heads, hd).transpose(0, 1)
             if layer.q_norm is not None:
-                xq = F.rms_norm(xq, (hd,), layer.q_norm, self.eps)
-                xk = F.rms_norm(xk, (hd,), layer.k_norm, self.eps)
-            keys[i, :, at:end] = _rope(xk, cos, sin)
-            values[i, :, at:end] = xv
+                xq = F.rms_norm(qkv[: self.n_heads], (hd,), layer.q_norm, self.eps)
+                xk = F.rms_norm(qkv[self.n_heads : -self.n_kv_heads], (hd,), layer.k_norm, self.eps)
+                qk = _rope(torch.cat([xq, xk]), cos, sin)
+            else:
+                qk = _rope(qkv[: -self.n_kv_heads], cos, sin)  # queries and keys rotated together
+            keys[i, :, at:end] = qk[self.n_heads :]
+            values[i, :, at:end] = qkv[-self.n_kv_heads :]
             att = F.scaled_dot_product_attention(
-                _rope(xq, cos, sin)[None],
+                qk[None, : self.n_heads],
                 keys[i, :, :end][None],
                 values[i, :, :end][None],
                 attn_mask=mask,
