@@ -174,6 +174,17 @@ def mid_file_edits(engine: Engine, vocab: Vocabulary, scenarios: list[dict], cou
     return rows
 
 
+def same_predictions(trials: list[Trial], reference: list[dict]) -> dict[str, tuple[int, int]]:
+    """Per method: (predictions identical to the reference run's for the same scenario, scenarios in both)."""
+    want = {(t["scenario"], t["method"]): t["prediction"] for t in reference}
+    out: dict[str, tuple[int, int]] = {}
+    for t in trials:
+        if (t.scenario, t.method) in want:
+            same, n = out.get(t.method, (0, 0))
+            out[t.method] = (same + (t.prediction == want[t.scenario, t.method]), n + 1)
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
@@ -275,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         help="update methods to compare (agreement is with `full` when it runs first)",
     )
     ap.add_argument("--json", type=Path, default=None, help="write per-trial results and summary here")
+    ap.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="an earlier --json run (e.g. fp32 weights): report how many predictions are identical to its",
+    )
     args = ap.parse_args(argv)
 
     loaded = load_model(args.model, threads=args.threads)
@@ -302,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     mid = mid_file_edits(engine, vocab, scenarios, args.mid_file, 4096) if args.mid_file else []
     summary = summarize(trials)
     print_table(summary, mid, skipped)
+    if args.reference:
+        summary["same_as_reference"] = same_predictions(trials, json.loads(args.reference.read_text())["trials"])
+        for method, (same, n) in summary["same_as_reference"].items():
+            print(f"{method}: {same}/{n} predictions identical to {args.reference.name}'s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(

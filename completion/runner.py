@@ -25,6 +25,7 @@ from completion.formats import FORMATS, Linear, make_linear
 from completion.smooth import activation_ranges, smoothing_scales
 
 SUPPORTED_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+CPU_ONLY_FORMATS = frozenset({"int8", "int4-wo"})  # fbgemm, and the CPU int4 packing
 
 
 class RunnerUnsupported(ValueError):
@@ -72,9 +73,11 @@ class Runner:
             )
         if weight_format not in FORMATS:
             raise ValueError(f"weight format must be one of {FORMATS}, got {weight_format!r}")
+        self.device = torch.device(device)
+        if self.device.type != "cpu" and weight_format in CPU_ONLY_FORMATS:
+            raise ValueError(f"weight format {weight_format!r} has CPU kernels only; use fp32 or bf16 on {device}")
         self.config = config
         self.weight_format = weight_format
-        self.device = torch.device(device)
         self.n_layers = config.num_hidden_layers
         self.n_heads = config.num_attention_heads
         self.n_kv_heads = config.num_key_value_heads

@@ -111,3 +111,9 @@ def test_buffer_grows_in_steps_and_copies_keep_their_contents() -> None:
     kv.encode(IDS[:3])  # overwrites slots 5..7 of kv only
     assert len(other) == 70 and torch.equal(other.keys[:, :, :70], snapshot)
     assert not torch.equal(kv.keys[:, :, 5:8], snapshot[:, :, 5:8])
+
+
+@pytest.mark.parametrize("weight_format", ["int8", "int4-wo"])
+def test_cpu_only_formats_are_refused_on_a_gpu_before_anything_is_built(weight_format: str) -> None:
+    with pytest.raises(ValueError, match="CPU kernels only"):
+        Runner(tiny_model("llama", VOCAB), weight_format, "cuda")
