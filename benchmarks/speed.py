@@ -4,7 +4,8 @@ For each weight format, in its own subprocess (so peak RSS is that format's alon
 per-token decode latency with 256/1k/4k tokens cached; the cost of one pass over
 q = 1, 2, 4, 8, 16 tokens at 1k cached, relative to q = 1 (what draft verification
 pays); prefill tokens/s at 512 and 2048; the PIE update of a one-line mid-file edit at
-4k tokens (through `LiveDocument`, as the server does it); peak RSS. Inputs are real
+4k tokens (through `LiveDocument`, as the server does it); peak RSS; quality against fp32
+on 512 tokens of `argparse.py` in one pass (next-token NLL, top-1 agreement). Inputs are real
 Python (the standard library's own files). llama.cpp's figures for the same model on
 this machine are printed beside them as given in the issue (not measured here).
 
@@ -30,6 +31,7 @@ from completion.formats import FORMATS
 from completion.kvcache import KVCache
 from completion.live import LiveDocument, TextEdit, UpdatePolicy
 from completion.model import load_model
+from completion.runner import Runner
 
 CACHED = (256, 1024, 4096)
 PASS_SIZES = (1, 2, 4, 8, 16)
@@ -42,7 +44,8 @@ LLAMA_CPP = {
     "decode_ms": {"1024": 9.8},
     "prefill_tps": {"512": 258, "2048": 192},
 }
-SOURCES = ("argparse.py", "typing.py", "inspect.py", "textwrap.py")
+SOURCES = ("argparse.py", "typing.py", "inspect.py", "textwrap.py")  # int8 calibrates on textwrap.py, not argparse
+QUALITY_TOKENS = 512
 
 
 def corpus(tokenizer: object, n: int) -> tuple[str, list[int]]:
@@ -102,12 +105,23 @@ def time_pie_edit(engine: Engine, text: str, tokens: int, full: bool) -> dict[st
     return out
 
 
+def quality_vs_fp32(runner: Runner, reference: Runner, ids: list[int]) -> dict[str, float]:
+    """Next-token NLL of the first QUALITY_TOKENS tokens, and how often the top-1 token equals fp32's."""
+    got = KVCache(runner).encode_scored(ids[:QUALITY_TOKENS])
+    want = KVCache(reference).encode_scored(ids[:QUALITY_TOKENS])
+    targets = torch.tensor(ids[1 : QUALITY_TOKENS + 1])
+    return {
+        "nll": torch.nn.functional.cross_entropy(got, targets).item(),
+        "nll_fp32": torch.nn.functional.cross_entropy(want, targets).item(),
+        "top1_same_as_fp32": (got.argmax(-1) == want.argmax(-1)).float().mean().item(),
+    }
+
+
 def measure(weights: str, threads: int) -> dict:
     """Every figure for one format; a format too slow to prefill 512 tokens in SLOW_PREFILL_S
     (the weight-only kernels on some CPUs) is measured up to 1k cached tokens only."""
     loaded = load_model(threads=threads)
     engine = Engine.from_loaded(loaded, weights)
-    del loaded
     text, ids = corpus(engine.tokenizer, max(CACHED) + STEPS + 64)
     row: dict = {"format": weights, "threads": threads, "prefill_tps": {}}
     t0 = time.perf_counter()
@@ -131,6 +145,7 @@ def measure(weights: str, threads: int) -> dict:
         row["pie_edit_4k_ms"] = time_pie_edit(engine, text, 4096, full=True)
     row["seconds"] = time.perf_counter() - t0
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["quality"] = quality_vs_fp32(engine.runner, Runner(loaded.model, "fp32"), ids)  # after the RSS reading
     return row
 
 
@@ -141,17 +156,20 @@ def fmt(value: float | None, spec: str) -> str:
 def print_table(rows: list[dict]) -> None:
     print(
         "| format | decode ms/token @256 / 1k / 4k | pass cost q=2/4/8/16 vs q=1 @1k | prefill tok/s @512 / 2048 "
-        "| PIE edit @4k ms (full) | peak RSS MB |"
+        "| PIE edit @4k ms (full) | peak RSS MB | NLL (fp32) / top-1 = fp32 % |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         d, p = r["decode_ms"], r.get("pass_ratio_at_1024", {})
-        pre, pie = r.get("prefill_tps", {}), r.get("pie_edit_4k_ms", {})
+        pre, pie, qual = r.get("prefill_tps", {}), r.get("pie_edit_4k_ms", {}), r.get("quality", {})
+        top1 = qual.get("top1_same_as_fp32")
         print(
             f"| {r['format']} | {' / '.join(fmt(d.get(str(n)), '.1f') for n in CACHED)} "
             f"| {' / '.join(fmt(p.get(str(q)), '.2f') for q in PASS_SIZES[1:])} "
             f"| {' / '.join(fmt(pre.get(str(n)), '.0f') for n in PREFILL)} "
-            f"| {fmt(pie.get('pie'), '.0f')} ({fmt(pie.get('full'), '.0f')}) | {fmt(r.get('peak_rss_mb'), '.0f')} |"
+            f"| {fmt(pie.get('pie'), '.0f')} ({fmt(pie.get('full'), '.0f')}) | {fmt(r.get('peak_rss_mb'), '.0f')} "
+            f"| {fmt(qual.get('nll'), '.3f')} ({fmt(qual.get('nll_fp32'), '.3f')}) / "
+            f"{fmt(None if top1 is None else 100 * top1, '.1f')} |"
         )
 
 

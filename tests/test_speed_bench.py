@@ -6,7 +6,15 @@ from collections.abc import Callable
 
 import pytest
 
-from benchmarks.speed import PASS_SIZES, STEPS, print_table, time_decode, time_passes, time_prefill
+from benchmarks.speed import (
+    PASS_SIZES,
+    STEPS,
+    print_table,
+    quality_vs_fp32,
+    time_decode,
+    time_passes,
+    time_prefill,
+)
 from completion.engine import Engine
 from completion.kvcache import KVCache
 
@@ -27,4 +35,10 @@ def test_table_shows_skipped_measurements_as_dashes(capsys: pytest.CaptureFixtur
     slow = {"format": "int4-wo", "decode_ms": {"256": 170.0, "1024": 171.0}, "prefill_tps": {"512": 8.0}}
     print_table([slow])
     row = capsys.readouterr().out.splitlines()[-1]
-    assert row.startswith("| int4-wo | 170.0 / 171.0 / - | - / - / - / - | 8 / - | - (-) | - |")
+    assert row == "| int4-wo | 170.0 / 171.0 / - | - / - / - / - | 8 / - | - (-) | - | - (-) / - |"
+
+
+def test_quality_of_fp32_against_itself_is_perfect_agreement(tiny_engine: Callable[[str], Engine]) -> None:
+    runner = tiny_engine("llama").runner
+    quality = quality_vs_fp32(runner, runner, list(range(100, 700)))
+    assert quality["top1_same_as_fp32"] == 1.0 and quality["nll"] == quality["nll_fp32"] > 0
