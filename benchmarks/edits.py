@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weights", default="fp32", choices=FORMATS, help="the runner's weight format")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument(
         "--methods",
         nargs="*",
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
 
     loaded = load_model(args.model, threads=args.threads)
     methods = [UpdatePolicy(m) for m in args.methods]
-    engine = Engine.from_loaded(loaded, args.weights)
+    engine = Engine.from_loaded(loaded, args.weights, args.device)
     vocab = Vocabulary(engine.tokenizer, engine.runner.vocab_size)
     scenarios = [json.loads(line) for line in args.scenarios.read_text().splitlines() if line.strip()]
     chosen = select(scenarios, args.limit)

@@ -31,7 +31,7 @@ from completion.formats import FORMATS
 from completion.kvcache import KVCache
 from completion.live import LiveDocument, TextEdit, UpdatePolicy
 from completion.model import load_model
-from completion.runner import Runner
+from completion.runner import CPU_ONLY_FORMATS, Runner
 
 CACHED = (256, 1024, 4096)
 PASS_SIZES = (1, 2, 4, 8, 16)
@@ -57,6 +57,13 @@ def corpus(tokenizer: object, n: int) -> tuple[str, list[int]]:
     return text, ids
 
 
+def finished(device: torch.device) -> float:
+    """The time once the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def time_decode(kv: KVCache, ids: list[int], cached: int) -> float:
     """Median ms per token of STEPS single-token passes after the first `cached` tokens of `kv`."""
     kv.crop(cached)
@@ -64,7 +71,7 @@ def time_decode(kv: KVCache, ids: list[int], cached: int) -> float:
     for tok in ids[cached : cached + STEPS]:
         t0 = time.perf_counter()
         kv.encode([tok], want_logits=True)
-        times.append(time.perf_counter() - t0)
+        times.append(finished(kv.runner.device) - t0)
     return 1000 * statistics.median(times)
 
 
@@ -77,7 +84,7 @@ def time_passes(kv: KVCache, ids: list[int], cached: int) -> dict[str, float]:
             kv.crop(cached)
             t0 = time.perf_counter()
             kv.encode_scored(ids[cached : cached + q])
-            times.append(time.perf_counter() - t0)
+            times.append(finished(kv.runner.device) - t0)
         out[str(q)] = 1000 * min(times)
     return out
 
@@ -86,7 +93,7 @@ def time_prefill(engine: Engine, ids: list[int], n: int) -> float:
     kv = KVCache(engine.runner)
     t0 = time.perf_counter()
     kv.encode(ids[:n], want_logits=True)
-    return n / (time.perf_counter() - t0)
+    return n / (finished(engine.runner.device) - t0)
 
 
 def time_pie_edit(engine: Engine, text: str, tokens: int, full: bool) -> dict[str, float]:
@@ -99,8 +106,9 @@ def time_pie_edit(engine: Engine, text: str, tokens: int, full: bool) -> dict[st
     out = {}
     for policy in (UpdatePolicy.PIE, UpdatePolicy.FULL) if full else (UpdatePolicy.PIE,):
         live = LiveDocument(engine, doc, fim=False, window=tokens + 512, policy=policy)
-        stats = live.apply_edits([TextEdit(mid, mid, line)])
-        out[policy.value] = 1000 * stats.seconds
+        t0 = finished(engine.runner.device)
+        live.apply_edits([TextEdit(mid, mid, line)])
+        out[policy.value] = 1000 * (finished(engine.runner.device) - t0)
         out["tokens"] = len(live.tokens)
     return out
 
@@ -109,7 +117,7 @@ def quality_vs_fp32(runner: Runner, reference: Runner, ids: list[int]) -> dict[s
     """Next-token NLL of the first QUALITY_TOKENS tokens, and how often the top-1 token equals fp32's."""
     got = KVCache(runner).encode_scored(ids[:QUALITY_TOKENS])
     want = KVCache(reference).encode_scored(ids[:QUALITY_TOKENS])
-    targets = torch.tensor(ids[1 : QUALITY_TOKENS + 1])
+    targets = torch.tensor(ids[1 : QUALITY_TOKENS + 1], device=runner.device)
     return {
         "nll": torch.nn.functional.cross_entropy(got, targets).item(),
         "nll_fp32": torch.nn.functional.cross_entropy(want, targets).item(),
@@ -117,13 +125,13 @@ def quality_vs_fp32(runner: Runner, reference: Runner, ids: list[int]) -> dict[s
     }
 
 
-def measure(weights: str, threads: int) -> dict:
+def measure(weights: str, threads: int, device: str) -> dict:
     """Every figure for one format; a format too slow to prefill 512 tokens in SLOW_PREFILL_S
     (the weight-only kernels on some CPUs) is measured up to 1k cached tokens only."""
     loaded = load_model(threads=threads)
-    engine = Engine.from_loaded(loaded, weights)
+    engine = Engine.from_loaded(loaded, weights, device)
     text, ids = corpus(engine.tokenizer, max(CACHED) + STEPS + 64)
-    row: dict = {"format": weights, "threads": threads, "prefill_tps": {}}
+    row: dict = {"format": weights, "threads": threads, "device": device, "prefill_tps": {}}
     t0 = time.perf_counter()
     for n in PREFILL:
         row["prefill_tps"][str(n)] = time_prefill(engine, ids, n)
@@ -145,7 +153,7 @@ def measure(weights: str, threads: int) -> dict:
         row["pie_edit_4k_ms"] = time_pie_edit(engine, text, 4096, full=True)
     row["seconds"] = time.perf_counter() - t0
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    row["quality"] = quality_vs_fp32(engine.runner, Runner(loaded.model, "fp32"), ids)  # after the RSS reading
+    row["quality"] = quality_vs_fp32(engine.runner, Runner(loaded.model, "fp32", device), ids)  # after the RSS reading
     return row
 
 
@@ -175,18 +183,22 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="livekv bench speed", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--formats", nargs="*", default=list(FORMATS), choices=FORMATS)
+    ap.add_argument("--formats", nargs="*", default=None, choices=FORMATS, help="default: every format the device runs")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (formats with CPU kernels only are refused)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     ap.add_argument("--one", choices=FORMATS, help=argparse.SUPPRESS)  # internal: measure one format, print JSON
     args = ap.parse_args(argv)
     if args.one:
         torch.manual_seed(0)
-        print(json.dumps(measure(args.one, args.threads)))
+        print(json.dumps(measure(args.one, args.threads, args.device)))
         return 0
+    on_cpu = torch.device(args.device).type == "cpu"
+    formats = args.formats or [f for f in FORMATS if on_cpu or f not in CPU_ONLY_FORMATS]
     rows = []
-    for weights in args.formats:
+    for weights in formats:
         cmd = [sys.executable, "-m", "benchmarks.speed", "--one", weights, "--threads", str(args.threads)]
+        cmd += ["--device", args.device]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
         if done.returncode != 0:
             print(f"{weights}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
