@@ -33,13 +33,7 @@ class TokenHealing:
         self.heal = heal.encode()
 
     def remaining(self, generated: list[int]) -> bytes:
-        rest = self.heal
-        for t in generated:
-            if not rest:
-                break
-            piece = self.vocab.pieces[t]
-            rest = rest[len(piece) :] if rest.startswith(piece) else b""
-        return rest
+        return self.vocab.remaining(self.heal, generated)
 
     def __call__(self, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
         rest = self.remaining(generated)

@@ -50,22 +50,36 @@ class Vocabulary:
         self.size = size
         self.pieces = token_pieces(tokenizer, size)
         order = sorted((i for i in range(size) if self.pieces[i]), key=self.pieces.__getitem__)
-        self._sorted = [self.pieces[i] for i in order]
-        self._order = torch.tensor(order, dtype=torch.long)
+        self.sorted_pieces = [self.pieces[i] for i in order]  # non-empty pieces in byte order
+        self.sorted_ids = torch.tensor(order, dtype=torch.long)  # their token ids
         self._by_piece: dict[bytes, list[int]] = {}
         for i, p in enumerate(self.pieces):
             if p:
                 self._by_piece.setdefault(p, []).append(i)
 
+    def span(self, prefix: bytes) -> tuple[int, int]:
+        """[lo, hi) of the tokens whose bytes start with `prefix`, as indices into `sorted_pieces`."""
+        lo = bisect.bisect_left(self.sorted_pieces, prefix)
+        succ = _successor(prefix)
+        hi = len(self.sorted_pieces) if succ is None else bisect.bisect_left(self.sorted_pieces, succ)
+        return lo, hi
+
     def starting_with(self, prefix: bytes) -> torch.Tensor:
         """Ids of all non-empty tokens whose bytes start with `prefix`."""
-        lo = bisect.bisect_left(self._sorted, prefix)
-        succ = _successor(prefix)
-        hi = len(self._sorted) if succ is None else bisect.bisect_left(self._sorted, succ)
-        return self._order[lo:hi]
+        lo, hi = self.span(prefix)
+        return self.sorted_ids[lo:hi]
 
     def equal_to(self, piece: bytes) -> list[int]:
         return self._by_piece.get(piece, [])
 
     def decode(self, ids: list[int]) -> bytes:
         return b"".join(self.pieces[i] for i in ids)
+
+    def remaining(self, text: bytes, ids: list[int]) -> bytes:
+        """What of `text` the tokens `ids` have not produced yet (b"" once produced or departed from)."""
+        for t in ids:
+            if not text:
+                break
+            piece = self.pieces[t]
+            text = text[len(piece) :] if text.startswith(piece) else b""
+        return text

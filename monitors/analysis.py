@@ -1,0 +1,98 @@
+"""jedi, asked from the decoding loop: names that may follow a point in the code.
+
+jedi is not thread-safe, so every call runs on one worker thread of its own; the decoding
+loop waits for an answer up to a time limit and goes on unconstrained when it is late (the
+answer still lands in the cache for the next suggestion). Answers are cached by a key the
+caller chooses (document version and the text before the point). jedi only parses: project
+modules are never imported, compiled extensions inside the project are never loaded, and no
+module is auto-imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import jedi
+
+log = logging.getLogger(__name__)
+jedi.settings.auto_import_modules = []  # jedi imports these for real (default: ["gi"]); nothing is
+CACHE_ENTRIES = 512
+
+
+@dataclass(frozen=True)
+class Names:
+    """What jedi knows at a point: the legal names, or None when it cannot tell (no constraint)."""
+
+    names: frozenset[str] | None
+    why: str  # "resolved", "unresolved" (jedi knows nothing), "dynamic" (__getattr__), "error"
+    seconds: float  # jedi's own time
+
+
+@dataclass(frozen=True)
+class Query:
+    code: str  # the document as it should be analysed, cut or not after the point
+    line: int  # 1-based
+    column: int  # 0-based, in characters
+    path: str | None
+    root: str | None
+
+
+class Analyzer:
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livekv-jedi")
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[object, Future[Names]] = OrderedDict()
+        self._projects: dict[str, jedi.Project] = {}
+
+    def ask(self, key: object, query: Callable[[], Query]) -> Future[Names]:
+        """The (possibly still running) answer for the point `key` names; `query()` is built and
+        jedi asked only the first time a key is seen."""
+        with self._lock:
+            future = self._cache.get(key)
+            if future is None:
+                future = self._pool.submit(self._complete, query())
+                self._cache[key] = future
+                while len(self._cache) > CACHE_ENTRIES:
+                    self._cache.popitem(last=False)
+            else:
+                self._cache.move_to_end(key)
+            return future
+
+    def warm_up(self) -> Future[Names]:
+        """Load jedi's builtins stubs (seconds, once) before the first real question."""
+        return self.ask(("warm-up",), lambda: Query("import os\nos.", 2, 3, None, None))
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- on the jedi thread ----------------------------------------------------------
+
+    def _project(self, root: str | None) -> jedi.Project | None:
+        if root is None or not Path(root).is_dir():
+            return None
+        if root not in self._projects:
+            self._projects[root] = jedi.Project(root, load_unsafe_extensions=False)
+        return self._projects[root]
+
+    def _complete(self, q: Query) -> Names:
+        t0 = time.perf_counter()
+        try:
+            script = jedi.Script(q.code, path=q.path, project=self._project(q.root))
+            completions = script.complete(q.line, q.column)
+        except Exception as err:  # jedi has many internal failure modes; a monitor must survive them all
+            log.warning("jedi failed at %s:%d:%d: %r", q.path, q.line, q.column, err)
+            return Names(None, "error", time.perf_counter() - t0)
+        names = frozenset(c.name for c in completions if c.type != "keyword")
+        seconds = time.perf_counter() - t0
+        if not names:
+            return Names(None, "unresolved", seconds)
+        if "__getattr__" in names:  # any name may exist: listing the known ones would be wrong
+            return Names(None, "dynamic", seconds)
+        return Names(names, "resolved", seconds)

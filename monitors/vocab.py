@@ -1,0 +1,111 @@
+"""Allowed-token masks for "the next characters spell one of these names", in milliseconds.
+
+A static analyzer answers with names (members of an object, modules); the decoder needs
+the tokens that keep the text on one of them: a token is allowed if its bytes are a prefix
+of a legal name's rest, or the whole rest followed by a byte that ends an identifier
+(`append(`, `name)\\n`). With the vocabulary sorted by bytes (completion.vocab), the tokens
+that start with a name's rest are one contiguous span, and a per-token table of "how many
+identifier bytes does this token start with" picks the ones that end the name right there,
+so a mask costs one bisection and one vectorised comparison per name: never a loop over
+the vocabulary. Tokens are bytes, so leading spaces (`Ġname`) and byte-level pieces are
+handled like any other byte.
+
+Two shapes: `hard` (nothing else may come next; after `obj.`) and `region` (only tokens that
+begin an identifier after `lead` are checked, the rest are free; after `import` with the
+space still to come, or a `.name` token proposed where no dot has been written yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from completion.vocab import Vocabulary
+
+_IDENT = np.zeros(256, dtype=bool)
+for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
+    _IDENT[_c] = True
+_IDENT[0x80:] = True  # UTF-8 bytes of non-ASCII identifier characters
+
+
+def is_ident_byte(b: int) -> bool:
+    return bool(_IDENT[b])
+
+
+def ident_run(piece: bytes, start: int = 0) -> int:
+    """Identifier bytes at the start of `piece[start:]`."""
+    n = start
+    while n < len(piece) and _IDENT[piece[n]]:
+        n += 1
+    return n - start
+
+
+class NameMasks:
+    """Per-vocabulary tables, built once per tokenizer (about 50 ms for 49k tokens)."""
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        # identifier bytes each sorted piece starts with, at offset 0 and after a 1-byte lead
+        self._run0 = np.array([ident_run(p) for p in vocab.sorted_pieces], dtype=np.int32)
+        self._run1 = np.array([ident_run(p, 1) for p in vocab.sorted_pieces], dtype=np.int32)
+        self._len = np.array([len(p) for p in vocab.sorted_pieces], dtype=np.int32)
+
+    def mask(
+        self, names: Iterable[str], partial: bytes = b"", lead: bytes = b"", region: bool = False
+    ) -> torch.Tensor | None:
+        """Bool mask over the vocabulary, or None if no token could continue a legal name.
+
+        `partial`: identifier bytes already written; `lead`: bytes the next token must start
+        with before the name continues (a `.` or a space that is certain to come).
+        """
+        allowed = self._allowed(names, partial, lead)
+        if region:
+            mask = torch.ones(self.vocab.size, dtype=torch.bool)
+            mask[self._beginning_names(lead)] = False
+        else:
+            mask = torch.zeros(self.vocab.size, dtype=torch.bool)
+            for i in range(1, len(lead) + 1):  # a piece of the lead alone: the name comes next step
+                mask[self.vocab.equal_to(lead[:i])] = True
+        mask[allowed] = True
+        return mask if region or bool(mask.any()) else None
+
+    def _allowed(self, names: Iterable[str], partial: bytes, lead: bytes) -> torch.Tensor:
+        """Ids of tokens `lead + x` where `partial + x` is a prefix of a name, or a name then a non-identifier byte."""
+        spans: list[np.ndarray] = []  # positions in the sorted vocabulary
+        exact: list[int] = []  # token ids
+        whole_name = False
+        for name in names:
+            b = name.encode()
+            if not b.startswith(partial) or len(b) == 0:
+                continue
+            rest = b[len(partial) :]
+            if not rest:
+                whole_name = True
+                continue
+            for i in range(1, len(rest) + 1):  # tokens that stop inside (or at the end of) the name
+                exact.extend(self.vocab.equal_to(lead + rest[:i]))
+            spans.append(self._ending_after(lead, rest))
+        if whole_name:  # the name is written: any token that starts with a non-identifier byte ends it
+            spans.append(self._ending_after(lead, b""))
+        positions = torch.from_numpy(np.concatenate(spans)) if spans else torch.zeros(0, dtype=torch.long)
+        return torch.cat([self.vocab.sorted_ids[positions], torch.tensor(exact, dtype=torch.long)])
+
+    def _ending_after(self, lead: bytes, rest: bytes) -> np.ndarray:
+        """Sorted positions of tokens `lead + rest + c...` with c a non-identifier byte (rest may be empty)."""
+        lo, hi = self.vocab.span(lead + rest)
+        ok = (self._runs(lead, lo, hi) == len(rest)) & (self._len[lo:hi] > len(lead) + len(rest))
+        return lo + np.flatnonzero(ok)
+
+    def _beginning_names(self, lead: bytes) -> torch.Tensor:
+        """Tokens `lead + c...` with c an identifier byte: the ones a region constrains."""
+        lo, hi = self.vocab.span(lead)
+        return self.vocab.sorted_ids[lo + torch.from_numpy(np.flatnonzero(self._runs(lead, lo, hi) > 0))]
+
+    def _runs(self, lead: bytes, lo: int, hi: int) -> np.ndarray:
+        if len(lead) == 0:
+            return self._run0[lo:hi]
+        if len(lead) == 1:
+            return self._run1[lo:hi]
+        return np.array([ident_run(p, len(lead)) for p in self.vocab.sorted_pieces[lo:hi]], dtype=np.int32)
