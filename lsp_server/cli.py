@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="livekv",
         description="Code completion over a live, edit-patched KV cache (PIE).",
         epilog="`livekv <command> --help` describes each command's options "
-        "(serve, complete, demo, bench edits, bench latency, bench speed).",
+        "(serve, complete, demo, bench edits, bench latency, bench speed, bench monitors, bench syntax).",
     )
     ap.add_argument("--log-level", default="WARNING", help="logging level for stderr (default WARNING)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -25,10 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="reproducible measurements (JSON out, one table printed)")
     bench.add_argument(
         "suite",
-        choices=["edits", "latency", "speed"],
+        choices=["edits", "latency", "speed", "monitors", "syntax"],
         help="edits: update latency and next-line quality after edits; "
         "latency: keystroke-to-suggestion through the real server, PIE vs --no-pie; "
-        "speed: decode, draft-pass, prefill and PIE costs per weight format",
+        "speed: decode, draft-pass, prefill and PIE costs per weight format; "
+        "monitors: the identifier after `obj.` with and without the jedi monitor; "
+        "syntax: multi-line suggestions that keep the file parseable, with and without the syntax monitor",
     )
     sub.add_parser("complete", help="print suggestions at FILE --line L --col C (in-process, no editor)")
     sub.add_parser("demo", help="replay edits on a real file with the embedded model; print suggestions and timings")
@@ -52,6 +54,14 @@ def main(argv: list[str] | None = None) -> int:
             server.start_io()
         return 0
     if args.command == "bench":
+        if args.suite == "monitors":
+            from benchmarks.monitors import main as bench_monitors
+
+            return bench_monitors(rest)
+        if args.suite == "syntax":
+            from benchmarks.syntax import main as bench_syntax
+
+            return bench_syntax(rest)
         if args.suite == "speed":
             from benchmarks.speed import main as bench_speed
 

@@ -31,7 +31,8 @@ class Names:
     """What jedi knows at a point: the legal names, or None when it cannot tell (no constraint)."""
 
     names: frozenset[str] | None
-    why: str  # "resolved", "unresolved" (jedi knows nothing), "dynamic" (__getattr__), "error"
+    why: str  # "resolved"; or "unresolved" (jedi knows nothing), "dynamic" (__getattr__),
+    # "opaque" (only dunder members: None or a bare object), "error"
     seconds: float  # jedi's own time
 
 
@@ -95,4 +96,8 @@ class Analyzer:
             return Names(None, "unresolved", seconds)
         if "__getattr__" in names:  # any name may exist: listing the known ones would be wrong
             return Names(None, "dynamic", seconds)
+        if all(n.startswith("__") and n.endswith("__") for n in names):
+            # only object's own members: jedi inferred None or a bare object, which code rarely
+            # dereferences on purpose; it is more likely a value assigned elsewhere
+            return Names(None, "opaque", seconds)
         return Names(names, "resolved", seconds)

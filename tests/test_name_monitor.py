@@ -126,6 +126,7 @@ def test_import_names_come_from_the_module(engine, vocab, masks, analyzer) -> No
     [
         ("def f(a):\n    return a.", "unresolved"),  # an untyped parameter
         ("from shapes import Anything\n\nx = Anything()\nx.", "dynamic"),  # __getattr__: any name exists
+        ("x = None\nx.", "opaque"),  # only object's dunders: the value is set elsewhere
     ],
 )
 def test_an_unresolvable_receiver_leaves_decoding_unconstrained(engine, vocab, masks, analyzer, text, why) -> None:
