@@ -12,6 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+
 from completion.vocab import Vocabulary
 
 TAIL_CHARS = 2000  # document text before the suggestion that monitors look at (jedi gets all of it)
@@ -102,3 +105,23 @@ class _Timer:
     def __exit__(self, *exc: object) -> None:
         self.stats.steps += 1
         self.stats.seconds += time.perf_counter() - self.t0
+
+
+def keep_only(logits: torch.Tensor, allowed: np.ndarray) -> torch.Tensor | None:
+    """New logits with every token outside the bool mask `allowed` at -inf; None if that would
+    leave no finite logit (the caller then keeps the logits it had: the one fallback)."""
+    if logits.device.type != "cpu":
+        mask = torch.from_numpy(allowed).to(logits.device)
+        out = logits.masked_fill(~mask, float("-inf"))
+        return out if bool(torch.isfinite(out).any()) else None
+    src = logits.numpy()  # numpy: single-threaded, microseconds (see monitors.vocab)
+    out = np.where(allowed, src, np.float32(-np.inf)).astype(src.dtype, copy=False)
+    return torch.from_numpy(out) if np.isfinite(out[allowed]).any() else None
+
+
+def add_where(logits: torch.Tensor, where: np.ndarray, bonus: float) -> torch.Tensor:
+    """New logits with `bonus` added to the tokens in the bool mask `where`."""
+    if logits.device.type != "cpu":
+        return logits + bonus * torch.from_numpy(where).to(logits.device)
+    src = logits.numpy()
+    return torch.from_numpy(src + np.where(where, np.float32(bonus), np.float32(0)).astype(src.dtype, copy=False))

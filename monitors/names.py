@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
+import numpy as np
 import torch
 
 from completion.vocab import Vocabulary
 from monitors.analysis import Analyzer, Names, Query
-from monitors.base import MonitorStats, Site, Transcript, Written
+from monitors.base import MonitorStats, Site, Transcript, Written, add_where, keep_only
 from monitors.triggers import Trigger, TriggerFn
 from monitors.vocab import NameMasks
 
@@ -55,7 +56,7 @@ class NameMonitor:
         self.transcript = Transcript(vocab, site)
         self._site_key = site.key if site.key is not None else (site.path, hash(site.text), site.cursor)
         self._asked: dict[object, Future[Names]] = {}  # points this suggestion has waited for once
-        self._masks: dict[tuple[frozenset[str], bytes, bytes, bool], torch.Tensor | None] = {}
+        self._masks: dict[tuple[frozenset[str], bytes, bytes, bool], np.ndarray | None] = {}
         self._used: frozenset[str] | None = None
 
     def __call__(self, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
@@ -107,21 +108,20 @@ class NameMonitor:
         legal = names.names if names is not None else None
         if legal is not None:
             mask = self._mask(legal, trigger, w)
-            if mask is None:  # nothing legal continues what is written: decode unconstrained
+            kept = keep_only(logits, mask) if mask is not None else None
+            if kept is None:  # nothing legal continues what is written, or healing ruled it out
                 return logits
-            out = logits.masked_fill(~mask, float("-inf"))
-            if not torch.isfinite(out).any():  # every legal token was already ruled out (by healing)
-                return logits
+            out = kept
         if self.bias > 0 and trigger.kind == "member":
             favoured = self._used_members() if legal is None else self._used_members() & legal
             bonus = self._mask(favoured, trigger, w) if favoured else None
             if bonus is not None:
-                out = out + self.bias * bonus
+                out = add_where(out, bonus, self.bias)
         if out is not logits:
             self.stats.constrained += 1
         return out
 
-    def _mask(self, names: frozenset[str], trigger: Trigger, w: Written) -> torch.Tensor | None:
+    def _mask(self, names: frozenset[str], trigger: Trigger, w: Written) -> np.ndarray | None:
         lead, partial = trigger.lead(w), trigger.partial(w)
         key = (names, lead, partial, trigger.region)
         if key not in self._masks:

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-import torch
 
 from completion.vocab import Vocabulary
 
@@ -47,6 +46,7 @@ class NameMasks:
 
     def __init__(self, vocab: Vocabulary) -> None:
         self.vocab = vocab
+        self._ids = vocab.sorted_ids.numpy()
         # identifier bytes each sorted piece starts with, at offset 0 and after a 1-byte lead
         self._run0 = np.array([ident_run(p) for p in vocab.sorted_pieces], dtype=np.int32)
         self._run1 = np.array([ident_run(p, 1) for p in vocab.sorted_pieces], dtype=np.int32)
@@ -54,24 +54,26 @@ class NameMasks:
 
     def mask(
         self, names: Iterable[str], partial: bytes = b"", lead: bytes = b"", region: bool = False
-    ) -> torch.Tensor | None:
+    ) -> np.ndarray | None:
         """Bool mask over the vocabulary, or None if no token could continue a legal name.
 
         `partial`: identifier bytes already written; `lead`: bytes the next token must start
-        with before the name continues (a `.` or a space that is certain to come).
+        with before the name continues (a `.` or a space that is certain to come). numpy, not
+        torch: these are small element-wise jobs, and torch's thread pool makes them cost
+        milliseconds instead of microseconds whenever another process holds a core.
         """
         allowed = self._allowed(names, partial, lead)
         if region:
-            mask = torch.ones(self.vocab.size, dtype=torch.bool)
+            mask = np.ones(self.vocab.size, dtype=bool)
             mask[self._beginning_names(lead)] = False
         else:
-            mask = torch.zeros(self.vocab.size, dtype=torch.bool)
+            mask = np.zeros(self.vocab.size, dtype=bool)
             for i in range(1, len(lead) + 1):  # a piece of the lead alone: the name comes next step
                 mask[self.vocab.equal_to(lead[:i])] = True
         mask[allowed] = True
-        return mask if region or bool(mask.any()) else None
+        return mask if region or mask.any() else None
 
-    def _allowed(self, names: Iterable[str], partial: bytes, lead: bytes) -> torch.Tensor:
+    def _allowed(self, names: Iterable[str], partial: bytes, lead: bytes) -> np.ndarray:
         """Ids of tokens `lead + x` where `partial + x` is a prefix of a name, or a name then a non-identifier byte."""
         spans: list[np.ndarray] = []  # positions in the sorted vocabulary
         exact: list[int] = []  # token ids
@@ -89,8 +91,8 @@ class NameMasks:
             spans.append(self._ending_after(lead, rest))
         if whole_name:  # the name is written: any token that starts with a non-identifier byte ends it
             spans.append(self._ending_after(lead, b""))
-        positions = torch.from_numpy(np.concatenate(spans)) if spans else torch.zeros(0, dtype=torch.long)
-        return torch.cat([self.vocab.sorted_ids[positions], torch.tensor(exact, dtype=torch.long)])
+        positions = np.concatenate(spans) if spans else np.zeros(0, dtype=np.int64)
+        return np.concatenate([self._ids[positions], np.array(exact, dtype=np.int64)])
 
     def _ending_after(self, lead: bytes, rest: bytes) -> np.ndarray:
         """Sorted positions of tokens `lead + rest + c...` with c a non-identifier byte (rest may be empty)."""
@@ -98,10 +100,10 @@ class NameMasks:
         ok = (self._runs(lead, lo, hi) == len(rest)) & (self._len[lo:hi] > len(lead) + len(rest))
         return lo + np.flatnonzero(ok)
 
-    def _beginning_names(self, lead: bytes) -> torch.Tensor:
+    def _beginning_names(self, lead: bytes) -> np.ndarray:
         """Tokens `lead + c...` with c an identifier byte: the ones a region constrains."""
         lo, hi = self.vocab.span(lead)
-        return self.vocab.sorted_ids[lo + torch.from_numpy(np.flatnonzero(self._runs(lead, lo, hi) > 0))]
+        return self._ids[lo + np.flatnonzero(self._runs(lead, lo, hi) > 0)]
 
     def _runs(self, lead: bytes, lo: int, hi: int) -> np.ndarray:
         if len(lead) == 0:
