@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench-edits bench-latency bench-speed lint clean
+.PHONY: setup demo test bench-edits bench-latency bench-speed bench-monitors bench-syntax lint clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,12 @@ bench-latency: setup
 
 bench-speed: setup
 	HF_HUB_OFFLINE=1 $(BIN)/livekv bench speed --json benchmarks/results/speed.json
+
+bench-monitors: setup
+	HF_HUB_OFFLINE=1 $(BIN)/livekv bench monitors --json benchmarks/results/monitors.json
+
+bench-syntax: setup
+	HF_HUB_OFFLINE=1 $(BIN)/livekv bench syntax --json benchmarks/results/syntax.json
 
 lint: setup
 	$(BIN)/ruff check .

@@ -135,6 +135,7 @@ def popup(
     *,
     width: int = 8,
     max_tokens: int = 6,
+    processors: Sequence[Processor] = (),
     should_stop: Callable[[], bool] | None = None,
 ) -> list[PopupItem]:
     """Identifier items for the completion menu: the model's `width` best continuations of
@@ -142,7 +143,13 @@ def popup(
     start = partial_word_start(live.text, live.cursor)
     partial = live.text[start : live.cursor]
     branches = decode_branches(
-        live, vocab, width=width, max_tokens=max_tokens, stop=_word_boundary, should_stop=should_stop
+        live,
+        vocab,
+        width=width,
+        max_tokens=max_tokens,
+        stop=_word_boundary,
+        processors=processors,
+        should_stop=should_stop,
     )
     items: list[PopupItem] = []
     for b in branches:

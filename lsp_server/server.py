@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -22,7 +21,7 @@ from lsp_server import inline, popup, sync
 from lsp_server.mirror import Mirror
 from lsp_server.positions import Lines, PositionError, offset_at
 from lsp_server.settings import Settings
-from lsp_server.worker import ModelWorker, Request
+from lsp_server.worker import ModelWorker, Request, fs_path
 
 VERSION = "0.2.0"
 T = TypeVar("T")
@@ -139,7 +138,7 @@ def initialize(ls: LiveKVServer, params: types.InitializeParams) -> None:
     ls.client_progress = bool(window and window.work_done_progress)
     folders = params.workspace_folders or []
     uris = [f.uri for f in folders] or ([params.root_uri] if params.root_uri else [])
-    ls.roots = [unquote(urlparse(u).path) for u in uris if u.startswith("file://")]
+    ls.roots = ls.worker.roots = [p for u in uris if (p := fs_path(u)) is not None]
     ls.report_settings(problems)
 
 

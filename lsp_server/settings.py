@@ -34,6 +34,10 @@ class Settings:
     index_workspace: bool = True  # read the workspace's .py files for cross-file snippets
     debounce_ms: int = 40  # longest wait before starting a suggestion (shorter while typing fast)
     idle_refresh_ms: int = 400  # idle time before stale cache positions are re-encoded
+    monitor_members: bool = True  # after `obj.` only members jedi finds (when it can resolve obj)
+    monitor_imports: bool = True  # after `import` / `from` only modules and their names
+    monitor_syntax: bool = True  # each decoded line keeps the file a valid prefix of Python
+    jedi_timeout_ms: int = 300  # longest wait for jedi at a trigger; later answers serve the next request
 
     @classmethod
     def from_json(cls, data: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
@@ -76,6 +80,7 @@ _RANGES = {
     "cross_file_chars": (0, 20_000),
     "debounce_ms": (0, 2000),
     "idle_refresh_ms": (50, 600_000),
+    "jedi_timeout_ms": (0, 60_000),
 }
 
 

@@ -19,10 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from completion.context import SnippetIndex
+from completion.decode import Processor
 from completion.engine import Engine
 from completion.live import LiveDocument, TextEdit, UpdatePolicy
 from completion.model import ModelLoadError, load_model
@@ -30,6 +33,9 @@ from completion.store import DocumentStore
 from completion.suggest import CompletionOptions, Draft, PopupItem, inline, popup
 from completion.vocab import Vocabulary
 from lsp_server.settings import Settings
+from monitors.base import MonitorStats, Site
+from monitors.chain import MonitorConfig, Monitors
+from monitors.syntax import complete_statements
 
 log = logging.getLogger(__name__)
 REFRESH_CHUNK = 16  # stale tokens re-encoded per background step (~50-100 ms on 2 CPU cores)
@@ -65,6 +71,8 @@ class ModelWorker:
         self._closed = False
         self.engine: Engine | None = None
         self.vocab: Vocabulary | None = None
+        self.monitors: Monitors | None = None
+        self.roots: list[str] = []  # workspace folders: jedi's projects
         self.model_name: str | None = None
         self.load_error: str | None = None
         self.store = DocumentStore(settings.memory_budget_mb << 20)
@@ -97,6 +105,8 @@ class ModelWorker:
         if self._timer is not None:
             self._timer.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.monitors is not None:
+            self.monitors.shutdown()
 
     def index_folder(self, root: str) -> int:
         """Read the workspace's .py files into the snippet index (runs on its own thread: no model work)."""
@@ -192,6 +202,8 @@ class ModelWorker:
             log.error("model not loaded: %s", err)
             return
         self.vocab = Vocabulary(self.engine.tokenizer, self.engine.runner.vocab_size)
+        self.monitors = Monitors(self.vocab)
+        self.monitors.analyzer.warm_up()  # jedi loads its builtins stubs on its own thread meanwhile
         self.model_name = f"{loaded.name} {s.weights}"
         log.info("model %s ready (PIE %s)", loaded.name, "on" if self.engine.rope else self.engine.pie_refusal)
 
@@ -278,9 +290,14 @@ class ModelWorker:
             max_tokens=s.max_tokens, multiline=s.multiline, drafts=s.drafts, time_budget=s.time_budget_ms / 1000
         )
         t1 = time.perf_counter()
-        drafts = inline(doc, self.vocab, options, should_stop=lambda: self._superseded(req))
+        stats = MonitorStats()
+        site = self._site(req, doc)
+        processors = self._monitors(site, stats)
+        drafts = inline(doc, self.vocab, options, processors=processors, should_stop=lambda: self._superseded(req))
         if self._superseded(req):
             return None
+        if s.multiline and s.monitor_syntax:  # multi-line suggestions end on a complete statement
+            drafts = [d for d in (replace(d, text=complete_statements(d.text, site)) for d in drafts) if d.text]
         first = (t1 - t0) + drafts[0].first_token_seconds if drafts else None
         answer = Answer(drafts, time.perf_counter() - t0, first)
         log.info(
@@ -290,6 +307,17 @@ class ModelWorker:
             1000 * (t1 - t0),
             ", ".join(f"first token {1000 * d.first_token_seconds:.0f} ms, {1000 * d.seconds:.0f} ms" for d in drafts),
         )
+        if stats.steps:
+            log.info(
+                "monitors: %.1f ms over %d steps, %d jedi calls (%d resolved, %d late, %.0f ms waited), %d repairs",
+                1000 * stats.seconds,
+                stats.steps,
+                stats.triggers,
+                stats.resolved,
+                stats.timeouts,
+                1000 * stats.analyzer_seconds,
+                stats.repairs,
+            )
         self.last_answer = answer
         return answer
 
@@ -297,5 +325,40 @@ class ModelWorker:
         doc = self._ready(req)
         if doc is None or self.vocab is None or self.settings.popup_items == 0:
             return None
-        items = popup(doc, self.vocab, width=self.settings.popup_items, should_stop=lambda: self._superseded(req))
+        items = popup(
+            doc,
+            self.vocab,
+            width=self.settings.popup_items,
+            processors=self._monitors(self._site(req, doc), MonitorStats()),
+            should_stop=lambda: self._superseded(req),
+        )
         return None if self._superseded(req) else items
+
+    def _site(self, req: Request, doc: LiveDocument) -> Site:
+        path = fs_path(req.uri)
+        return Site(doc.text, doc.cursor, doc.heal, path, self._root_of(path), key=(req.uri, req.version, req.offset))
+
+    def _monitors(self, site: Site, stats: MonitorStats) -> list[Processor]:
+        """The monitors for a suggestion at the site, as the settings ask."""
+        if self.monitors is None:
+            return []
+        s = self.settings
+        config = MonitorConfig(
+            members=s.monitor_members,
+            imports=s.monitor_imports,
+            syntax=s.monitor_syntax,
+            jedi_timeout=s.jedi_timeout_ms / 1000,
+        )
+        return self.monitors.for_site(site, config, stats)
+
+    def _root_of(self, path: str | None) -> str | None:
+        """The workspace folder holding `path` (the innermost), else the file's own folder."""
+        if path is None:
+            return None
+        inside = [r for r in self.roots if path.startswith(r.rstrip("/") + "/")]
+        return max(inside, key=len) if inside else str(Path(path).parent)
+
+
+def fs_path(uri: str) -> str | None:
+    """The file a `file://` URI names (None for other schemes: untitled buffers and the like)."""
+    return unquote(urlparse(uri).path) if uri.startswith("file://") else None

@@ -26,7 +26,8 @@ async def client(lsp_client: LanguageClient):
     await initialize(
         lsp_client,
         "visual-studio-code",
-        {"maxTokens": 8, "crossFileChars": 0, "jediTimeoutMs": 20_000},
+        # generous limits: the first jedi call loads its stubs (seconds on a busy machine)
+        {"maxTokens": 8, "crossFileChars": 0, "jediTimeoutMs": 20_000, "timeBudgetMs": 60_000},
         root_uri=PROJECT.as_uri(),
     )
     yield
