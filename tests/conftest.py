@@ -16,6 +16,8 @@ from transformers.models.qwen2 import Qwen2Config
 
 from completion.engine import Engine
 from completion.model import LoadedModel, load_model
+from completion.vocab import Vocabulary
+from monitors.vocab import NameMasks
 
 torch.set_num_threads(2)
 
@@ -75,6 +77,17 @@ def embedded() -> LoadedModel:
 @pytest.fixture(scope="session")
 def tokenizer(embedded: LoadedModel) -> PreTrainedTokenizerBase:
     return embedded.tokenizer
+
+
+@pytest.fixture(scope="session")
+def vocab(tokenizer: PreTrainedTokenizerBase) -> Vocabulary:
+    """The embedded tokenizer's vocabulary as bytes (the tiny models share the tokenizer)."""
+    return Vocabulary(tokenizer, len(tokenizer))
+
+
+@pytest.fixture(scope="session")
+def masks(vocab: Vocabulary) -> NameMasks:
+    return NameMasks(vocab)
 
 
 @pytest.fixture(scope="session")

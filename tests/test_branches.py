@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from completion.branches import decode_branches
 from completion.decode import decode
@@ -15,11 +14,6 @@ from completion.live import LiveDocument
 from completion.vocab import Vocabulary
 
 CODE = "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n        self.it"
-
-
-@pytest.fixture(scope="module")
-def vocab(tokenizer: PreTrainedTokenizerBase) -> Vocabulary:
-    return Vocabulary(tokenizer, len(tokenizer))
 
 
 def never(text: str) -> int | None:

@@ -17,11 +17,6 @@ from completion.vocab import Vocabulary
 CODE = "def add(a, b):\n    total = a + b\n    return total\n\n\ndef main():\n    print(add(1, 2))\n"
 
 
-@pytest.fixture(scope="module")
-def vocab(tokenizer: PreTrainedTokenizerBase) -> Vocabulary:
-    return Vocabulary(tokenizer, len(tokenizer))
-
-
 @pytest.mark.parametrize("prefix", [b"\n", b"ret", b" self", b"\xc3", b"\n    ", b"zzzzqq"])
 def test_starting_with_equals_a_scan_of_the_vocabulary(vocab: Vocabulary, prefix: bytes) -> None:
     expected = {i for i, p in enumerate(vocab.pieces) if p and p.startswith(prefix)}

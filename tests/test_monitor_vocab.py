@@ -6,20 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import PreTrainedTokenizerBase
 
 from completion.vocab import Vocabulary
 from monitors.vocab import NameMasks, is_ident_byte
-
-
-@pytest.fixture(scope="module")
-def vocab(tokenizer: PreTrainedTokenizerBase) -> Vocabulary:
-    return Vocabulary(tokenizer, len(tokenizer))
-
-
-@pytest.fixture(scope="module")
-def masks(vocab: Vocabulary) -> NameMasks:
-    return NameMasks(vocab)
 
 
 def consistent(tail: bytes, names: set[bytes]) -> bool:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from completion.decode import decode
 from completion.engine import Engine
@@ -26,16 +25,6 @@ from monitors.vocab import NameMasks
 PROJECT = Path(__file__).parent / "fixtures" / "project"
 ACCOUNT = {"owner", "zorblax_total", "zorblax_deposit", "quibble_report"}
 _IDENT = re.compile(r"\w*")
-
-
-@pytest.fixture(scope="module")
-def vocab(tokenizer: PreTrainedTokenizerBase) -> Vocabulary:
-    return Vocabulary(tokenizer, len(tokenizer))
-
-
-@pytest.fixture(scope="module")
-def masks(vocab: Vocabulary) -> NameMasks:
-    return NameMasks(vocab)
 
 
 @pytest.fixture(scope="module")

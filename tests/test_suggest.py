@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from completion.decode import GREEDY, Processor, Sampling, decode
 from completion.engine import Engine
@@ -20,11 +19,6 @@ from completion.vocab import Vocabulary
 
 STACK = "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n        self.it"
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-@pytest.fixture(scope="module")
-def vocab(tokenizer: PreTrainedTokenizerBase) -> Vocabulary:
-    return Vocabulary(tokenizer, len(tokenizer))
 
 
 def never(text: str) -> int | None:

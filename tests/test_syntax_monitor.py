@@ -25,11 +25,6 @@ from monitors.syntax import Lex, SyntaxMonitor, complete_statements, lex
 INF = float("-inf")
 
 
-@pytest.fixture(scope="module")
-def vocab(tokenizer: PreTrainedTokenizerBase) -> Vocabulary:
-    return Vocabulary(tokenizer, len(tokenizer))
-
-
 def tid(vocab: Vocabulary, piece: bytes) -> int:
     ids = vocab.equal_to(piece)
     assert ids, piece

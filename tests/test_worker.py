@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from transformers import PreTrainedTokenizerBase
 
 from completion.engine import Engine
 from completion.kvcache import KVCache
@@ -56,11 +55,6 @@ OTHER_TEXT = "\n".join(
 )
 POLL_SECONDS = 0.2  # > idle_refresh_ms below
 WAIT_SECONDS = 60.0  # an upper bound for a loaded machine, not a timing threshold
-
-
-@pytest.fixture(scope="module")
-def vocab(tokenizer: PreTrainedTokenizerBase) -> Vocabulary:
-    return Vocabulary(tokenizer, len(tokenizer))
 
 
 @pytest.fixture
