@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from completion.vocab import Vocabulary
+from monitors.base import add_where, keep_only
 from monitors.vocab import NameMasks, is_ident_byte
 
 
@@ -85,3 +87,12 @@ def test_non_ascii_names(vocab: Vocabulary, masks: NameMasks) -> None:
     names = ["größe", "grün"]
     mask = masks.mask(names, b"gr")
     assert mask is not None and np.array_equal(mask, reference(vocab, names, b"gr", b"", False))
+
+
+def test_keep_only_and_its_one_fallback() -> None:
+    logits = torch.tensor([0.5, -1.0, float("-inf"), 2.0])
+    kept = keep_only(logits, np.array([True, False, True, False]))
+    assert kept is not None and kept.tolist() == [0.5, float("-inf"), float("-inf"), float("-inf")]
+    assert logits[1] == -1.0  # a new tensor: the input is never edited
+    assert keep_only(logits, np.array([False, False, True, False])) is None  # nothing finite would be left
+    assert add_where(logits, np.array([False, True, False, True]), 1.5).tolist() == [0.5, 0.5, float("-inf"), 3.5]
