@@ -23,6 +23,9 @@ def imported(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted([*ROOT.glob("completion/*.py"), *ROOT.glob("monitors/*.py")]), ids=lambda p: str(p.relative_to(ROOT)))
+ENGINE = sorted([*ROOT.glob("completion/*.py"), *ROOT.glob("monitors/*.py")])
+
+
+@pytest.mark.parametrize("path", ENGINE, ids=lambda p: str(p.relative_to(ROOT)))
 def test_engine_modules_do_not_import_lsp(path: Path) -> None:
     assert not imported(path) & FORBIDDEN
