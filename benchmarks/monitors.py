@@ -37,7 +37,7 @@ from monitors.chain import MonitorConfig, Monitors
 
 DEFAULT_POINTS = Path(__file__).parent / "data" / "monitor_points.jsonl.gz"
 _IDENT = re.compile(r"\w*")
-MAX_TOKENS = 10
+MAX_TOKENS = 24  # long names split into many tokens (TEXT_DOCUMENT_WILL_SAVE...): let them finish
 BIAS = 2.0
 VARIANTS = {
     "plain": None,

@@ -36,6 +36,7 @@ class Settings:
     idle_refresh_ms: int = 400  # idle time before stale cache positions are re-encoded
     monitor_members: bool = True  # after `obj.` only members jedi finds (when it can resolve obj)
     monitor_imports: bool = True  # after `import` / `from` only modules and their names
+    monitor_keywords: bool = True  # in a call, `name=` only for the called function's parameters
     monitor_syntax: bool = True  # each decoded line keeps the file a valid prefix of Python
     jedi_timeout_ms: int = 300  # longest wait for jedi at a trigger; later answers serve the next request
 

@@ -346,6 +346,7 @@ class ModelWorker:
         config = MonitorConfig(
             members=s.monitor_members,
             imports=s.monitor_imports,
+            keywords=s.monitor_keywords,
             syntax=s.monitor_syntax,
             jedi_timeout=s.jedi_timeout_ms / 1000,
         )

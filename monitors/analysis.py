@@ -10,6 +10,7 @@ module is auto-imported.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -43,6 +44,7 @@ class Query:
     column: int  # 0-based, in characters
     path: str | None
     root: str | None
+    signature: bool = False  # ask for the keyword parameters of the call around the point instead
 
 
 class Analyzer:
@@ -86,6 +88,8 @@ class Analyzer:
         t0 = time.perf_counter()
         try:
             script = jedi.Script(q.code, path=q.path, project=self._project(q.root))
+            if q.signature:
+                return _keywords(script.get_signatures(q.line, q.column), time.perf_counter() - t0)
             completions = script.complete(q.line, q.column)
         except Exception as err:  # jedi has many internal failure modes; a monitor must survive them all
             log.warning("jedi failed at %s:%d:%d: %r", q.path, q.line, q.column, err)
@@ -101,3 +105,17 @@ class Analyzer:
             # dereferences on purpose; it is more likely a value assigned elsewhere
             return Names(None, "opaque", seconds)
         return Names(names, "resolved", seconds)
+
+
+def _keywords(signatures: list[jedi.api.classes.Signature], seconds: float) -> Names:
+    """The names a call accepts as keyword arguments (all its signatures together)."""
+    if not signatures:
+        return Names(None, "unresolved", seconds)
+    names: set[str] = set()
+    for signature in signatures:
+        for param in signature.params:
+            if param.kind == inspect.Parameter.VAR_KEYWORD:  # **kwargs: any name is accepted
+                return Names(None, "dynamic", seconds)
+            if param.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+                names.add(param.name)
+    return Names(frozenset(names), "resolved", seconds)

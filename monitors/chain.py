@@ -23,6 +23,7 @@ from monitors.vocab import NameMasks
 class MonitorConfig:
     members: bool = True  # after `obj.`: only members jedi lists
     imports: bool = True  # after `import` / `from`: only modules and their names
+    keywords: bool = True  # in a call, `name=` only for the called function's parameters
     syntax: bool = True  # line ends keep the text a valid prefix of Python
     jedi_timeout: float = 0.3  # seconds a suggestion waits for jedi at a trigger
     bias: float = 0.0  # logit bonus for the document's own member names when jedi cannot resolve
@@ -40,7 +41,15 @@ class Monitors:
 
     def for_site(self, site: Site, config: MonitorConfig, stats: MonitorStats | None = None) -> list[Processor]:
         stats = stats if stats is not None else MonitorStats()
-        found = [f for f, on in ((triggers.member, config.members), (triggers.imports, config.imports)) if on]
+        found = [
+            f
+            for f, on in (
+                (triggers.member, config.members),
+                (triggers.imports, config.imports),
+                (triggers.keyword, config.keywords),
+            )
+            if on
+        ]
         chain: list[Processor] = []
         if found:
             chain.append(

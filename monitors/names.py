@@ -2,12 +2,13 @@
 
 After `obj.` the model may only write a member jedi finds on `obj` (with the project as
 context and the document as it is now); after `import` only a module, after `from m import`
-only a name of `m`. When jedi cannot resolve the point (an untyped parameter, `__getattr__`,
-a dynamic object) decoding goes on unconstrained. With `bias` set, names the document itself
-uses after a dot get a bonus either way (among the legal ones when jedi resolved): the file
-is the best prior for which of forty members this code means. jedi is asked once per point (cached by
-document version and the text before the point); a late answer lets decoding go on
-unconstrained rather than wait.
+only a name of `m`; in a call, `name=` only for a parameter of the called function. When
+jedi cannot resolve the point (an untyped parameter, `__getattr__`, `**kwargs`, a dynamic
+object) decoding goes on unconstrained. With `bias` set, names the document itself uses
+after a dot get a bonus either way (among the legal ones when jedi resolved): the file is
+the best prior for which of forty members this code means. jedi is asked once per point
+(cached by document version and the text before the point); a late answer lets decoding go
+on unconstrained rather than wait.
 """
 
 from __future__ import annotations
@@ -100,12 +101,22 @@ class NameMonitor:
         code += trigger.virtual[: max(0, trigger.start - len(written.certain))].decode()
         line = code.count("\n") + 1
         column = len(code) - (code.rfind("\n") + 1)
-        return Query(code + self.site.text[self.site.cursor :], line, column, self.site.path, self.site.root)
+        suffix = self.site.text[self.site.cursor :]
+        return Query(code + suffix, line, column, self.site.path, self.site.root, trigger.kind == "keyword")
 
     def _constrain(self, logits: torch.Tensor, names: Names | None, trigger: Trigger, w: Written) -> torch.Tensor:
         """Hard mask when jedi resolved the point; then the document's own member names get `bias`."""
         out = logits
         legal = names.names if names is not None else None
+        if trigger.kind == "keyword":  # only `name=` tokens are judged, and only when jedi knows the call
+            key = (legal, b"=", trigger.partial(w), False)
+            if legal is not None and key not in self._masks:
+                self._masks[key] = self.masks.keyword_mask(legal, trigger.partial(w))
+            kept = keep_only(logits, self._masks[key]) if legal is not None else None
+            if kept is None:
+                return logits
+            self.stats.constrained += 1
+            return kept
         if legal is not None:
             mask = self._mask(legal, trigger, w)
             kept = keep_only(logits, mask) if mask is not None else None

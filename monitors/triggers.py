@@ -5,7 +5,8 @@ text still to come) and says where a name begins. A name may begin inside the te
 written (`obj.ap` -> the rest of a member), right at its end (`obj.`), or one byte past it:
 after `import` the space is still to come, and a token like `.append` proposes a dot and a
 member at once. That byte is the trigger's `virtual` lead, and such triggers only constrain
-tokens that begin a name (region masks), leaving `import (` or `x .` alone.
+tokens that begin a name (region masks), leaving `import (` or `x .` alone. Keyword
+arguments are checked the other way round: only tokens that write `name=` are judged.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitors.base import Written
-from monitors.vocab import is_ident_byte
+from monitors.vocab import ASSIGNMENT, is_ident_byte
 
 _ID = rb"[A-Za-z_\x80-\xff][\w\x80-\xff]*"
 _RECEIVER = rb"(?:(?<![\w\x80-\xff])" + _ID + rb"|[)\]}'\"])"
@@ -28,11 +29,12 @@ _FROM_IMPORT = re.compile(
 )
 _FROM = re.compile(rb"^[ \t]*from[ \t]+(\w*)\Z")
 _KEYWORD_END = re.compile(rb"^[ \t]*(?:import|from|from[ \t]+[\w.]+[ \t]+import)\Z")
+_ARGUMENT = re.compile(rb"[(,][ \t]*(" + _ID + rb")?\Z")
 
 
 @dataclass(frozen=True)
 class Trigger:
-    kind: str  # "member" or "import": which monitor setting it belongs to
+    kind: str  # "member", "import" or "keyword": which monitor setting it belongs to
     start: int  # index in `certain + virtual` where the name begins
     virtual: bytes = b""  # bytes not written yet that the name waits for (a `.` or a space)
 
@@ -110,3 +112,18 @@ def imports(written: Written, top: bytes) -> Trigger | None:
     if not written.rest and _KEYWORD_END.search(line):
         return Trigger("import", len(certain) + 1, b" ")
     return None
+
+
+def keyword(written: Written, top: bytes) -> Trigger | None:
+    """A keyword argument the model is about to write: `name=` right after `(` or `,`.
+
+    Asked only when the top candidate writes the `=`, so jedi is called once per keyword
+    argument the model wants, not at every argument."""
+    if written.rest or not ASSIGNMENT.match(top):
+        return None
+    certain = written.certain
+    line = _line(certain)
+    m = _ARGUMENT.search(line)
+    if m is None or not in_code(line):
+        return None
+    return Trigger("keyword", len(certain) - len(m.group(1) or b""))

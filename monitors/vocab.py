@@ -17,12 +17,14 @@ space still to come, or a `.name` token proposed where no dot has been written y
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import numpy as np
 
 from completion.vocab import Vocabulary
 
+ASSIGNMENT = re.compile(rb" ?([\w\x80-\xff]*)=(?!=)")  # a token that writes `name=` (or `=` after a name)
 _IDENT = np.zeros(256, dtype=bool)
 for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
     _IDENT[_c] = True
@@ -51,6 +53,10 @@ class NameMasks:
         self._run0 = np.array([ident_run(p) for p in vocab.sorted_pieces], dtype=np.int32)
         self._run1 = np.array([ident_run(p, 1) for p in vocab.sorted_pieces], dtype=np.int32)
         self._len = np.array([len(p) for p in vocab.sorted_pieces], dtype=np.int32)
+        # tokens that write a keyword argument's `=`: (id, led by a space, the name bytes before it)
+        self._assignments = [
+            (i, p[:1] == b" ", m.group(1)) for i, p in enumerate(vocab.pieces) if (m := ASSIGNMENT.match(p))
+        ]
 
     def mask(
         self, names: Iterable[str], partial: bytes = b"", lead: bytes = b"", region: bool = False
@@ -72,6 +78,16 @@ class NameMasks:
                 mask[self.vocab.equal_to(lead[:i])] = True
         mask[allowed] = True
         return mask if region or mask.any() else None
+
+    def keyword_mask(self, names: Iterable[str], partial: bytes) -> np.ndarray:
+        """Every token allowed but those that would write `x=` for an `x` not in `names`
+        (`partial`: the identifier written since the argument began)."""
+        legal = {n.encode() for n in names}
+        mask = np.ones(self.vocab.size, dtype=bool)
+        for i, spaced, name in self._assignments:
+            if (partial and spaced) or (name if spaced else partial + name) not in legal:
+                mask[i] = False
+        return mask
 
     def _allowed(self, names: Iterable[str], partial: bytes, lead: bytes) -> np.ndarray:
         """Ids of tokens `lead + x` where `partial + x` is a prefix of a name, or a name then a non-identifier byte."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monitors.base import Written
-from monitors.triggers import Trigger, imports, in_code, member
+from monitors.triggers import Trigger, imports, in_code, keyword, member
 
 
 def written(done: str, rest: str = "") -> Written:
@@ -79,3 +79,24 @@ def test_no_import_trigger(done: str) -> None:
 )  # fmt: skip
 def test_in_code(line: str, code: bool) -> None:
     assert in_code(line.encode()) is code
+
+
+@pytest.mark.parametrize(
+    ("done", "top", "start"),
+    [
+        ("f(a, memo", b"=", 9 - 4),
+        ("f(memo", b"=", 2),
+        ("f(", b"memo=", 2),  # a tokenizer with `name=` tokens
+        ("f(x, ", b" =", 5),
+    ],
+)
+def test_keyword_trigger(done: str, top: bytes, start: int) -> None:
+    assert keyword(written(done), top) == Trigger("keyword", start)
+
+
+@pytest.mark.parametrize(
+    ("done", "top"),
+    [("f(a, memo", b"=="), ("f(a, memo", b")"), ("x = memo", b"="), ("f(a.b", b"="), ("f('a, memo", b"=")],
+)
+def test_no_keyword_trigger(done: str, top: bytes) -> None:
+    assert keyword(written(done), top) is None

@@ -183,3 +183,28 @@ def test_jedi_never_imports_project_code(analyzer) -> None:
     names = jedi_names(analyzer, "import boom\n\nboom.")
     assert names.names is not None and "detonate_later" in names.names
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "forbidden"),
+    [
+        ("from shapes import transfer\n\ntransfer(5, bogus", True),  # no such parameter
+        ("from shapes import transfer\n\ntransfer(5, memo", False),
+        ("from shapes import transfer\n\ntransfer(amount", False),
+        ("from shapes import anything\n\nanything(bogus", False),  # **options: any name is fine
+        ("def f(a):\n    return a(bogus", False),  # jedi does not know the call
+    ],
+)
+def test_keyword_arguments_name_a_parameter(vocab, masks, analyzer, text: str, forbidden: bool) -> None:
+    site = Site(text, len(text), "", str(PROJECT / "main.py"), str(PROJECT))
+    stats = MonitorStats()
+    monitor = NameMonitor(vocab, masks, analyzer, site, [triggers.keyword], stats=stats, timeout=5.0)
+    equals, paren = vocab.equal_to(b"=")[0], vocab.equal_to(b")")[0]
+    logits = torch.zeros(vocab.size)
+    logits[equals], logits[paren] = 5.0, 4.0  # the model wants `=`; `)` comes next
+    out = monitor([], logits)
+    assert bool(out[equals] == float("-inf")) is forbidden
+    assert out[paren] == 4.0  # only `name=` tokens are ever judged
+    assert stats.triggers == 1
+    logits[equals] = 0.0  # the model does not write `=`: jedi is not asked
+    assert monitor([], logits) is logits and stats.triggers == 1
