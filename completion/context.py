@@ -19,13 +19,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress
+from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from completion.workspace import python_files, read_text
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LINE_BREAK = re.compile(r"\r\n?|\n")
 # Keywords, and self/cls which occur in nearly every method, say nothing about which file is related.
 _STOPWORDS = frozenset(keyword.kwlist) | {"self", "cls"}
-_SKIP_DIRS = frozenset({".git", ".venv", "venv", "node_modules", "__pycache__", "site-packages", "build", "dist"})
 _RECENCY_BOOST = 0.1  # the most recently touched file scores up to 10% higher: it wins near-ties, not relevance
 _RENDER_CANDIDATES = 32
 _LANE_FORMAT = {1: "B", 2: "H", 4: "I"}  # memoryview formats for 1/2/4-byte counters
@@ -151,43 +153,26 @@ class SnippetIndex:
     def index_folder(
         self, root: str, *, max_files: int | None = None, should_stop: Callable[[], bool] | None = None
     ) -> int:
-        """Add the workspace's .py files from disk; return how many were added. Files already indexed are kept (an
-        open buffer is fresher than the disk), and disk files only fill free slots, as least recently used: a
-        workspace walk never evicts what the user has open or edited."""
-        root = os.path.abspath(root)
+        """Add the workspace's .py files from disk (those `workspace.python_files` allows); return how many were
+        added. Files already indexed are kept (an open buffer is fresher than the disk), and disk files only fill
+        free slots, as least recently used: a workspace walk never evicts what the user has open or edited."""
+        top = Path(os.path.abspath(root))
+        walk = python_files(top, max_bytes=self.max_file_bytes, should_stop=should_stop)
         added = 0
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
-            for name in sorted(filenames):
-                full_index = len(self._files) >= self.max_files or (max_files is not None and added >= max_files)
-                if full_index or (should_stop is not None and should_stop()):
-                    return added
-                if not name.endswith(".py") or name.startswith("."):
-                    continue
-                full = os.path.join(dirpath, name)
-                if full in self or (text := self._read(full)) is None:
-                    continue
-                entry = self._file(os.path.relpath(full, root).replace(os.sep, "/"), text)
-                with self._lock:
-                    key = _norm_key(full)
-                    if key not in self._files and len(self._files) < self.max_files:
-                        self._files[key] = entry
-                        self._files.move_to_end(key, last=False)
-                        added += 1
+        # Checked before asking for the next file: the walk is lazy and stops where the index is full.
+        while len(self._files) < self.max_files and (max_files is None or added < max_files):
+            if (path := next(walk, None)) is None:
+                break
+            if str(path) in self or (text := read_text(path, self.max_file_bytes)) is None:
+                continue
+            entry = self._file(path.relative_to(top).as_posix(), text)
+            with self._lock:
+                key = _norm_key(str(path))
+                if key not in self._files and len(self._files) < self.max_files:
+                    self._files[key] = entry
+                    self._files.move_to_end(key, last=False)
+                    added += 1
         return added
-
-    def _read(self, full: str) -> str | None:
-        """The file's text, or None if it is not a regular, small, UTF-8 text file."""
-        try:
-            if not os.path.isfile(full) or os.path.getsize(full) > self.max_file_bytes:
-                return None
-            with open(full, "rb") as f:
-                data = f.read(self.max_file_bytes + 1)
-            if len(data) > self.max_file_bytes or b"\0" in data:
-                return None
-            return data.decode("utf-8-sig")
-        except (OSError, UnicodeDecodeError):
-            return None
 
     def snippets(self, query: str, *, exclude: str | None = None, limit: int = 8) -> list[Snippet]:
         """The best non-overlapping chunks by Jaccard similarity of identifiers with `query`, excluding file `exclude`.
