@@ -134,7 +134,7 @@ def decode(
     def guess(limit: int) -> list[int]:
         """A draft cut before an end-of-sequence token and after the token where the stop rule fires."""
         assert drafter is not None
-        draft = drafter.propose(generated, limit)
+        draft = drafter.propose(generated, limit)[: max(limit, 0)]
         for i, tok in enumerate(draft):
             done = text_of(generated + draft[: i + 1])
             if tok in eos or (done is not None and stop(done) is not None):

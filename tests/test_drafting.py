@@ -1,0 +1,189 @@
+"""Drafted decoding is greedy decoding: same tokens, same text, same stop, fewer passes.
+
+The drafts here are adversarial on purpose (right guesses, wrong ones, end-of-sequence
+inside, longer than the budget, guesses the processors forbid), because the loop must be
+exact whatever the drafter proposes. Tiny random model: fast, and its logits have no ties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from completion.datastore import ProjectStore
+from completion.decode import Completion, Sampling, decode
+from completion.drafter import Drafter
+from completion.engine import Engine
+from completion.live import LiveDocument
+from completion.stops import stop_at_newline
+from completion.vocab import Vocabulary
+from monitors import triggers
+from monitors.analysis import Analyzer
+from monitors.base import MonitorStats, Site
+from monitors.names import NameMonitor
+from monitors.vocab import NameMasks
+
+PROJECT = Path(__file__).parent / "fixtures" / "project"
+SNIPPETS = [
+    "def area(self):\n    return self.width * self.height\n\n",
+    "for item in items:\n    total += item.price\n",
+    "class Point:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n",
+    "import os\nimport sys\n\nprint(os.path.join(sys.prefix, 'lib'))\n",
+    "values = [1, 2, 3]\nvalues.append(4)\nvalues.app",
+]
+
+
+class ScriptedDrafter(Drafter):
+    """Proposes whatever `script(generated, limit)` returns, ignoring the limit it is given."""
+
+    def __init__(self, script: Callable[[list[int], int], list[int]]) -> None:
+        super().__init__()
+        self.script = script
+        self.proposed: list[list[int]] = []
+
+    def propose(self, generated: Sequence[int], limit: int) -> list[int]:
+        draft = self.script(list(generated), limit)
+        self.proposed.append(draft)
+        return draft
+
+
+def ban_argmax_every_third(generated: list[int], logits: torch.Tensor) -> torch.Tensor:
+    """A processor whose mask depends on the prefix: at every third step the model's favourite is banned."""
+    if len(generated) % 3 != 1:
+        return logits
+    out = logits.clone()
+    out[int(torch.argmax(logits))] = float("-inf")
+    return out
+
+
+def same(a: Completion, b: Completion) -> None:
+    assert (a.tokens, a.text, a.stop) == (b.tokens, b.text, b.stop)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_engine: Callable[[str], Engine]) -> Engine:
+    return tiny_engine("llama")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.data(),
+    snippet=st.sampled_from(SNIPPETS),
+    cut=st.floats(0.3, 1.0),
+    max_tokens=st.integers(1, 24),
+    single_line=st.booleans(),
+    with_processor=st.booleans(),
+)
+def test_any_drafts_give_greedy_output(
+    engine, vocab: Vocabulary, data, snippet, cut, max_tokens, single_line, with_processor
+) -> None:
+    text = snippet[: max(1, int(len(snippet) * cut))]
+    live = LiveDocument(engine, text, fim=False)
+    eos = engine.tokenizer.eos_token_id
+    kwargs = dict(
+        max_tokens=max_tokens,
+        stop=stop_at_newline if single_line else (lambda s: None),
+        processors=[ban_argmax_every_third] if with_processor else [],
+    )
+    reference = decode(live, vocab, **kwargs)
+
+    def script(generated: list[int], limit: int) -> list[int]:
+        right = data.draw(st.integers(0, 8))
+        wrong = data.draw(st.lists(st.sampled_from([eos, 13, 198, 1000, 30000]), max_size=3))
+        return reference.tokens[len(generated) :][:right] + wrong
+
+    drafter = ScriptedDrafter(script)
+    keys = live.kv.keys[:, :, : len(live.kv)].clone()
+    drafted = decode(live, vocab, drafter=drafter, **kwargs)
+    same(drafted, reference)
+    assert drafted.passes <= reference.passes
+    assert len(live.kv) == len(live.tokens) and torch.equal(live.kv.keys[:, :, : len(live.kv)], keys)
+
+
+def test_right_drafts_save_passes(engine, vocab: Vocabulary) -> None:
+    live = LiveDocument(engine, SNIPPETS[2], fim=False)
+    reference = decode(live, vocab, max_tokens=20, stop=lambda s: None)
+    drafter = ScriptedDrafter(lambda generated, limit: reference.tokens[len(generated) :][:limit])
+    drafted = decode(live, vocab, max_tokens=20, stop=lambda s: None, drafter=drafter)
+    same(drafted, reference)
+    assert drafted.passes < reference.passes / 2
+    assert drafter.stats.accepted_tokens >= 10
+
+
+def test_sampling_never_drafts(engine, vocab: Vocabulary) -> None:
+    live = LiveDocument(engine, SNIPPETS[0], fim=False)
+    drafter = ScriptedDrafter(lambda generated, limit: [1, 2, 3])
+    decode(live, vocab, max_tokens=5, sampling=Sampling(temperature=0.8), drafter=drafter)
+    assert drafter.proposed == []
+
+
+def test_mid_identifier_healing_with_drafts(engine, vocab: Vocabulary) -> None:
+    text = SNIPPETS[4]  # the cursor is inside `values.app`: the prompt backs up and heals
+    live = LiveDocument(engine, text, fim=False)
+    assert live.heal
+    reference = decode(live, vocab, max_tokens=12)
+    drafted = decode(live, vocab, max_tokens=12, drafter=Drafter(ProjectStore()))
+    same(drafted, reference)
+
+
+def test_the_real_drafter_on_repetitive_text(engine, vocab: Vocabulary) -> None:
+    """A random model loops; the prompt lookup finds its loops and the drafts are accepted."""
+    live = LiveDocument(engine, SNIPPETS[3] * 3, fim=False)
+    reference = decode(live, vocab, max_tokens=40, stop=lambda s: None)
+    drafter = Drafter()
+    drafted = decode(live, vocab, max_tokens=40, stop=lambda s: None, drafter=drafter)
+    same(drafted, reference)
+    assert drafter.stats.proposals > 0 and drafter.stats.local == drafter.stats.proposals
+
+
+def test_project_drafts_come_from_files_not_open(engine, vocab: Vocabulary) -> None:
+    live = LiveDocument(engine, "x = 1\n", fim=False)
+    reference = decode(live, vocab, max_tokens=16, stop=lambda s: None)
+    # a file (not the document) that contains the prompt's end followed by greedy's continuation
+    store = ProjectStore()
+    store.update("other.py", [5, 6, *live.tokens[-4:], *reference.tokens, 7])
+    drafter = Drafter(store)
+    drafted = decode(live, vocab, max_tokens=16, stop=lambda s: None, drafter=drafter)
+    same(drafted, reference)
+    assert drafter.stats.project >= 1 and drafted.passes < reference.passes
+
+
+def test_drafts_the_monitor_forbids_are_rejected(engine, vocab: Vocabulary, masks: NameMasks) -> None:
+    """The draft is what the model writes unconstrained after `acct.`; the member monitor forbids it."""
+    text = "from shapes import Account\n\nacct = Account('bob')\nacct."
+    analyzer = Analyzer()
+    try:
+        analyzer.warm_up().result()
+
+        live = LiveDocument(engine, text, fim=False)
+
+        def monitored() -> list[NameMonitor]:
+            site = Site(text, len(text), live.heal, str(PROJECT / "main.py"), str(PROJECT))
+            return [NameMonitor(vocab, masks, analyzer, site, [triggers.member], stats=MonitorStats(), timeout=5.0)]
+
+        unconstrained = decode(live, vocab, max_tokens=6)
+        reference = decode(live, vocab, max_tokens=6, processors=monitored())
+        assert reference.tokens != unconstrained.tokens  # the monitor changes the output
+        drafter = ScriptedDrafter(lambda generated, limit: unconstrained.tokens[len(generated) :])
+        drafted = decode(live, vocab, max_tokens=6, processors=monitored(), drafter=drafter)
+        same(drafted, reference)
+    finally:
+        analyzer.shutdown()
+
+
+def test_draft_length_adapts_to_acceptance() -> None:
+    drafter = Drafter()
+    start = drafter.length
+    drafter.feedback(start, start)
+    assert drafter.length == start + 2
+    for _ in range(10):
+        drafter.feedback(drafter.length, 0)
+    assert drafter.length == drafter.config.min_length
+    for _ in range(10):
+        drafter.feedback(drafter.length, drafter.length)
+    assert drafter.length == drafter.config.max_length
