@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from completion.branches import decode_branches
 from completion.decode import GREEDY, Processor, Sampling, decode
+from completion.drafter import Drafter
 from completion.live import LiveDocument
 from completion.postprocess import EditContext, postprocess
 from completion.stops import BlockEnd, StopRule, SuffixOverlap, first_stop, stop_at_newline
@@ -81,8 +82,11 @@ def inline(
     *,
     processors: Sequence[Processor] = (),
     should_stop: Callable[[], bool] | None = None,
+    drafter: Drafter | None = None,
 ) -> list[Draft]:
-    """Distinct cleaned-up drafts, best first; [] if cancelled or nothing is worth showing."""
+    """Distinct cleaned-up drafts, best first; [] if cancelled or nothing is worth showing.
+
+    `drafter` speeds up the single greedy draft (the output is the same with or without it)."""
     stop = stop_rule(live, options.multiline)
     if options.drafts == 1:
         out = decode(
@@ -94,6 +98,7 @@ def inline(
             sampling=options.sampling,
             time_budget=options.time_budget,
             should_stop=should_stop,
+            drafter=drafter,
         )
         if out.stop == "cancelled":
             return []

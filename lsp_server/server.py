@@ -54,6 +54,7 @@ class LiveKVServer(LanguageServer):
         self.encoding = "utf-16"
         self.roots: list[str] = []
         self.client_progress = False
+        self.client_watches_files = False  # the client can register workspace/didChangeWatchedFiles
 
     def show(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
         self.log.warning("%s", message)
@@ -136,6 +137,8 @@ def initialize(ls: LiveKVServer, params: types.InitializeParams) -> None:
     ls.encoding = chosen.value if isinstance(chosen, types.PositionEncodingKind) else str(chosen)
     window = params.capabilities.window
     ls.client_progress = bool(window and window.work_done_progress)
+    watched = params.capabilities.workspace and params.capabilities.workspace.did_change_watched_files
+    ls.client_watches_files = bool(watched and watched.dynamic_registration)
     folders = params.workspace_folders or []
     uris = [f.uri for f in folders] or ([params.root_uri] if params.root_uri else [])
     ls.roots = ls.worker.roots = [p for u in uris if (p := fs_path(u)) is not None]
@@ -149,16 +152,33 @@ async def initialized(ls: LiveKVServer, params: types.InitializedParams) -> None
         ls.show(f"model not loaded, completions are off: {ls.worker.load_error}", types.MessageType.Error)
         return
     ls.window_log_message(types.LogMessageParams(types.MessageType.Info, f"livekv: {ls.worker.model_name} ready"))
-    if ls.settings.index_workspace and ls.settings.cross_file_chars > 0 and ls.roots:
-        done = asyncio.get_running_loop().create_future()
+    if not (ls.settings.index_workspace and ls.roots):
+        return
+    if ls.client_watches_files:  # the project index follows files saved, created and deleted outside the editor
+        watcher = types.FileSystemWatcher(glob_pattern="**/*.py")
+        options = types.DidChangeWatchedFilesRegistrationOptions(watchers=[watcher])
+        registration = types.Registration("livekv-py-files", types.WORKSPACE_DID_CHANGE_WATCHED_FILES, options)
+        try:
+            await ls.client_register_capability_async(types.RegistrationParams([registration]))
+        except Exception as err:  # a client that refuses loses only the file watching
+            ls.log.warning("client refused to watch files (%s); the project index follows open documents only", err)
+    done = asyncio.get_running_loop().create_future()
 
-        def index() -> None:
-            count = sum(ls.worker.index_folder(root) for root in ls.roots)
-            ls.log.info("indexed %d workspace files for cross-file context", count)
-            done.get_loop().call_soon_threadsafe(done.set_result, count)
+    def index() -> None:
+        count = sum(ls.worker.index_folder(root) for root in ls.roots) if ls.settings.cross_file_chars > 0 else 0
+        ls.log.info("indexed %d workspace files for cross-file context", count)
+        reports = [ls.worker.index_project(root).result() for root in ls.roots] if ls.settings.drafting else []
+        files = sum(r.files for r in reports if r is not None)
+        done.get_loop().call_soon_threadsafe(done.set_result, max(count, files))
 
-        threading.Thread(target=index, name="livekv-index", daemon=True).start()
-        await ls.progress("indexing workspace", done, lambda: f"{done.result()} files")
+    threading.Thread(target=index, name="livekv-index", daemon=True).start()
+    await ls.progress("indexing workspace", done, lambda: f"{done.result()} files")
+
+
+def did_change_watched_files(ls: LiveKVServer, params: types.DidChangeWatchedFilesParams) -> None:
+    paths = [p for change in params.changes if (p := fs_path(change.uri)) is not None and p.endswith(".py")]
+    if paths:
+        ls.worker.files_changed(paths)
 
 
 def did_change_configuration(ls: LiveKVServer, params: types.DidChangeConfigurationParams) -> None:
@@ -197,6 +217,7 @@ def build_server() -> LiveKVServer:
     ls.feature(types.INITIALIZED)(initialized)
     ls.feature(types.SHUTDOWN)(shutdown)
     ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(did_change_configuration)
+    ls.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched_files)
     ls.feature(types.TEXT_DOCUMENT_DID_OPEN)(sync.did_open)
     ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)(sync.did_change)
     ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)(sync.did_close)

@@ -31,7 +31,8 @@ class Settings:
     drafts: int = 1  # inline suggestions per request (more than 1: side-by-side branches)
     popup_items: int = 6  # textDocument/completion items per request (0: no popup items)
     cross_file_chars: int = 1200  # budget of snippets from other files in front of the prompt (0: none)
-    index_workspace: bool = True  # read the workspace's .py files for cross-file snippets
+    index_workspace: bool = True  # read the workspace's .py files (cross-file snippets, drafting)
+    drafting: bool = True  # verify drafts looked up in the document and project: faster, same output
     debounce_ms: int = 40  # longest wait before starting a suggestion (shorter while typing fast)
     idle_refresh_ms: int = 400  # idle time before stale cache positions are re-encoded
     monitor_members: bool = True  # after `obj.` only members jedi finds (when it can resolve obj)

@@ -26,9 +26,11 @@ from urllib.parse import unquote, urlparse
 
 from completion.context import SnippetIndex
 from completion.decode import Processor
+from completion.drafter import Drafter
 from completion.engine import Engine
 from completion.live import LiveDocument, TextEdit, UpdatePolicy
 from completion.model import ModelLoadError, load_model
+from completion.project import IndexReport, ProjectIndex
 from completion.store import DocumentStore
 from completion.suggest import CompletionOptions, Draft, PopupItem, inline, popup
 from completion.vocab import Vocabulary
@@ -77,6 +79,10 @@ class ModelWorker:
         self.load_error: str | None = None
         self.store = DocumentStore(settings.memory_budget_mb << 20)
         self.index = SnippetIndex()
+        self.project: ProjectIndex | None = None  # token ids for drafting, once the tokenizer is loaded
+        self.drafter: Drafter | None = None
+        self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livekv-index")
+        self._to_index: dict[str, str] = {}  # open documents' newest text, not yet in the project index
         self._indexed: dict[str, str] = {}  # the text last indexed per open document
         self.latest: dict[str, int] = {}  # newest version per document, written by the event loop
         # usePie=false keeps only the text of changed documents and re-encodes it whole on the next
@@ -105,12 +111,59 @@ class ModelWorker:
         if self._timer is not None:
             self._timer.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._indexer.shutdown(wait=False, cancel_futures=True)
         if self.monitors is not None:
             self.monitors.shutdown()
 
     def index_folder(self, root: str) -> int:
         """Read the workspace's .py files into the snippet index (runs on its own thread: no model work)."""
         return self.index.index_folder(root, should_stop=lambda: self._closed)
+
+    # -- the project index for drafting: its own thread, never the model's ----------------
+
+    def index_project(self, root: str) -> Future[IndexReport | None]:
+        """Tokenize the folder's .py files into the project index (after the model has loaded)."""
+
+        def run() -> IndexReport | None:
+            if self.project is None:
+                return None
+            report = self.project.index_folder(root, should_stop=lambda: self._closed)
+            log.info(
+                "project index: %d files of %s, %d tokens in %.1f s, %.1f MB",
+                report.files,
+                root,
+                report.tokens,
+                report.seconds,
+                report.nbytes / 2**20,
+            )
+            return report
+
+        return self._indexer.submit(run)
+
+    def files_changed(self, paths: list[str]) -> Future[int]:
+        """Files created, changed or deleted on disk (`workspace/didChangeWatchedFiles`)."""
+        project, roots = self.project, list(self.roots)
+        return self._indexer.submit(lambda: 0 if project is None else project.files_changed(paths, roots))
+
+    def _queue_for_index(self, uri: str, text: str | None) -> None:
+        """Record an open document's text (None: closed) and have the indexer take the newest."""
+        with self._lock:
+            first = not self._to_index
+            self._to_index[uri] = text
+        if first and not self._closed:
+            self._indexer.submit(self._index_documents)
+
+    def _index_documents(self) -> None:
+        with self._lock:
+            todo, self._to_index = self._to_index, {}
+        if self.project is None:
+            return
+        for uri, text in todo.items():
+            key = fs_path(uri) or uri
+            if text is None:
+                self.project.document_closed(key, self.roots)
+            else:
+                self.project.update_document(key, text)
 
     # -- everything below runs on the worker thread ------------------------------------
 
@@ -202,6 +255,8 @@ class ModelWorker:
             log.error("model not loaded: %s", err)
             return
         self.vocab = Vocabulary(self.engine.tokenizer, self.engine.runner.vocab_size)
+        self.project = ProjectIndex(self.engine.tokenizer)
+        self.drafter = Drafter(self.project.store)
         self.monitors = Monitors(self.vocab)
         self.monitors.analyzer.warm_up()  # jedi loads its builtins stubs on its own thread meanwhile
         self.model_name = f"{loaded.name} {s.weights}"
@@ -217,6 +272,7 @@ class ModelWorker:
 
     def open(self, uri: str, text: str) -> None:
         reason = self.cacheable(text)
+        self._queue_for_index(uri, None if reason else text)
         if reason:
             log.info("%s not cached: %s", uri, reason)
             self.store.close(uri)
@@ -233,7 +289,9 @@ class ModelWorker:
 
     def change(self, uri: str, edits: list[TextEdit], text_after: str) -> None:
         """Apply one change; `text_after` is the client's text after it (checked, never trusted blindly)."""
-        if self.cacheable(text_after) is not None:
+        reason = self.cacheable(text_after)
+        self._queue_for_index(uri, None if reason else text_after)
+        if reason is not None:
             self.open(uri, text_after)  # says why and drops the cache
             return
         if not self.settings.use_pie and uri in self.store:
@@ -263,6 +321,7 @@ class ModelWorker:
         self.store.close(uri)
         self.unencoded.pop(uri, None)
         self._indexed.pop(uri, None)
+        self._queue_for_index(uri, None)
 
     def _ready(self, req: Request) -> LiveDocument | None:
         """The document at the request's cursor, or None if it is unknown, uncached or superseded."""
@@ -293,7 +352,10 @@ class ModelWorker:
         stats = MonitorStats()
         site = self._site(req, doc)
         processors = self._monitors(site, stats)
-        drafts = inline(doc, self.vocab, options, processors=processors, should_stop=lambda: self._superseded(req))
+        drafter = self.drafter if s.drafting else None
+        drafts = inline(
+            doc, self.vocab, options, processors=processors, should_stop=lambda: self._superseded(req), drafter=drafter
+        )
         if self._superseded(req):
             return None
         if s.multiline and s.monitor_syntax:  # multi-line suggestions end on a complete statement

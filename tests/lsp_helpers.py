@@ -21,6 +21,8 @@ EDITORS = ["visual-studio-code", "neovim"]  # pytest-lsp's captured initialize p
 
 # Each client's initialize result, by id(client): the pytest-lsp fixture yields the client itself.
 _results: dict[int, types.InitializeResult] = {}
+# Capabilities the server registered with each client (client/registerCapability), by id(client).
+registrations: dict[int, list[types.Registration]] = {}
 
 
 async def initialize(
@@ -36,6 +38,11 @@ async def initialize(
     The server gets one torch thread unless told otherwise: the test machine's two cores are shared with
     other work, and two threads contending with it make every forward pass about ten times slower."""
     options = {"threads": 1, **options}
+
+    @client.feature(types.CLIENT_REGISTER_CAPABILITY)
+    def register(params: types.RegistrationParams) -> None:  # as an editor does: accept and remember
+        registrations.setdefault(id(client), []).extend(params.registrations)
+
     result = await client.initialize_session(
         types.InitializeParams(
             capabilities=capabilities or client_capabilities(editor),

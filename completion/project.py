@@ -1,0 +1,96 @@
+"""The project's token ids for drafting: workspace files from disk, open documents from the editor.
+
+Files are keyed by their path, so an open document's text replaces the file's saved text
+while it is open. Everything here runs on an indexing thread with its own copy of the
+tokenizer (a Rust tokenizer shared between threads can refuse a call that is already in
+flight); the store swaps shards in whole, so the model thread reads it without locks.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+from completion.datastore import ProjectStore
+from completion.workspace import python_files, read_text
+
+log = logging.getLogger(__name__)
+MAX_FILE_BYTES = 500_000  # larger files are generated or data, not code worth drafting from
+MAX_TOKENS = 8_000_000  # about 100 MB of index; files past it are not indexed
+BATCH_FILES = 64  # files tokenized per call (the fast tokenizer batches in Rust)
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    files: int
+    tokens: int
+    seconds: float
+    nbytes: int
+
+
+class ProjectIndex:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = copy.deepcopy(tokenizer)
+        self.store = ProjectStore()
+        self._open: set[str] = set()  # keys whose tokens come from the editor, not the disk
+
+    def _tokens(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False).input_ids
+
+    def index_folder(self, root: str, should_stop: Callable[[], bool] | None = None) -> IndexReport:
+        """Read and tokenize the folder's Python files (see `workspace.python_files` for which)."""
+        t0 = time.perf_counter()
+        count = 0
+        paths = python_files(root, max_bytes=MAX_FILE_BYTES, should_stop=should_stop)
+        batch: dict[str, str] = {}
+        for path in paths:
+            text = read_text(path, MAX_FILE_BYTES)
+            if text is None or str(path) in self.store:  # an open document is already there, newer
+                continue
+            batch[str(path)] = text
+            if len(batch) == BATCH_FILES:
+                count += self._add(batch)
+                batch = {}
+            if self.store.tokens >= MAX_TOKENS:
+                log.warning("project index full at %d tokens; the rest of %s is not indexed", MAX_TOKENS, root)
+                break
+        count += self._add(batch)
+        return IndexReport(count, self.store.tokens, time.perf_counter() - t0, self.store.nbytes)
+
+    def _add(self, texts: dict[str, str]) -> int:
+        if texts:
+            self.store.update_many(dict(zip(texts, self._tokens(list(texts.values())), strict=True)))
+        return len(texts)
+
+    def update_document(self, key: str, text: str) -> None:
+        """An open document's current text (`key`: its path, or its URI when it has none)."""
+        self.store.update(key, self._tokens([text])[0])
+        self._open.add(key)
+
+    def files_changed(self, paths: Iterable[str], roots: Sequence[str]) -> int:
+        """Re-read files the editor reports created, changed or deleted on disk; returns how many changed.
+
+        Open documents are left alone (the editor's text is newer). The folder walk decides again
+        whether a path may be indexed (a new .gitignore line, a file grown past the limit).
+        """
+        wanted = {p for root in roots for p in map(str, python_files(root, max_bytes=MAX_FILE_BYTES))}
+        changed = 0
+        for path in set(paths) - self._open:
+            text = read_text(Path(path), MAX_FILE_BYTES) if path in wanted else None
+            if text is not None:
+                changed += self._add({path: text})
+            elif path in self.store:
+                self.store.remove(path)
+                changed += 1
+        return changed
+
+    def document_closed(self, key: str, roots: Sequence[str]) -> None:
+        """Back to the saved file, or out of the index if there is none that may be indexed."""
+        self._open.discard(key)
+        self.files_changed([key], roots)
