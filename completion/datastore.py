@@ -131,6 +131,9 @@ class ProjectStore:
     def __contains__(self, key: str) -> bool:
         return any(key in s.files for s in self._shards)
 
+    def keys(self) -> list[str]:
+        return [key for s in self._shards for key in s.files]
+
     @property
     def tokens(self) -> int:
         return sum(s.tokens for s in self._shards)

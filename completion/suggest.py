@@ -46,6 +46,8 @@ class Draft:
     first_token_seconds: float
     seconds: float
     stop: str
+    tokens: int = 0  # decoded (greedy drafts; 0 for side-by-side branches)
+    passes: int = 0  # forward passes they took (fewer than tokens when drafting helped)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def inline(
         )
         if out.stop == "cancelled":
             return []
-        raw = [(out.text, out.first_token_seconds, out.seconds, out.stop)]
+        raw = [(out.text, out.first_token_seconds, out.seconds, out.stop, len(out.tokens), out.passes)]
     else:
         t0 = time.perf_counter()
         live.prompt_logits()  # kept on the document: the branches start from it
@@ -118,13 +120,13 @@ def inline(
             should_stop=should_stop,
         )
         seconds = time.perf_counter() - t0
-        raw = [(b.text, first, seconds, "branch") for b in branches]
+        raw = [(b.text, first, seconds, "branch", 0, 0) for b in branches]
     ctx = edit_context(live)
     drafts: list[Draft] = []
-    for text, first, seconds, why in raw:
+    for text, first, seconds, why, tokens, passes in raw:
         clean = postprocess(text, ctx, multiline=options.multiline)
         if clean is not None and all(d.text != clean for d in drafts):
-            drafts.append(Draft(clean, first, seconds, why))
+            drafts.append(Draft(clean, first, seconds, why, tokens, passes))
     return drafts
 
 

@@ -196,7 +196,7 @@ def shutdown(ls: LiveKVServer, params: None) -> None:
 
 async def document_state(ls: LiveKVServer, params: object) -> dict[str, object]:
     """`livekv/documentState`: the three copies of a document's text (client mirror, pygls workspace,
-    engine) plus cache facts, for tests and debugging."""
+    engine) plus cache, project index and last-suggestion facts, for tests and debugging."""
     uri = params["uri"] if isinstance(params, dict) else params.uri  # type: ignore[attr-defined]
     mirror = ls.mirrors.get(uri)
     engine_text = await asyncio.wrap_future(ls.worker.submit(ls.worker.text_of, uri))
@@ -208,6 +208,10 @@ async def document_state(ls: LiveKVServer, params: object) -> dict[str, object]:
         "cachedDocuments": len(ls.worker.store),
         "cacheBytes": ls.worker.store.nbytes,
         "cachedTokens": cached_tokens,
+        "projectFiles": sorted(project.store.keys()) if (project := ls.worker.project) else [],
+        "lastSuggestion": [{"tokens": d.tokens, "passes": d.passes} for d in last.drafts]
+        if (last := ls.worker.last_answer)
+        else [],
     }
 
 

@@ -367,7 +367,11 @@ class ModelWorker:
             req.uri,
             req.version,
             1000 * (t1 - t0),
-            ", ".join(f"first token {1000 * d.first_token_seconds:.0f} ms, {1000 * d.seconds:.0f} ms" for d in drafts),
+            ", ".join(
+                f"first token {1000 * d.first_token_seconds:.0f} ms, {1000 * d.seconds:.0f} ms, "
+                f"{d.tokens} tokens in {d.passes} passes"
+                for d in drafts
+            ),
         )
         if stats.steps:
             log.info(

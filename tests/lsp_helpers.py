@@ -154,12 +154,13 @@ class Doc:
 
 
 async def document_state(client: LanguageClient, uri: str) -> dict[str, Any]:
-    """`livekv/documentState` as a dict: mirror, workspace, engine, cachedDocuments, cacheBytes, cachedTokens."""
+    """`livekv/documentState` as a dict: mirror, workspace, engine, cachedDocuments, cacheBytes, cachedTokens,
+    projectFiles, lastSuggestion (a list of (tokens, passes), one per draft)."""
     state = await client.protocol.send_request_async("livekv/documentState", {"uri": uri})
-    return {
-        key: getattr(state, key)
-        for key in ("mirror", "workspace", "engine", "cachedDocuments", "cacheBytes", "cachedTokens")
-    }
+    keys = ("mirror", "workspace", "engine", "cachedDocuments", "cacheBytes", "cachedTokens", "projectFiles")
+    out = {key: getattr(state, key) for key in keys}
+    out["lastSuggestion"] = [(d.tokens, d.passes) for d in state.lastSuggestion]
+    return out
 
 
 async def assert_in_sync(doc: Doc) -> None:
