@@ -96,6 +96,7 @@ class _Shard:
         return self.stream.nbytes + self.keys.nbytes + self.ends.nbytes + sum(t.nbytes for t in self.files.values())
 
     def hits(self, tail: np.ndarray, key: np.uint64, length: int) -> list[Hit]:
+        """The hits of the longest match in this shard (at least KEY_TOKENS tokens)."""
         lo, hi = int(np.searchsorted(self.keys, key, "left")), int(np.searchsorted(self.keys, key, "right"))
         if lo == hi:
             return []
@@ -103,18 +104,17 @@ class _Shard:
         # extend every hit backwards: the tokens before it against the tail's earlier tokens
         back = ends[:, None] - np.arange(len(tail))[None, :]
         before = np.where(back >= 0, self.stream[np.maximum(back, 0)], SEPARATOR)
-        same = np.cumprod(before == tail[::-1][None, :], axis=1)
-        matches = same.sum(axis=1)
-        out = []
-        for end, match in zip(ends.tolist(), matches.tolist(), strict=True):
-            if match < KEY_TOKENS:  # a hash collision
-                continue
-            follow = self.stream[end + 1 : end + 1 + length]
-            cut = np.flatnonzero(follow == SEPARATOR)
-            follow = follow[: cut[0]] if len(cut) else follow
-            if len(follow):
-                out.append(Hit(int(match), tuple(follow.tolist())))
-        return out
+        matches = np.cumprod(before == tail[::-1][None, :], axis=1).sum(axis=1)
+        nxt = np.minimum(ends + 1, len(self.stream) - 1)
+        matches[(ends + 1 >= len(self.stream)) | (self.stream[nxt] == SEPARATOR)] = 0  # nothing follows
+        best = int(matches.max())
+        if best < KEY_TOKENS:  # only hash collisions
+            return []
+        ends = ends[matches == best]
+        ahead = ends[:, None] + 1 + np.arange(length)[None, :]
+        follow = np.where(ahead < len(self.stream), self.stream[np.minimum(ahead, len(self.stream) - 1)], SEPARATOR)
+        stops = np.where((follow == SEPARATOR).any(axis=1), (follow == SEPARATOR).argmax(axis=1), length)
+        return [Hit(best, tuple(row[:stop])) for row, stop in zip(follow.tolist(), stops.tolist(), strict=True)]
 
 
 class ProjectStore:
@@ -171,14 +171,15 @@ class ProjectStore:
             self._shards = [s for s in self._shards if s.files]
 
     def hits(self, context: Sequence[int], length: int) -> list[Hit]:
-        """Every place (up to MAX_HITS per shard) where the context's last KEY_TOKENS or more tokens occur,
-        with up to `length` tokens that followed; longest matches first."""
+        """The places where the longest match of the context's end occurs (at least KEY_TOKENS tokens, up to
+        MAX_HITS examined per shard), each with up to `length` tokens that followed it there."""
         if len(context) < KEY_TOKENS:
             return []
         tail = np.asarray(context[-MAX_MATCH:], dtype=np.int32)
         key = _keys(tail[-KEY_TOKENS:])[-1]
         found = [hit for shard in self._shards for hit in shard.hits(tail, key, length)]
-        return sorted(found, key=lambda h: -h.match)
+        best = max((h.match for h in found), default=0)
+        return [h for h in found if h.match == best]
 
 
 def _size(files: dict[str, np.ndarray]) -> int:

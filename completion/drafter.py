@@ -64,8 +64,7 @@ class Drafter:
         source = "local"
         if not draft and self.project is not None:
             hits = self.project.hits(stream, length)
-            best = hits[0].match if hits else 0
-            draft = majority_path([h.continuation for h in hits if h.match == best], self.config.project_share)
+            draft = majority_path([h.continuation for h in hits], self.config.project_share)
             source = "project"
         if draft:
             self.stats.proposals += 1

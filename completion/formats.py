@@ -63,7 +63,7 @@ class _Dense:
         rows = x.shape[0]
         if rows > FEW_ROWS or x.device.type != "cpu":
             return F.linear(x, self.weight, self.bias)
-        padded = x if rows > 1 else x.expand(2, -1)
+        padded = x if rows > 1 else x.repeat(2, 1)  # a real second row: a stride-0 view takes a slow path
         y = torch.mm(self.weight, padded.t()).t()[:rows].contiguous()  # SDPA wants contiguous rows
         return y if self.bias is None else y + self.bias
 

@@ -43,7 +43,9 @@ class ProjectIndex:
     def _tokens(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer(texts, add_special_tokens=False).input_ids
 
-    def index_folder(self, root: str, should_stop: Callable[[], bool] | None = None) -> IndexReport:
+    def index_folder(
+        self, root: str, should_stop: Callable[[], bool] | None = None, max_files: int | None = None
+    ) -> IndexReport:
         """Read and tokenize the folder's Python files (see `workspace.python_files` for which)."""
         t0 = time.perf_counter()
         count = 0
@@ -57,6 +59,8 @@ class ProjectIndex:
             if len(batch) == BATCH_FILES:
                 count += self._add(batch)
                 batch = {}
+            if max_files is not None and count + len(batch) >= max_files:
+                break
             if self.store.tokens >= MAX_TOKENS:
                 log.warning("project index full at %d tokens; the rest of %s is not indexed", MAX_TOKENS, root)
                 break

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
+
+BENCHMARKS = {
+    "edits": "benchmarks.edits",
+    "latency": "benchmarks.latency",
+    "speed": "benchmarks.speed",
+    "monitors": "benchmarks.monitors",
+    "syntax": "benchmarks.syntax",
+    "drafting": "benchmarks.drafting",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="livekv",
         description="Code completion over a live, edit-patched KV cache (PIE).",
         epilog="`livekv <command> --help` describes each command's options "
-        "(serve, complete, demo, bench edits, bench latency, bench speed, bench monitors, bench syntax).",
+        "(serve, complete, demo, bench edits|latency|speed|monitors|syntax|drafting).",
     )
     ap.add_argument("--log-level", default="WARNING", help="logging level for stderr (default WARNING)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -25,12 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="reproducible measurements (JSON out, one table printed)")
     bench.add_argument(
         "suite",
-        choices=["edits", "latency", "speed", "monitors", "syntax"],
+        choices=list(BENCHMARKS),
         help="edits: update latency and next-line quality after edits; "
         "latency: keystroke-to-suggestion through the real server, PIE vs --no-pie; "
         "speed: decode, draft-pass, prefill and PIE costs per weight format; "
         "monitors: the identifier after `obj.` with and without the jedi monitor; "
-        "syntax: multi-line suggestions that keep the file parseable, with and without the syntax monitor",
+        "syntax: multi-line suggestions that keep the file parseable, with and without the syntax monitor; "
+        "drafting: decode speed with retrieval drafts against greedy and prompt lookup decoding",
     )
     sub.add_parser("complete", help="print suggestions at FILE --line L --col C (in-process, no editor)")
     sub.add_parser("demo", help="replay edits on a real file with the embedded model; print suggestions and timings")
@@ -54,25 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             server.start_io()
         return 0
     if args.command == "bench":
-        if args.suite == "monitors":
-            from benchmarks.monitors import main as bench_monitors
-
-            return bench_monitors(rest)
-        if args.suite == "syntax":
-            from benchmarks.syntax import main as bench_syntax
-
-            return bench_syntax(rest)
-        if args.suite == "speed":
-            from benchmarks.speed import main as bench_speed
-
-            return bench_speed(rest)
-        if args.suite == "latency":
-            from benchmarks.latency import main as bench_latency
-
-            return bench_latency(rest)
-        from benchmarks.edits import main as bench_edits
-
-        return bench_edits(rest)
+        return importlib.import_module(BENCHMARKS[args.suite]).main(rest)
     if args.command == "complete":
         from lsp_server.complete import main as complete
 

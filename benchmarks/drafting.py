@@ -1,0 +1,288 @@
+"""Drafting benchmark: how much faster retrieval drafts make greedy decoding, and that nothing changes.
+
+The project is the installed `jedi` package (pinned in pyproject.toml): all its files are
+indexed as a workspace would be. At each position (a line start, after the indentation, in
+the second half of a jedi file; one position per file, fixed seed) the document is the file
+cut at the cursor, so neither the prompt nor the index holds the code that follows; the
+file itself is taken out of the project index for that position (it is the open document,
+the rest of the project is indexed but not open). Modes:
+
+- `line`: one line (stop at the newline, at most 48 tokens), as the server's default;
+- `multiline`: 64 tokens (no stop but end-of-sequence), the multi-line case;
+- `prose`: 64 tokens continuing the English module docstrings of standard-library files,
+  text where the project and the prompt rarely have the next tokens (the no-match case).
+
+Methods, timed on the same prefilled prompt, interleaved per position:
+- `greedy`: our decoding loop, one token per pass (the reference output);
+- `drafting`: the same loop with the server's drafter (prompt lookup, then project store);
+- `pld-ours`: the same loop with transformers' prompt lookup algorithm (n-gram of 2 then 1,
+  first match, 10 tokens) as the drafter: drafting strategies compared on one runner;
+- `hf-greedy`, `hf-pld`: transformers' `generate` on the Hugging Face model, greedy and with
+  `prompt_lookup_num_tokens=10`, from a copy of the same prefilled cache, as many new tokens
+  as greedy wrote: what a user of transformers could switch on today.
+
+Reported per mode and method: tokens/s, speed-up over `greedy`, tokens per forward pass,
+and outputs token-identical to `greedy`. The index of a 1,000-file project (the first 1,000
+files of the installed `transformers` package) is measured too: time, tokens, memory, and
+the time of one lookup.
+
+    livekv bench drafting [--positions N] [--context-tokens 1024] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import random
+import statistics
+import sys
+import sysconfig
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from completion.decode import Completion, decode
+from completion.drafter import Drafter
+from completion.engine import Engine
+from completion.live import LiveDocument
+from completion.model import LoadedModel, load_model
+from completion.project import ProjectIndex
+from completion.stops import StopRule, stop_at_newline
+from completion.vocab import Vocabulary
+from completion.workspace import python_files
+
+SEED = 0
+MODES = {"line": (48, stop_at_newline), "multiline": (64, None), "prose": (64, None)}
+METHODS = ("greedy", "drafting", "pld-ours", "hf-greedy", "hf-pld")
+PLD_TOKENS = 10
+INDEX_FILES = 1000
+LOOKUPS = 200
+
+
+def site_packages() -> Path:
+    return Path(sysconfig.get_paths()["purelib"])
+
+
+def code_positions(root: Path, count: int, rng: random.Random) -> list[tuple[str, int]]:
+    """(path, offset) pairs: one line start (after indentation) in the second half of each of `count` files."""
+    files = [p for p in python_files(root, max_bytes=500_000) if p.read_text().count("\n") >= 150]
+    rng.shuffle(files)
+    out = []
+    for path in files[:count]:
+        lines = path.read_text().splitlines(keepends=True)
+        starts = [sum(map(len, lines[:i])) for i in range(len(lines))]
+        candidates = [
+            starts[i] + len(line) - len(line.lstrip())
+            for i, line in enumerate(lines)
+            if i >= len(lines) // 2 and line.strip() and not line.lstrip().startswith(("#", '"', "'"))
+        ]
+        out.append((str(path), rng.choice(candidates)))
+    return out
+
+
+def prose_documents(count: int) -> list[str]:
+    """Beginnings of long English module docstrings from the standard library, cut mid-sentence."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    docs = []
+    for path in sorted(stdlib.glob("*.py")):
+        try:
+            doc = ast.get_docstring(ast.parse(path.read_text()))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        if doc and len(doc) > 1500 and doc.count(">>>") == 0:
+            cut = doc.rfind(" ", 0, 800)
+            docs.append('"""' + doc[:cut])
+    return docs[:count]
+
+
+class PromptLookup(Drafter):
+    """transformers' PromptLookupCandidateGenerator in our loop: n-gram of max_n down to 1, the first match."""
+
+    def __init__(self, tokens: int = PLD_TOKENS, max_n: int = 2) -> None:
+        super().__init__()
+        self.tokens, self.max_n = tokens, max_n
+
+    def propose(self, generated: Sequence[int], limit: int) -> list[int]:
+        stream = np.concatenate([self._prompt, np.asarray(generated, dtype=np.int32)])
+        for n in range(min(self.max_n, len(stream) - 1), 0, -1):
+            windows = np.lib.stride_tricks.sliding_window_view(stream[:-1], n)
+            hits = np.flatnonzero((windows == stream[-n:]).all(axis=1))
+            if len(hits):
+                start = int(hits[0]) + n
+                return stream[start : start + min(self.tokens, limit)].tolist()
+        return []
+
+
+@dataclass
+class Tally:
+    tokens: int = 0
+    seconds: float = 0.0
+    passes: int = 0
+    identical: int = 0
+    runs: int = 0
+    ratios: list[float] = field(default_factory=list)  # per position: greedy seconds / these seconds
+
+    def row(self, greedy: Tally) -> dict[str, float]:
+        tps = self.tokens / self.seconds if self.seconds else 0.0
+        return {
+            "runs": self.runs,
+            "tokens": self.tokens,
+            "tokens_per_s": tps,
+            "speedup": tps / (greedy.tokens / greedy.seconds) if greedy.seconds else 0.0,
+            "median_position_speedup": statistics.median(self.ratios) if self.ratios else 0.0,
+            "tokens_per_pass": self.tokens / self.passes if self.passes else 0.0,
+            "identical": self.identical,
+        }
+
+
+def hf_generate(loaded: LoadedModel, prompt: list[int], cache: DynamicCache, new: int, pld: bool) -> tuple[list, float]:
+    ids = torch.tensor([prompt])
+    kwargs = {"prompt_lookup_num_tokens": PLD_TOKENS} if pld else {}
+    t0 = time.perf_counter()
+    out = loaded.model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        past_key_values=copy.deepcopy(cache),
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=False,
+        pad_token_id=loaded.tokenizer.eos_token_id,
+        **kwargs,
+    )
+    return out[0, len(prompt) :].tolist(), time.perf_counter() - t0
+
+
+def run_position(
+    engine: Engine,
+    loaded: LoadedModel,
+    vocab: Vocabulary,
+    index: ProjectIndex,
+    text: str,
+    window: int,
+    max_tokens: int,
+    stop: StopRule | None,
+    tallies: dict[str, Tally],
+) -> None:
+    live = LiveDocument(engine, text, window=window, fim=False)
+    live.prompt_logits()  # the prefill is not what is measured
+    kwargs = {"max_tokens": max_tokens, "stop": stop or (lambda s: None)}
+    ours: dict[str, Completion] = {}
+    for name, drafter in (("greedy", None), ("drafting", Drafter(index.store)), ("pld-ours", PromptLookup())):
+        ours[name] = decode(live, vocab, drafter=drafter, **kwargs)
+    reference = ours["greedy"]
+    for name, out in ours.items():
+        t = tallies[name]
+        t.tokens += len(out.tokens)
+        t.seconds += out.seconds
+        t.passes += out.passes + 1  # the first token came from the prompt's pass
+        t.identical += out.tokens == reference.tokens
+        t.runs += 1
+        t.ratios.append(reference.seconds / out.seconds)
+    with torch.inference_mode():
+        cache = DynamicCache(config=loaded.model.config)
+        loaded.model(torch.tensor([live.tokens[:-1]]), past_key_values=cache, use_cache=True)
+    for name, pld in (("hf-greedy", False), ("hf-pld", True)):
+        tokens, seconds = hf_generate(loaded, live.tokens, cache, len(reference.tokens), pld)
+        t = tallies[name]
+        t.tokens += len(tokens)
+        t.seconds += seconds
+        t.passes += len(tokens)  # not reported by generate(); tokens/pass is left out for HF
+        t.identical += tokens == reference.tokens
+        t.runs += 1
+        t.ratios.append(reference.seconds / seconds)
+
+
+def index_report(tokenizer: object) -> dict[str, float]:
+    """Index the first INDEX_FILES files of the installed transformers package; time lookups."""
+    root = site_packages() / "transformers"
+    index = ProjectIndex(tokenizer)  # type: ignore[arg-type]
+    report = index.index_folder(str(root), max_files=INDEX_FILES)
+    rng = np.random.default_rng(SEED)
+    files = sorted(index.store.keys())[:: max(1, len(index.store) // 10)]
+    stream = np.concatenate([index.tokenizer(Path(f).read_text(), add_special_tokens=False).input_ids for f in files])
+    t0 = time.perf_counter()
+    found = 0
+    for start in rng.integers(0, len(stream) - 20, LOOKUPS):
+        found += bool(index.store.hits(stream[start : start + 12].tolist(), 8))
+    lookup_ms = 1000 * (time.perf_counter() - t0) / LOOKUPS
+    return {
+        "files": report.files,
+        "tokens": report.tokens,
+        "index_seconds": report.seconds,
+        "index_mb": report.nbytes / 2**20,
+        "lookup_ms": lookup_ms,
+        "lookups_with_hits": found / LOOKUPS,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="livekv bench drafting", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--positions", type=int, default=12, help="positions per mode (default 12)")
+    ap.add_argument("--context-tokens", type=int, default=1024, help="prompt window (default 1024)")
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args(argv)
+    loaded = load_model(threads=2)
+    engine = Engine.from_loaded(loaded)
+    vocab = Vocabulary(engine.tokenizer, engine.runner.vocab_size)
+    t0 = time.perf_counter()
+    index = ProjectIndex(engine.tokenizer)
+    project = index.index_folder(str(site_packages() / "jedi"))
+    rng = random.Random(SEED)
+    results: dict[str, dict] = {}
+    for mode in args.modes:
+        max_tokens, stop = MODES[mode]
+        tallies = {m: Tally() for m in METHODS}
+        if mode == "prose":
+            documents = [(None, doc) for doc in prose_documents(args.positions)]
+        else:
+            documents = [
+                (p, Path(p).read_text()[:offset])
+                for p, offset in code_positions(site_packages() / "jedi", args.positions, rng)
+            ]
+        for i, (path, text) in enumerate(documents):
+            if path is not None:
+                index.store.remove(path)  # the open document: its saved text would hold the answer
+            run_position(engine, loaded, vocab, index, text, args.context_tokens, max_tokens, stop, tallies)
+            if path is not None:
+                index.files_changed([path], [str(site_packages() / "jedi")])
+            print(f"{mode} {i + 1}/{len(documents)}", file=sys.stderr, flush=True)
+        results[mode] = {m: tallies[m].row(tallies["greedy"]) for m in METHODS}
+    out = {
+        "machine": "2 CPU cores, no GPU; embedded SmolLM2-135M fp32, 2 threads",
+        "context_tokens": args.context_tokens,
+        "positions": args.positions,
+        "project": {"package": "jedi", "files": project.files, "tokens": project.tokens},
+        "modes": results,
+        "index_1000_files": index_report(engine.tokenizer),
+        "seconds": time.perf_counter() - t0,
+    }
+    print_table(out)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+def print_table(out: dict) -> None:
+    print("| mode | method | tokens/s | speed-up vs greedy | median per position | tokens/pass | identical |")
+    print("|---|---|---|---|---|---|---|")
+    for mode, rows in out["modes"].items():
+        for method, r in rows.items():
+            per_pass = f"{r['tokens_per_pass']:.2f}" if not method.startswith("hf") else "-"
+            print(
+                f"| {mode} | {method} | {r['tokens_per_s']:.1f} | {r['speedup']:.2f}x | "
+                f"{r['median_position_speedup']:.2f}x | {per_pass} | {r['identical']}/{r['runs']} |"
+            )
+    i = out["index_1000_files"]
+    print(
+        f"\nindex of {i['files']} files ({i['tokens']} tokens): {i['index_seconds']:.1f} s, {i['index_mb']:.1f} MB; "
+        f"lookup {i['lookup_ms']:.2f} ms ({100 * i['lookups_with_hits']:.0f}% with hits)"
+    )
