@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench-edits bench-latency bench-speed bench-monitors bench-syntax lint clean
+.PHONY: setup demo test bench-edits bench-latency bench-speed bench-monitors bench-syntax bench-drafting lint clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,9 @@ bench-monitors: setup
 
 bench-syntax: setup
 	HF_HUB_OFFLINE=1 $(BIN)/livekv bench syntax --json benchmarks/results/syntax.json
+
+bench-drafting: setup
+	HF_HUB_OFFLINE=1 $(BIN)/livekv bench drafting --json benchmarks/results/drafting.json
 
 lint: setup
 	$(BIN)/ruff check .

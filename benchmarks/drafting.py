@@ -169,13 +169,15 @@ def run_position(
     max_tokens: int,
     stop: StopRule | None,
     tallies: dict[str, Tally],
-) -> None:
+) -> dict[str, object]:
+    """Run every method at one position; returns the position's record."""
     live = LiveDocument(engine, text, window=window, fim=False)
     live.prompt_logits()  # the prefill is not what is measured
     kwargs = {"max_tokens": max_tokens, "stop": stop or (lambda s: None)}
     ours: dict[str, Completion] = {}
-    for name, drafter in (("greedy", None), ("drafting", Drafter(index.store)), ("pld-ours", PromptLookup())):
-        ours[name] = decode(live, vocab, drafter=drafter, **kwargs)
+    drafter = Drafter(index.store)
+    for name, method in (("greedy", None), ("drafting", drafter), ("pld-ours", PromptLookup())):
+        ours[name] = decode(live, vocab, drafter=method, **kwargs)
     reference = ours["greedy"]
     for name, out in ours.items():
         t = tallies[name]
@@ -188,8 +190,14 @@ def run_position(
     with torch.inference_mode():
         cache = DynamicCache(config=loaded.model.config)
         loaded.model(torch.tensor([live.tokens[:-1]]), past_key_values=cache, use_cache=True)
+    record: dict[str, object] = {
+        "tokens": len(reference.tokens),
+        "accepted": drafter.stats.accepted_tokens,
+        "seconds": {name: out.seconds for name, out in ours.items()},
+    }
     for name, pld in (("hf-greedy", False), ("hf-pld", True)):
         tokens, seconds = hf_generate(loaded, live.tokens, cache, len(reference.tokens), pld)
+        record["seconds"][name] = seconds  # type: ignore[index]
         t = tallies[name]
         t.tokens += len(tokens)
         t.seconds += seconds
@@ -197,6 +205,15 @@ def run_position(
         t.identical += tokens == reference.tokens
         t.runs += 1
         t.ratios.append(reference.seconds / seconds)
+    return record
+
+
+def no_match_summary(records: list[dict]) -> dict[str, float]:
+    """Positions where the drafter got no token accepted: what drafting cost there, against greedy."""
+    idle = [r for r in records if r["accepted"] == 0]
+    greedy = sum(r["seconds"]["greedy"] for r in idle)
+    drafting = sum(r["seconds"]["drafting"] for r in idle)
+    return {"positions": len(idle), "speedup": greedy / drafting if idle else 0.0}
 
 
 def index_report(tokenizer: object) -> dict[str, float]:
@@ -237,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     project = index.index_folder(str(site_packages() / "jedi"))
     rng = random.Random(SEED)
     results: dict[str, dict] = {}
+    records: list[dict] = []
     for mode in args.modes:
         max_tokens, stop = MODES[mode]
         tallies = {m: Tally() for m in METHODS}
@@ -250,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, (path, text) in enumerate(documents):
             if path is not None:
                 index.store.remove(path)  # the open document: its saved text would hold the answer
-            run_position(engine, loaded, vocab, index, text, args.context_tokens, max_tokens, stop, tallies)
+            record = run_position(engine, loaded, vocab, index, text, args.context_tokens, max_tokens, stop, tallies)
+            records.append({"mode": mode, "path": path, **record})
             if path is not None:
                 index.files_changed([path], [str(site_packages() / "jedi")])
             print(f"{mode} {i + 1}/{len(documents)}", file=sys.stderr, flush=True)
@@ -261,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         "positions": args.positions,
         "project": {"package": "jedi", "files": project.files, "tokens": project.tokens},
         "modes": results,
+        "no_accepted_draft": no_match_summary(records),
+        "records": records,
         "index_1000_files": index_report(engine.tokenizer),
         "seconds": time.perf_counter() - t0,
     }
@@ -281,6 +302,8 @@ def print_table(out: dict) -> None:
                 f"| {mode} | {method} | {r['tokens_per_s']:.1f} | {r['speedup']:.2f}x | "
                 f"{r['median_position_speedup']:.2f}x | {per_pass} | {r['identical']}/{r['runs']} |"
             )
+    idle = out["no_accepted_draft"]
+    print(f"\npositions where no draft was accepted: {idle['positions']}, drafting vs greedy {idle['speedup']:.2f}x")
     i = out["index_1000_files"]
     print(
         f"\nindex of {i['files']} files ({i['tokens']} tokens): {i['index_seconds']:.1f} s, {i['index_mb']:.1f} MB; "

@@ -179,7 +179,10 @@ def decode(
                 rows = live.kv.encode_scored([tok, *draft])
                 logits, ahead = rows[0], list(zip(draft, rows[1:], strict=True))
             else:
-                logits, ahead = live.kv.encode([tok], want_logits=True), []
+                rows = live.kv.encode([tok], want_logits=True)[None]
+                logits, ahead = rows[0], []
+            if drafting:
+                drafter.observe([tok, *draft], rows.argmax(-1).tolist())
             drafted, accepted = len(draft), 0
     finally:
         live.kv.crop(prompt_len)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from completion.datastore import ProjectStore
 from completion.decode import Completion, Sampling, decode
-from completion.drafter import Drafter
+from completion.drafter import DraftConfig, Drafter
 from completion.engine import Engine
 from completion.live import LiveDocument
 from completion.stops import stop_at_newline
@@ -131,14 +131,24 @@ def test_mid_identifier_healing_with_drafts(engine, vocab: Vocabulary) -> None:
     same(drafted, reference)
 
 
-def test_the_real_drafter_on_repetitive_text(engine, vocab: Vocabulary) -> None:
-    """A random model loops; the prompt lookup finds its loops and the drafts are accepted."""
+def test_the_prompt_lookup_takes_the_most_recent_longest_match() -> None:
+    drafter = Drafter(config=DraftConfig(successors=False))
+    #                  0  1  2  3  4  5  6  7  8  9 10 11 12 13
+    drafter.begin([1, 2, 3, 9, 9, 1, 2, 3, 4, 5, 6, 7, 8, 2])
+    assert drafter.propose([3], 6) == [4, 5, 6]  # "2 3" twice (3 tokens with the 1 before): a short match, 3 tokens
+    # "2 3 4 5 6 7" once: a long match drafts the current draft length (4), the text decoded so far included
+    assert drafter.propose([3, 4, 5, 6, 7], 6) == [8, 2, 3, 4]
+    assert drafter.propose([42], 6) == []  # nothing matches
+    assert drafter.stats.local == 2 and drafter.stats.proposed_tokens == 7
+
+
+def test_the_real_drafter_gives_greedy_output(engine, vocab: Vocabulary) -> None:
     live = LiveDocument(engine, SNIPPETS[3] * 3, fim=False)
     reference = decode(live, vocab, max_tokens=40, stop=lambda s: None)
     drafter = Drafter()
     drafted = decode(live, vocab, max_tokens=40, stop=lambda s: None, drafter=drafter)
     same(drafted, reference)
-    assert drafter.stats.proposals > 0 and drafter.stats.local == drafter.stats.proposals
+    assert drafter.stats.proposals > 0
 
 
 def test_project_drafts_come_from_files_not_open(engine, vocab: Vocabulary) -> None:
@@ -174,6 +184,15 @@ def test_drafts_the_monitor_forbids_are_rejected(engine, vocab: Vocabulary, mask
         same(drafted, reference)
     finally:
         analyzer.shutdown()
+
+
+def test_successor_chains_replay_the_model_s_predictions() -> None:
+    drafter = Drafter()
+    drafter.begin([101, 102, 103])  # no repeats: the prompt lookup has nothing
+    assert drafter.propose([7], 5) == []
+    drafter.observe([7, 8, 9], [8, 9, 7])  # after 7 the model predicted 8, after 8 9, after 9 7
+    assert drafter.propose([7], 5) == [8, 9, 7, 8] and drafter.stats.successors == 1  # length adapts from 4
+    assert Drafter(config=DraftConfig(successors=False)).propose([7], 5) == []
 
 
 def test_draft_length_adapts_to_acceptance() -> None:

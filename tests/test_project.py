@@ -1,0 +1,83 @@
+"""The project index: which files it holds and when, as the server drives it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from transformers import PreTrainedTokenizerBase
+
+from completion.project import ProjectIndex
+
+LEDGER = "class Ledger:\n    def total(self):\n        return sum(self.entries)\n"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    (tmp_path / "ledger.py").write_text(LEDGER)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "util.py").write_text("def helper():\n    return 42\n")
+    (tmp_path / ".gitignore").write_text("build_out/\n")
+    (tmp_path / "build_out").mkdir()
+    (tmp_path / "build_out" / "gen.py").write_text("X = 1\n")
+    (tmp_path / "notes.txt").write_text("not python\n")
+    return tmp_path
+
+
+def names(index: ProjectIndex) -> set[str]:
+    return {Path(k).name for k in index.store.keys()}
+
+
+def test_index_folder_reads_the_python_files_git_would_keep(tokenizer: PreTrainedTokenizerBase, workspace) -> None:
+    index = ProjectIndex(tokenizer)
+    report = index.index_folder(str(workspace))
+    assert names(index) == {"ledger.py", "util.py"} and report.files == 2
+    assert (
+        report.tokens
+        == index.store.tokens
+        == sum(
+            len(tokenizer(p.read_text(), add_special_tokens=False).input_ids)
+            for p in (workspace / "ledger.py", workspace / "pkg" / "util.py")
+        )
+    )
+    # the file's tokens are there to draft from: its own text continues itself
+    tokens = tokenizer(LEDGER, add_special_tokens=False).input_ids
+    assert any(h.continuation[0] == tokens[6] for h in index.store.hits(tokens[:6], 4))
+
+
+def test_an_open_document_overrides_the_saved_file_until_closed(tokenizer, workspace) -> None:
+    index = ProjectIndex(tokenizer)
+    index.index_folder(str(workspace))
+    path = str(workspace / "ledger.py")
+    index.update_document(path, "EDITED = True\n")
+    edited = tokenizer("EDITED = True\n", add_special_tokens=False).input_ids
+    util = tokenizer("def helper():\n    return 42\n", add_special_tokens=False).input_ids
+    assert index.store.tokens == len(edited) + len(util)
+    index.files_changed([path], [str(workspace)])  # a save event: the editor's text still wins
+    before = index.store.tokens
+    assert before == len(edited) + len(util)
+    index.document_closed(path, [str(workspace)])  # back to the text on disk
+    assert index.store.tokens != before and "ledger.py" in names(index)
+    untitled = "untitled:Untitled-1"
+    index.update_document(untitled, "x = 1\n")
+    index.document_closed(untitled, [str(workspace)])
+    assert untitled not in index.store
+
+
+def test_files_changed_on_disk(tokenizer, workspace) -> None:
+    index = ProjectIndex(tokenizer)
+    index.index_folder(str(workspace))
+    new, ignored = workspace / "pkg" / "new.py", workspace / "build_out" / "more.py"
+    new.write_text("def new():\n    pass\n")
+    ignored.write_text("Y = 2\n")
+    assert index.files_changed([str(new), str(ignored)], [str(workspace)]) == 1
+    assert names(index) == {"ledger.py", "util.py", "new.py"}
+    new.unlink()
+    (workspace / ".gitignore").write_text("build_out/\nledger.py\n")  # newly ignored: dropped on its next event
+    assert index.files_changed([str(new), str(workspace / "ledger.py")], [str(workspace)]) == 2
+    assert names(index) == {"util.py"}
+
+
+def test_max_files_bounds_the_index(tokenizer, workspace) -> None:
+    index = ProjectIndex(tokenizer)
+    assert index.index_folder(str(workspace), max_files=1).files == 1 and len(index.store) == 1
