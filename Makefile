@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench-edits bench-latency bench-speed bench-monitors bench-syntax bench-drafting lint clean
+.PHONY: setup demo test bench-edits bench-latency bench-speed bench-monitors bench-syntax bench-drafting lint clean vsix
 
 setup: $(STAMP)
 
@@ -45,6 +45,10 @@ bench-drafting: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# The VS Code extension (editors/vscode): Node 20+ and npm; writes editors/vscode/livekv-<version>.vsix.
+vsix:
+	cd editors/vscode && npm ci --no-audit --no-fund && npm run package
 
 clean:
 	rm -rf $(VENV)
