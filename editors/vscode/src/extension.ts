@@ -43,8 +43,11 @@ function workspaceFolder(): string | undefined {
 /** One server process at a time; `restart` replaces it with one built from the current settings. */
 class Server {
   client: LanguageClient | undefined;
-  key = "";
+  private key = ""; // restartKey of the running process
   private stopping = false;
+  // Starts, stops and settings changes run one after another: a second change that arrives while a
+  // restart is stopping the old process must not start a process of its own next to the new one.
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly output: vscode.OutputChannel,
@@ -52,7 +55,7 @@ class Server {
     private readonly refresh: () => void,
   ) {}
 
-  async start(): Promise<void> {
+  private async start(): Promise<void> {
     const get = lookup();
     const folder = workspaceFolder();
     const { command, args } = launch(get, folder);
@@ -97,7 +100,7 @@ class Server {
     }
   }
 
-  async stop(): Promise<void> {
+  private async stop(): Promise<void> {
     const client = this.client;
     this.client = undefined;
     if (!client) {
@@ -115,19 +118,34 @@ class Server {
     }
   }
 
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.start();
+  shutdown(): Promise<void> {
+    return this.serial(() => this.stop());
+  }
+
+  private serial(work: () => Promise<void>): Promise<void> {
+    const done = this.queue.then(work);
+    this.queue = done.catch((err) => this.output.appendLine(`livekv: ${err}`));
+    return done;
+  }
+
+  restart(): Promise<void> {
+    return this.serial(async () => {
+      await this.stop();
+      await this.start();
+    });
   }
 
   /** A settings change: a new process when the launch or a model setting changed, else a notification. */
-  async configurationChanged(): Promise<void> {
-    const get = lookup();
-    if (restartKey(get, workspaceFolder()) !== this.key) {
-      await this.restart();
-    } else if (this.client?.isRunning()) {
-      await this.client.sendNotification(DidChangeConfigurationNotification.type, configurationParams(get));
-    }
+  configurationChanged(): Promise<void> {
+    return this.serial(async () => {
+      const get = lookup();
+      if (restartKey(get, workspaceFolder()) !== this.key) {
+        await this.stop();
+        await this.start();
+      } else if (this.client?.isRunning()) {
+        await this.client.sendNotification(DidChangeConfigurationNotification.type, configurationParams(get));
+      }
+    });
   }
 }
 
@@ -207,10 +225,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }
     }),
   );
-  await current.start();
+  await current.restart(); // the first start (nothing to stop yet), in the same queue as later restarts
 }
 
 export async function deactivate(): Promise<void> {
-  await server?.stop();
+  await server?.shutdown();
   server = undefined;
 }
