@@ -22,6 +22,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -75,10 +76,10 @@ def time_decode(kv: KVCache, ids: list[int], cached: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def time_passes(kv: KVCache, ids: list[int], cached: int) -> dict[str, float]:
+def time_passes(kv: KVCache, ids: list[int], cached: int, sizes: Sequence[int] = PASS_SIZES) -> dict[str, float]:
     """ms of one pass over q tokens (all logits, as verification needs) after `cached` tokens of `kv`."""
     out = {}
-    for q in PASS_SIZES:
+    for q in sizes:
         times = []
         for _ in range(REPEATS):
             kv.crop(cached)

@@ -86,7 +86,12 @@ class Completion:
     first_token_seconds: float
     seconds: float
     stop: str  # "rule", "eos", "max_tokens", "time" or "cancelled"
-    passes: int = 0  # forward passes after the prompt's (fewer than tokens when drafts were accepted)
+    pass_sizes: tuple[int, ...] = ()  # tokens fed by each forward pass after the prompt's (1 + the draft)
+
+    @property
+    def passes(self) -> int:
+        """Forward passes after the prompt's (fewer than tokens when drafts were accepted)."""
+        return len(self.pass_sizes)
 
 
 @torch.inference_mode()
@@ -120,7 +125,8 @@ def decode(
         drafter.begin(live.tokens)
     generated: list[int] = []
     ahead: list[tuple[int, torch.Tensor]] = []  # guessed tokens in the cache, each with the logits after it
-    drafted = accepted = passes = 0
+    drafted = accepted = 0
+    pass_sizes: list[int] = []
     first = 0.0
     reason = "max_tokens"
     text = ""
@@ -174,7 +180,7 @@ def decode(
                 drafter.feedback(drafted, accepted)
             live.kv.crop(prompt_len + len(generated) - 1)  # drop the wrong guesses
             draft = guess(max_tokens - len(generated) - 1) if drafting else []
-            passes += 1
+            pass_sizes.append(1 + len(draft))
             if draft:
                 rows = live.kv.encode_scored([tok, *draft])
                 logits, ahead = rows[0], list(zip(draft, rows[1:], strict=True))
@@ -186,4 +192,4 @@ def decode(
             drafted, accepted = len(draft), 0
     finally:
         live.kv.crop(prompt_len)
-    return Completion(text, generated, first, time.perf_counter() - t0, reason, passes)
+    return Completion(text, generated, first, time.perf_counter() - t0, reason, tuple(pass_sizes))

@@ -206,3 +206,19 @@ def test_draft_length_adapts_to_acceptance() -> None:
     for _ in range(10):
         drafter.feedback(drafter.length, drafter.length)
     assert drafter.length == drafter.config.max_length
+
+
+@settings(max_examples=60, deadline=None)
+@given(stream=st.lists(st.integers(0, 5), min_size=2, max_size=60), limit=st.integers(1, 12))
+def test_the_benchmark_s_prompt_lookup_is_transformers_own(stream: list[int], limit: int) -> None:
+    """The `pld-ours` baseline proposes what transformers' PromptLookupCandidateGenerator does."""
+    from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
+
+    from benchmarks.drafting import PLD_TOKENS, PromptLookup
+
+    theirs = PromptLookupCandidateGenerator(num_output_tokens=min(PLD_TOKENS, limit), max_length=10_000)
+    ids = torch.tensor([stream])
+    expected = theirs.get_candidates(ids)[0][0, len(stream) :].tolist()
+    ours = PromptLookup()
+    ours.begin(stream[:1])
+    assert ours.propose(stream[1:], limit) == expected
