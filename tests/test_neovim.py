@@ -90,8 +90,59 @@ class NeovimRun:
     def explain(self, what: str) -> str:
         """`what`, the report without the document texts (assertions on those show a diff), and the logs."""
         summary = {key: value for key, value in self.report.items() if key != "steps"}
-        summary["steps"] = [step["name"] for step in self.report["steps"]]
+        summary["steps"] = [step["name"] for step in self.report.get("steps", [])]
         return f"{what}\nreport: {json.dumps(summary, ensure_ascii=False, indent=1)}\n{self.logs}"
+
+
+def neovim_env(tmp: Path) -> dict[str, str]:
+    """Neovim's own config, data, state (lsp.log) and log in `tmp`; the model cache (XDG_CACHE_HOME)
+    stays the user's, so the converted weights are reused."""
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "XDG_CONFIG_HOME": str(tmp / "config"),
+        "XDG_DATA_HOME": str(tmp / "data"),
+        "XDG_STATE_HOME": str(tmp / "state"),
+        "NVIM_LOG_FILE": str(tmp / "nvim.log"),
+    }
+
+
+def run_neovim(
+    command: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    tmp: Path,
+    report_path: Path,
+    server_log: Path,
+    timeout_s: int = TIMEOUT_S,
+) -> NeovimRun:
+    """Run headless Neovim (its env from `neovim_env(tmp)`) until it exits; its JSON report and logs."""
+    try:
+        done = subprocess.run(
+            command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s
+        )
+        stdout, stderr, status = done.stdout, done.stderr, f"exit status {done.returncode}"
+    except subprocess.TimeoutExpired as err:
+        stdout, stderr, status = err.stdout or b"", err.stderr or b"", f"killed after {timeout_s} s"
+    logs = "\n".join(
+        [
+            f"--- nvim ({status}): {' '.join(command)}",
+            "--- nvim stdout:",
+            stdout.decode(errors="replace")[-4000:],
+            "--- nvim stderr:",
+            stderr.decode(errors="replace")[-8000:],
+            f"--- server log {server_log}:",
+            tail(server_log),
+            # The server's stderr, in lsp.log too, repeats the server log unless it died before writing it.
+            "--- Neovim lsp.log:",
+            tail(tmp / "state" / "nvim" / "lsp.log", skip='"stderr"' if server_log.is_file() else None),
+            "--- Neovim log:",
+            tail(tmp / "nvim.log", 4000),
+        ]
+    )
+    if not report_path.is_file():
+        pytest.fail(f"Neovim wrote no report\n{logs}")
+    return NeovimRun(json.loads(report_path.read_text(encoding="utf-8")), logs)
 
 
 @pytest.fixture(scope="module")
@@ -115,43 +166,8 @@ def neovim(tmp_path_factory: pytest.TempPathFactory) -> NeovimRun:
         "request_timeout_ms": 60_000,
     }
     config_path.write_text(json.dumps(config), encoding="utf-8")
-    # Neovim's own config, data, state (lsp.log) and log stay in tmp; the model cache
-    # (XDG_CACHE_HOME) is the user's, so the converted weights are reused.
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "XDG_CONFIG_HOME": str(tmp / "config"),
-        "XDG_DATA_HOME": str(tmp / "data"),
-        "XDG_STATE_HOME": str(tmp / "state"),
-        "NVIM_LOG_FILE": str(tmp / "nvim.log"),
-    }
     command = [str(nvim), "--clean", "-n", "--headless", "-l", str(SCRIPT), str(config_path)]
-    try:
-        done = subprocess.run(
-            command, cwd=project, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT_S
-        )
-        stdout, stderr, status = done.stdout, done.stderr, f"exit status {done.returncode}"
-    except subprocess.TimeoutExpired as err:
-        stdout, stderr, status = err.stdout or b"", err.stderr or b"", f"killed after {TIMEOUT_S} s"
-    logs = "\n".join(
-        [
-            f"--- nvim ({status}): {' '.join(command)}",
-            "--- nvim stdout:",
-            stdout.decode(errors="replace")[-4000:],
-            "--- nvim stderr:",
-            stderr.decode(errors="replace")[-8000:],
-            f"--- server log {server_log}:",
-            tail(server_log),
-            # The server's stderr, in lsp.log too, repeats the server log unless it died before writing it.
-            "--- Neovim lsp.log:",
-            tail(tmp / "state" / "nvim" / "lsp.log", skip='"stderr"' if server_log.is_file() else None),
-            "--- Neovim log:",
-            tail(tmp / "nvim.log", 4000),
-        ]
-    )
-    if not report_path.is_file():
-        pytest.fail(f"Neovim wrote no report\n{logs}")
-    return NeovimRun(json.loads(report_path.read_text(encoding="utf-8")), logs)
+    return run_neovim(command, project, neovim_env(tmp), tmp, report_path, server_log)
 
 
 def assert_in_sync(run: NeovimRun, name: str) -> str:
