@@ -27,6 +27,8 @@ AFTER = "    def count(self):"  # the typed line goes below this one
 TYPED = "        for "  # cursor at its end; the two drafts here both start with `i`, so both survive typing it
 SECOND_AFTER = "    def first(self):"
 SECOND_TYPED = "        return self.it"
+THIRD_AFTER = "    def names(self):"
+THIRD_TYPED = "        names = []\n        for "  # with `multiline` on: a loop with its body
 
 SOURCE = f'''"""A tiny shopping cart."""
 
@@ -45,6 +47,8 @@ class Cart:
 {AFTER}
 
 {SECOND_AFTER}
+
+{THIRD_AFTER}
 '''
 
 
@@ -69,6 +73,8 @@ def plugin_run(tmp_path_factory: pytest.TempPathFactory) -> NeovimRun:
         "typed": TYPED,
         "second_after": SECOND_AFTER,
         "second_typed": SECOND_TYPED,
+        "third_after": THIRD_AFTER,
+        "third_typed": THIRD_TYPED,
         "dismiss_keys": "<C-]>",
         "load_timeout_ms": (TIMEOUT_S - 60) * 1000,
         "wait_ms": 60_000,
@@ -215,6 +221,23 @@ def test_dismiss_hides_the_ghost_text_and_keeps_the_buffer(plugin_run: NeovimRun
     assert dismissed["ghost"] is None, plugin_run.explain("<C-]> left the ghost text")
     assert dismissed["lines"] == shot["lines"] and dismissed["cursor"] == shot["cursor"]
     assert dismissed["requests"] == shot["requests"], plugin_run.explain("dismissing sent a request")
+
+
+def test_a_multi_line_suggestion_shows_as_virtual_lines_and_is_accepted_whole(plugin_run: NeovimRun) -> None:
+    shot, after = shown(plugin_run, "multi_shown"), shown(plugin_run, "multi_accepted")
+    row, col = shot["cursor"]
+    typed = THIRD_TYPED.split("\n")
+    assert shot["lines"][row - 1 : row + 1] == typed and col == len(typed[-1]), plugin_run.explain("typing went wrong")
+    items = answered(plugin_run, shot["requests"])["result"]["items"]
+    ghost = ghost_of(plugin_run, items[0], typed[-1], col)
+    assert "\n" in ghost, plugin_run.explain(f"the server's first item is one line: {ghost!r}")
+    # The recorded text is the inline chunk, then "\n" and each virtual line.
+    assert shot["ghost"]["text"] == ghost and shot["ghost"]["pos"] == "inline", plugin_run.explain("not as the item")
+    inserted = (typed[-1] + ghost).split("\n")
+    assert after["lines"] == [*shot["lines"][:row], *inserted, *shot["lines"][row + 1 :]], plugin_run.explain(
+        "<Tab> did not insert every line"
+    )
+    assert after["cursor"] == [row + len(inserted) - 1, len(inserted[-1])]
 
 
 def test_checkhealth_reports_the_client_model_and_latency(plugin_run: NeovimRun) -> None:

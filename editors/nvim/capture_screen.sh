@@ -49,7 +49,7 @@ vim.o.laststatus = 2
 vim.o.statusline = " %f %m%=%{v:lua.require'livekv'.statusline()} "
 require('livekv').setup({
   cmd = { '$python', '-m', 'lsp_server.cli', 'serve' },
-  settings = { threads = 1, drafts = 2 },
+  settings = { threads = 1, drafts = 2, multiline = true },
 })
 EOF
 

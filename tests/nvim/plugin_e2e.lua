@@ -10,7 +10,7 @@
 --- there, never raised.
 ---
 --- Usage: LIVEKV_E2E_CONFIG=CONFIG.json nvim --clean -n --headless --cmd 'set rtp^=editors/nvim' -S THIS
---- CONFIG: { file, out, cmd, settings, debounce_ms, after_line, typed, second_after, second_typed, dismiss_keys, load_timeout_ms, wait_ms, total_timeout_ms }
+--- CONFIG: { file, out, cmd, settings, debounce_ms, after_line, typed, second_after, second_typed, third_after, third_typed, dismiss_keys, load_timeout_ms, wait_ms, total_timeout_ms }
 
 local config = vim.json.decode(table.concat(vim.fn.readfile(assert(os.getenv('LIVEKV_E2E_CONFIG'))), '\n'))
 
@@ -75,10 +75,10 @@ local function sleep(ms)
   end)
 end
 
---- Keys as typed: `nvim_input` notation, with a literal "<" spelled "<lt>".
+--- Keys that type `text`: `nvim_input` notation, "<" spelled "<lt>" and a line break "<CR>".
 ---@param text string
 local function literal(text)
-  return (text:gsub('<', '<lt>'))
+  return (text:gsub('<', '<lt>'):gsub('\n', '<CR>'))
 end
 
 --- The plugin's ghost text: { row, col, text } with text = inline chunks, then "\n" and each
@@ -260,7 +260,22 @@ local function main()
   vim.api.nvim_input('<Esc>')
   sleep(100)
 
-  -- 6. :checkhealth livekv (opens its report in a new tab).
+  -- 6. Multi-line suggestions (the server's `multiline` setting, changed while it runs): the
+  -- first line inline, the others as virtual lines; <Tab> inserts them all.
+  livekv.configure({ multiline = true })
+  vim.api.nvim_win_set_cursor(0, { row_of(config.third_after) + 1, 0 })
+  vim.api.nvim_input('o' .. literal(config.third_typed))
+  wait_for_ghost('for a multi-line suggestion')
+  local multi = snapshot('multi_shown')
+  vim.api.nvim_input('<Tab>')
+  wait_until(config.wait_ms, function()
+    return vim.api.nvim_buf_line_count(bufnr) > #multi.lines
+  end)
+  snapshot('multi_accepted')
+  vim.api.nvim_input('<Esc>')
+  sleep(100)
+
+  -- 7. :checkhealth livekv (opens its report in a new tab).
   vim.cmd('checkhealth livekv')
   report.health = vim.api.nvim_buf_get_lines(0, 0, -1, false)
   report.commands = vim.api.nvim_get_commands({})['LivekvToggle'] ~= nil

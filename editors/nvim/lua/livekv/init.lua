@@ -382,6 +382,17 @@ function M.cycle(step, bufnr)
   render(bufnr)
 end
 
+--- Change server settings while it runs (`workspace/didChangeConfiguration`, merged over the
+--- current ones); the model settings (`modelPath`, `threads`, `weights`, `device`) need a restart.
+---@param settings table<string, any> camelCase names, as in `config.settings`
+function M.configure(settings)
+  M.config.settings = vim.tbl_extend('force', M.config.settings, settings)
+  for _, client in ipairs(vim.lsp.get_clients({ name = 'livekv' })) do
+    client.settings = M.config.settings
+    client:notify('workspace/didChangeConfiguration', { settings = M.config.settings })
+  end
+end
+
 --- Turn automatic suggestions on or off (everywhere).
 function M.toggle()
   status.enabled = not status.enabled
