@@ -81,6 +81,18 @@ local function literal(text)
   return (text:gsub('<', '<lt>'):gsub('\n', '<CR>'))
 end
 
+local sent = 0
+
+--- Type `keys` and wait until Neovim has handled them (a <Cmd> marker after them has run).
+---@param keys string `nvim_input` notation
+local function press(keys)
+  sent = sent + 1
+  vim.api.nvim_input(keys .. ('<Cmd>lua _G.livekv_e2e_keys = %d<CR>'):format(sent))
+  assert(wait_until(config.wait_ms, function()
+    return _G.livekv_e2e_keys == sent
+  end), 'keys not handled: ' .. keys)
+end
+
 --- The plugin's ghost text: { row, col, text } with text = inline chunks, then "\n" and each
 --- virtual line; nil when none is shown. `count` is the number of extmarks in its namespace.
 ---@return table?
@@ -220,19 +232,14 @@ local function main()
   snapshot('through')
 
   -- 3. Next draft, then back to the previous one.
-  vim.api.nvim_input('<M-]>')
-  sleep(200)
+  press('<M-]>')
   snapshot('next')
-  vim.api.nvim_input('<M-[>')
-  sleep(200)
+  press('<M-[>')
   snapshot('prev')
 
   -- 4. Accept all of it.
-  local before = snapshot('before_accept')
-  vim.api.nvim_input('<Tab>')
-  wait_until(config.wait_ms, function()
-    return vim.api.nvim_get_current_line() ~= before.lines[before.cursor[1] + 1]
-  end)
+  snapshot('before_accept')
+  press('<Tab>')
   snapshot('accepted')
 
   -- 5. A new line; <M-]> twice at once asks twice (nothing shown yet), so the second request
@@ -246,16 +253,13 @@ local function main()
   snapshot('before_second')
   vim.api.nvim_input('o' .. literal(config.second_typed) .. '<M-]><M-]>')
   wait_for_ghost('on the second line')
-  local second = snapshot('second_shown')
+  snapshot('second_shown')
   -- Its first word only: the rest stays shown, nothing is asked.
-  vim.api.nvim_input('<C-Right>')
-  wait_until(config.wait_ms, function()
-    return vim.api.nvim_get_current_line() ~= second.lines[second.cursor[1] + 1]
-  end)
-  sleep(config.debounce_ms + 400)
+  press('<C-Right>')
+  sleep(config.debounce_ms + 400) -- long enough for a request the plugin should not send
   snapshot('word')
-  vim.api.nvim_input(config.dismiss_keys)
-  sleep(config.debounce_ms + 600)
+  press(config.dismiss_keys)
+  sleep(config.debounce_ms + 400)
   snapshot('dismissed')
   vim.api.nvim_input('<Esc>')
   sleep(100)
@@ -266,11 +270,8 @@ local function main()
   vim.api.nvim_win_set_cursor(0, { row_of(config.third_after) + 1, 0 })
   vim.api.nvim_input('o' .. literal(config.third_typed))
   wait_for_ghost('for a multi-line suggestion')
-  local multi = snapshot('multi_shown')
-  vim.api.nvim_input('<Tab>')
-  wait_until(config.wait_ms, function()
-    return vim.api.nvim_buf_line_count(bufnr) > #multi.lines
-  end)
+  snapshot('multi_shown')
+  press('<Tab>')
   snapshot('multi_accepted')
   vim.api.nvim_input('<Esc>')
   sleep(100)
