@@ -172,6 +172,8 @@ def decode(
             if time_budget is not None and time.perf_counter() - t0 > time_budget:
                 reason = "time"
                 break
+            if len(generated) == max_tokens:  # no pass for a token nobody will read
+                break
             if ahead and ahead[0][0] == tok:  # the guess was right: its logits are already computed
                 logits = ahead.pop(0)[1]
                 accepted += 1
@@ -190,6 +192,8 @@ def decode(
             if drafting:
                 drafter.observe([tok, *draft], rows.argmax(-1).tolist())
             drafted, accepted = len(draft), 0
+        if drafter is not None and drafted:  # how the last draft fared
+            drafter.feedback(drafted, accepted)
     finally:
         live.kv.crop(prompt_len)
     return Completion(text, generated, first, time.perf_counter() - t0, reason, tuple(pass_sizes))
