@@ -139,6 +139,11 @@ class ProjectStore:
         return sum(s.tokens for s in self._shards)
 
     @property
+    def shards(self) -> list[_Shard]:
+        """The current shards: each immutable, and the list is replaced, never changed in place."""
+        return self._shards
+
+    @property
     def nbytes(self) -> int:
         return sum(s.nbytes for s in self._shards)
 

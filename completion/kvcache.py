@@ -132,6 +132,17 @@ class KVCache:
         self.length += n
         return logits
 
+    def encode_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Append input vectors (q, hidden) instead of tokens, at the next positions; returns the
+        logits after the last one: (vocab,). Superposed decoding feeds mixtures of embeddings here."""
+        n = embeddings.shape[0]
+        self.reserve(self.length + n)
+        positions = torch.arange(self.length, self.length + n, device=self.runner.device)
+        logits = self.runner.forward(self.keys, self.values, None, positions, self.length, embeddings=embeddings)
+        self.length += n
+        assert logits is not None
+        return logits
+
     def _forward(self, tokens: Sequence[int], at: int, logits: str) -> torch.Tensor | None:
         device = self.runner.device
         positions = torch.arange(at, at + len(tokens), device=device)

@@ -153,23 +153,28 @@ class Runner:
         self,
         keys: torch.Tensor,
         values: torch.Tensor,
-        tokens: torch.Tensor,
+        tokens: torch.Tensor | None,
         positions: torch.Tensor,
         at: int,
         visible: torch.Tensor | None = None,
         logits: str = "last",
+        embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """Run `tokens` at RoPE `positions`, writing their keys and values into slots at..at+q.
 
         Each token attends to slots [0, at) and causally to the new ones, or, when `visible`
         (q, at+q) bool is given, exactly to the slots it marks. `logits`: "last" gives
-        (vocab,), "all" gives (q, vocab), "none" skips the lm_head.
+        (vocab,), "all" gives (q, vocab), "none" skips the lm_head. `embeddings` (q, hidden),
+        given instead of `tokens`, are the input vectors themselves (superposed decoding feeds
+        a weighted sum of several tokens' embeddings).
         """
-        q = tokens.numel()
+        if (tokens is None) == (embeddings is None):
+            raise ValueError("give exactly one of tokens and embeddings")
+        x = F.embedding(tokens, self.embed) if embeddings is None else embeddings.to(self.device)  # (q, hidden)
+        q = x.shape[0]
         end = at + q
         mask = self._mask(q, at, visible)
         cos, sin = self.rotary(self.embed[:1], positions[None])  # (1, q, head_dim) each
-        x = F.embedding(tokens, self.embed)  # (q, hidden)
         nq, hd = self.n_heads * self.head_dim, self.head_dim
         for i, layer in enumerate(self.layers):
             h = F.rms_norm(x, (x.shape[-1],), layer.attn_norm, self.eps)

@@ -81,6 +81,17 @@ class SuffixOverlap:
         return None
 
 
+@dataclass(frozen=True)
+class LineLimit:
+    """Stop after `lines` complete lines (multi-line suggestions of a bounded size)."""
+
+    lines: int
+
+    def __call__(self, text: str) -> int | None:
+        parts = text.split("\n")
+        return len("\n".join(parts[: self.lines])) if len(parts) > self.lines else None
+
+
 def first_stop(rules: Sequence[StopRule]) -> StopRule:
     """One rule from several: the earliest cut any of them asks for."""
 

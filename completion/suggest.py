@@ -1,6 +1,7 @@
 """Suggestions at the cursor: decode, stop, clean up. The engine side of inline and popup completion.
 
-`inline` gives ghost-text drafts (one greedy draft, or several from side-by-side branches);
+`inline` gives ghost-text drafts: one greedy draft, or several by the `draft_method`
+(side-by-side branches, superposed decoding, beam search, or one greedy run per first token);
 `popup` gives identifier items for the completion menu, also from branches. Both take a
 LiveDocument whose cursor is already where the editor's caret is, and return plain text
 and character offsets; positions and LSP types are the server's business.
@@ -11,33 +12,50 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from completion.branches import decode_branches
-from completion.decode import GREEDY, Processor, Sampling, decode
+import torch
+
+from completion.beam import decode_beam
+from completion.branches import Branch, decode_branches
+from completion.decode import GREEDY, Processor, Sampling, TokenHealing, decode
 from completion.drafter import Drafter
 from completion.live import LiveDocument
+from completion.ngrams import NgramModel
 from completion.postprocess import EditContext, postprocess
-from completion.stops import BlockEnd, StopRule, SuffixOverlap, first_stop, stop_at_newline
+from completion.stops import BlockEnd, LineLimit, StopRule, SuffixOverlap, first_stop, stop_at_newline
+from completion.superposed import SuperposedConfig, decode_superposed
 from completion.vocab import Vocabulary
 
 _PARTIAL_WORD = re.compile(r"(?![0-9])\w+$")  # Python identifiers are Unicode
 _WORD = re.compile(r"\w*")
 # Enough of the document around the cursor for post-processing's line and bracket checks.
 AROUND_CHARS = 4000
+# How several inline drafts are decoded (`livekv bench drafts` compares them):
+# branches: the k best first tokens, each continued greedily, side by side in one tree pass per step;
+# superposed: superposed decoding, one one-vector pass per step for all k (superposed.py);
+# beam: beam search of width k, side by side in one tree pass per step (beam.py);
+# greedy-runs: one greedy run per each of the k best first tokens, one after the other.
+DRAFT_METHODS = ("branches", "superposed", "beam", "greedy-runs")
+DEFAULT_DRAFT_METHOD = "branches"
 
 
 @dataclass(frozen=True)
 class CompletionOptions:
     max_tokens: int = 48
     multiline: bool = False
-    drafts: int = 1  # inline drafts; more than one decodes side-by-side branches
+    drafts: int = 1  # inline drafts; more than one are decoded by `draft_method`
     time_budget: float | None = 3.0  # seconds
     sampling: Sampling = GREEDY
+    draft_method: str = DEFAULT_DRAFT_METHOD  # one of DRAFT_METHODS
+    max_lines: int | None = None  # multiline: also stop after this many lines
+    superposed: SuperposedConfig = field(default_factory=SuperposedConfig)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1 or self.drafts < 1:
             raise ValueError(f"max_tokens and drafts must be >= 1, got {self.max_tokens} and {self.drafts}")
+        if self.draft_method not in DRAFT_METHODS:
+            raise ValueError(f"draft_method must be one of {DRAFT_METHODS}, got {self.draft_method!r}")
 
 
 @dataclass(frozen=True)
@@ -64,12 +82,13 @@ def partial_word_start(text: str, cursor: int) -> int:
     return m.start() if m else cursor
 
 
-def stop_rule(live: LiveDocument, multiline: bool) -> StopRule:
+def stop_rule(live: LiveDocument, multiline: bool, max_lines: int | None = None) -> StopRule:
     if not multiline:
         return stop_at_newline
     cursor_line = live.text[live.text.rfind("\n", 0, live.cursor) + 1 : live.cursor]
     suffix = live.text[live.cursor : live.cursor + AROUND_CHARS]
-    return first_stop([BlockEnd(cursor_line), SuffixOverlap(suffix)])
+    rules: list[StopRule] = [BlockEnd(cursor_line), SuffixOverlap(suffix)]
+    return first_stop(rules if max_lines is None else [*rules, LineLimit(max_lines)])
 
 
 def edit_context(live: LiveDocument) -> EditContext:
@@ -85,11 +104,13 @@ def inline(
     processors: Sequence[Processor] = (),
     should_stop: Callable[[], bool] | None = None,
     drafter: Drafter | None = None,
+    ngrams: NgramModel | None = None,
 ) -> list[Draft]:
     """Distinct cleaned-up drafts, best first; [] if cancelled or nothing is worth showing.
 
-    `drafter` speeds up the single greedy draft (the output is the same with or without it)."""
-    stop = stop_rule(live, options.multiline)
+    `drafter` speeds up greedy decoding (the output is the same with or without it); `ngrams`
+    rescore superposed drafts. The processors apply to every draft."""
+    stop = stop_rule(live, options.multiline, options.max_lines)
     if options.drafts == 1:
         out = decode(
             live,
@@ -109,9 +130,7 @@ def inline(
         t0 = time.perf_counter()
         live.prompt_logits()  # kept on the document: the branches start from it
         first = time.perf_counter() - t0
-        branches = decode_branches(
-            live,
-            vocab,
+        common = dict(
             width=options.drafts,
             max_tokens=options.max_tokens,
             stop=stop,
@@ -119,8 +138,19 @@ def inline(
             time_budget=options.time_budget,
             should_stop=should_stop,
         )
+        method = options.draft_method
+        if method == "superposed":
+            branches = decode_superposed(live, vocab, ngrams=ngrams, config=options.superposed, **common)  # type: ignore[arg-type]
+        elif method == "beam":
+            branches = decode_beam(live, vocab, **common)  # type: ignore[arg-type]
+        elif method == "greedy-runs":
+            branches = greedy_runs(live, vocab, drafter=drafter, **common)  # type: ignore[arg-type]
+        else:
+            branches = decode_branches(live, vocab, **common)  # type: ignore[arg-type]
         seconds = time.perf_counter() - t0
-        raw = [(b.text, first, seconds, "branch", 0, 0) for b in branches]
+        if not branches:
+            return []  # cancelled
+        raw = [(b.text, first, seconds, method, len(b.tokens), 0) for b in branches]
     ctx = edit_context(live)
     drafts: list[Draft] = []
     for text, first, seconds, why, tokens, passes in raw:
@@ -128,6 +158,60 @@ def inline(
         if clean is not None and all(d.text != clean for d in drafts):
             drafts.append(Draft(clean, first, seconds, why, tokens, passes))
     return drafts
+
+
+class ForceFirst:
+    """Allow only `token` as the first token (the processors before it have already run)."""
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+    def __call__(self, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
+        if generated:
+            return logits
+        only = torch.full_like(logits, float("-inf"))
+        only[self.token] = logits[self.token]
+        return only
+
+
+def greedy_runs(
+    live: LiveDocument,
+    vocab: Vocabulary,
+    *,
+    width: int,
+    max_tokens: int,
+    stop: StopRule,
+    processors: Sequence[Processor] = (),
+    time_budget: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    drafter: Drafter | None = None,
+) -> list[Branch]:
+    """The k-separate-runs baseline: one greedy decode per each of the `width` best first tokens,
+    one after the other (the same drafts as `decode_branches`, at k times the cost); [] if cancelled."""
+    t0 = time.perf_counter()
+    first = live.prompt_logits()
+    for p in [TokenHealing(vocab, live.heal), *processors]:
+        first = p([], first)
+    first = torch.log_softmax(first, dim=-1)
+    top = torch.topk(first, min(width, int(torch.isfinite(first).sum())))
+    out: list[Branch] = []
+    for tok, logprob in zip(top.indices.tolist(), top.values.tolist(), strict=True):
+        left = None if time_budget is None else max(0.0, time_budget - (time.perf_counter() - t0))
+        run = decode(
+            live,
+            vocab,
+            max_tokens=max_tokens,
+            processors=[*processors, ForceFirst(tok)],
+            stop=stop,
+            time_budget=left,
+            should_stop=should_stop,
+            drafter=drafter,
+        )
+        if run.stop == "cancelled":
+            return []
+        if run.tokens:  # an end-of-sequence first token gives nothing
+            out.append(Branch(run.text, run.tokens, logprob))  # ranked by the first token
+    return out
 
 
 def _word_boundary(text: str) -> int | None:

@@ -14,6 +14,7 @@ BENCHMARKS = {
     "monitors": "benchmarks.monitors",
     "syntax": "benchmarks.syntax",
     "drafting": "benchmarks.drafting",
+    "drafts": "benchmarks.drafts",
 }
 
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="livekv",
         description="Code completion over a live, edit-patched KV cache (PIE).",
         epilog="`livekv <command> --help` describes each command's options "
-        "(serve, complete, demo, bench edits|latency|speed|monitors|syntax|drafting).",
+        "(serve, complete, demo, bench edits|latency|speed|monitors|syntax|drafting|drafts).",
     )
     ap.add_argument("--log-level", default="WARNING", help="logging level for stderr (default WARNING)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         "speed: decode, draft-pass, prefill and PIE costs per weight format; "
         "monitors: the identifier after `obj.` with and without the jedi monitor; "
         "syntax: multi-line suggestions that keep the file parseable, with and without the syntax monitor; "
-        "drafting: decode speed with retrieval drafts against greedy and prompt lookup decoding",
+        "drafting: decode speed with retrieval drafts against greedy and prompt lookup decoding; "
+        "drafts: several inline drafts per request (branches, superposed, beam, greedy runs): cost and best-of-k",
     )
     sub.add_parser("complete", help="print suggestions at FILE --line L --col C (in-process, no editor)")
     sub.add_parser("demo", help="replay edits on a real file with the embedded model; print suggestions and timings")

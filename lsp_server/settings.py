@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from completion.formats import FORMATS
+from completion.suggest import DEFAULT_DRAFT_METHOD, DRAFT_METHODS
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class Settings:
     weights: str = "fp32"  # weight format of the runner: fp32, bf16, int8, int8-wo, int4-wo
     device: str = "cpu"  # "cuda" (or "cuda:N") runs the model on a GPU when there is one
     multiline: bool = False  # suggest to the end of the block instead of the end of the line
-    drafts: int = 1  # inline suggestions per request (more than 1: side-by-side branches)
+    drafts: int = 1  # inline suggestions per request (more than 1: decoded by draft_method)
+    draft_method: str = DEFAULT_DRAFT_METHOD  # branches, superposed, beam or greedy-runs (see completion/suggest.py)
     popup_items: int = 6  # textDocument/completion items per request (0: no popup items)
     cross_file_chars: int = 1200  # budget of snippets from other files in front of the prompt (0: none)
     index_workspace: bool = True  # read the workspace's .py files (cross-file snippets, drafting)
@@ -92,6 +94,8 @@ def _check(name: str, value: Any) -> str | None:
         return None if value is None or isinstance(value, str) else "must be a path string or null"
     if name == "weights":
         return None if value in FORMATS else f"must be one of {', '.join(FORMATS)}"
+    if name == "draft_method":
+        return None if value in DRAFT_METHODS else f"must be one of {', '.join(DRAFT_METHODS)}"
     if name == "device":
         return None if isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d+)?", value) else "must be cpu or cuda[:N]"
     if expected == "bool":

@@ -30,9 +30,11 @@ from completion.drafter import Drafter
 from completion.engine import Engine
 from completion.live import LiveDocument, TextEdit, UpdatePolicy
 from completion.model import ModelLoadError, load_model
+from completion.ngrams import NgramModel
 from completion.project import IndexReport, ProjectIndex
 from completion.store import DocumentStore
 from completion.suggest import CompletionOptions, Draft, PopupItem, inline, popup
+from completion.superposed import SuperposedConfig
 from completion.vocab import Vocabulary
 from lsp_server.settings import Settings
 from monitors.base import MonitorStats, Site
@@ -81,6 +83,7 @@ class ModelWorker:
         self.index = SnippetIndex()
         self.project: ProjectIndex | None = None  # token ids for drafting, once the tokenizer is loaded
         self.drafter: Drafter | None = None
+        self.ngrams: NgramModel | None = None  # the project's n-grams, for superposed drafts
         self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livekv-index")
         self._to_index: dict[str, str] = {}  # open documents' newest text, not yet in the project index
         self._indexed: dict[str, str] = {}  # the text last indexed per open document
@@ -128,6 +131,7 @@ class ModelWorker:
             if self.project is None:
                 return None
             report = self.project.index_folder(root, should_stop=lambda: self._closed)
+            self._warm_ngrams()
             log.info(
                 "project index: %d files of %s, %d tokens in %.1f s, %.1f MB",
                 report.files,
@@ -164,6 +168,13 @@ class ModelWorker:
                 self.project.document_closed(key, self.roots)
             else:
                 self.project.update_document(key, text)
+        self._warm_ngrams()
+
+    def _warm_ngrams(self) -> None:
+        """Count the changed shards' n-grams here, on the indexing thread, not at the next request."""
+        s = self.settings
+        if self.ngrams is not None and s.drafts > 1 and s.draft_method == "superposed" and SuperposedConfig().alpha > 0:
+            self.ngrams.warm()
 
     # -- everything below runs on the worker thread ------------------------------------
 
@@ -257,6 +268,7 @@ class ModelWorker:
         self.vocab = Vocabulary(self.engine.tokenizer, self.engine.runner.vocab_size)
         self.project = ProjectIndex(self.engine.tokenizer)
         self.drafter = Drafter(self.project.store)
+        self.ngrams = NgramModel(self.project.store)
         self.monitors = Monitors(self.vocab)
         self.monitors.analyzer.warm_up()  # jedi loads its builtins stubs on its own thread meanwhile
         self.model_name = f"{loaded.name} {s.weights}"
@@ -346,7 +358,11 @@ class ModelWorker:
             return None
         s = self.settings
         options = CompletionOptions(
-            max_tokens=s.max_tokens, multiline=s.multiline, drafts=s.drafts, time_budget=s.time_budget_ms / 1000
+            max_tokens=s.max_tokens,
+            multiline=s.multiline,
+            drafts=s.drafts,
+            time_budget=s.time_budget_ms / 1000,
+            draft_method=s.draft_method,
         )
         t1 = time.perf_counter()
         stats = MonitorStats()
@@ -354,7 +370,13 @@ class ModelWorker:
         processors = self._monitors(site, stats)
         drafter = self.drafter if s.drafting else None
         drafts = inline(
-            doc, self.vocab, options, processors=processors, should_stop=lambda: self._superseded(req), drafter=drafter
+            doc,
+            self.vocab,
+            options,
+            processors=processors,
+            should_stop=lambda: self._superseded(req),
+            drafter=drafter,
+            ngrams=self.ngrams,
         )
         if self._superseded(req):
             return None

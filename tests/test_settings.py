@@ -27,3 +27,11 @@ def test_updates_apply_over_current_settings() -> None:
     first, _ = Settings.from_json({"threads": 3})
     second, _ = Settings.from_json({"maxTokens": 10}, base=first)
     assert (second.threads, second.max_tokens) == (3, 10)
+
+
+def test_draft_method_is_one_of_the_methods() -> None:
+    s, problems = Settings.from_json({"draftMethod": "superposed", "drafts": 3})
+    assert (s.draft_method, s.drafts, problems) == ("superposed", 3, [])
+    s, problems = Settings.from_json({"draftMethod": "nucleus"})
+    assert s.draft_method == Settings().draft_method
+    assert len(problems) == 1 and "branches, superposed, beam, greedy-runs" in problems[0]

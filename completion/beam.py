@@ -1,0 +1,167 @@
+"""Beam search over a live document's cache, and the draft bookkeeping it shares with superposed decoding.
+
+`Search` keeps the `width` best unfinished drafts ("alive") and the `width` best finished
+ones; each step offers it scored extensions `(score, parent, token)` and it keeps the best,
+sending a draft to the finished set when its stop rule fires or the model ends the sequence.
+Texts are compared as they will be shown, so two tokenizations of the same text, or drafts
+that differ only in trailing whitespace once finished, count once (the better one).
+
+`decode_beam` is beam search proper: every alive draft is fed its own last token in one
+tree-masked pass on the document's cache (as `branches.py` does), so k beams cost one
+forward over k tokens per step. The scores are sums of log-probabilities, not length
+normalised: greedy's choice keeps a score near zero, so the top draft tracks greedy. Beam
+tokens are cropped off the cache afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+
+from completion.branches import Branch
+from completion.decode import Processor, TokenHealing
+from completion.live import LiveDocument
+from completion.stops import StopRule
+from completion.vocab import Vocabulary
+
+Candidate = tuple[float, int, int]  # (score of the extended draft, index of the alive draft it extends, token)
+
+
+class Search:
+    """The alive and finished drafts of a search that keeps the `width` best of each."""
+
+    def __init__(self, vocab: Vocabulary, heal: str, stop: StopRule, eos: set[int], width: int) -> None:
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        self.vocab, self.stop, self.eos, self.width = vocab, stop, eos, width
+        self.healing = TokenHealing(vocab, heal)
+        self.alive: list[list[int]] = [[]]
+        self.scores: list[float] = [0.0]
+        self.finished: list[Branch] = []
+
+    def text_of(self, tokens: list[int]) -> str | None:
+        """The draft's text at the cursor, or None while it has not re-created the healed text."""
+        if self.healing.remaining(tokens):
+            return None
+        return self.vocab.decode(tokens)[len(self.healing.heal) :].decode("utf-8", errors="replace")
+
+    def step(self, candidates: Iterable[Candidate]) -> list[int]:
+        """Keep the best extensions; returns, for each new alive draft, the index of the draft it extends."""
+        alive: list[list[int]] = []
+        scores: list[float] = []
+        parents: list[int] = []
+        seen_alive: set[str | tuple[int, ...]] = set()
+        shown = {b.text.rstrip() for b in self.finished}
+        for score, parent, tok in sorted(candidates, key=lambda c: -c[0]):
+            if len(alive) == self.width:
+                break
+            if score == float("-inf"):
+                break
+            base = self.alive[parent]
+            tokens = base if tok in self.eos else [*base, tok]
+            text = self.text_of(tokens)
+            cut = None if text is None or tok in self.eos else self.stop(text)
+            if tok in self.eos or cut is not None:  # finished
+                if text is None:
+                    continue  # ended before the healed text was re-created: nothing to show
+                text = text if cut is None else text[:cut]
+                if text.rstrip() not in shown:
+                    shown.add(text.rstrip())
+                    self.finished.append(Branch(text, tokens, score))
+                continue
+            key = text if text is not None else tuple(tokens)
+            if key in seen_alive:
+                continue
+            seen_alive.add(key)
+            alive.append(tokens)
+            scores.append(score)
+            parents.append(parent)
+        self.finished = sorted(self.finished, key=lambda b: -b.logprob)[: self.width]
+        self.alive, self.scores = alive, scores
+        return parents
+
+    def done(self) -> bool:
+        """No draft left to extend, or `width` finished ones that no extension can beat (scores only fall)."""
+        if not self.alive:
+            return True
+        return len(self.finished) == self.width and self.finished[-1].logprob >= max(self.scores)
+
+    def results(self) -> list[Branch]:
+        """The best `width` drafts, finished or not, best first (unfinished: cut short by a limit)."""
+        shown = {b.text.rstrip() for b in self.finished}
+        rest = []
+        for tokens, score in zip(self.alive, self.scores, strict=True):
+            text = self.text_of(tokens)
+            if text is not None and text.rstrip() not in shown:
+                shown.add(text.rstrip())
+                rest.append(Branch(text, tokens, score))
+        return sorted(self.finished + rest, key=lambda b: -b.logprob)[: self.width]
+
+
+def processed_logprobs(
+    chain: Sequence[Processor], drafts: list[list[int]], logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Each draft's processors applied to its row of logits (one shared row may serve all), then
+    log-softmax at `temperature`: (k, vocab)."""
+    rows = []
+    for i, generated in enumerate(drafts):
+        row = logits if logits.dim() == 1 else logits[i]
+        for p in chain:
+            row = p(generated, row)
+        rows.append(row)
+    return torch.log_softmax(torch.stack(rows) / temperature, dim=-1)
+
+
+@torch.inference_mode()
+def decode_beam(
+    live: LiveDocument,
+    vocab: Vocabulary,
+    *,
+    width: int,
+    max_tokens: int,
+    stop: StopRule,
+    processors: Sequence[Processor] = (),
+    time_budget: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Branch]:
+    """Up to `width` drafts by beam search, best first by log-probability; [] if cancelled."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    t0 = time.perf_counter()
+    search = Search(vocab, live.heal, stop, set(live.engine.tokenizer.all_special_ids), width)
+    chain: list[Processor] = [search.healing, *processors]
+    prompt_len = len(live.tokens)
+    slots: list[list[int]] = [[]]  # cache slots holding each alive draft's fed tokens
+    logits = live.prompt_logits()[None]  # (alive, vocab)
+    try:
+        for step in range(max_tokens):
+            logprobs = processed_logprobs(chain, search.alive, logits)
+            top = torch.topk(logprobs, min(width, logprobs.shape[-1]), dim=-1)
+            candidates = [
+                (search.scores[i] + float(v), i, int(t))
+                for i, (vs, ts) in enumerate(zip(top.values, top.indices, strict=True))
+                for v, t in zip(vs, ts, strict=True)
+            ]
+            parents = search.step(candidates)
+            if search.done() or step == max_tokens - 1:
+                break
+            if should_stop is not None and should_stop():
+                return []
+            if time_budget is not None and time.perf_counter() - t0 > time_budget:
+                break
+            n_cached = len(live.kv)
+            slots = [[*slots[p], n_cached + row] for row, p in enumerate(parents)]
+            visible = torch.zeros(len(slots), n_cached + len(slots), dtype=torch.bool)
+            visible[:, :prompt_len] = True
+            for row, s in enumerate(slots):
+                visible[row, s] = True
+            logits = live.kv.encode_tree(
+                [d[-1] for d in search.alive], [prompt_len + len(d) - 1 for d in search.alive], visible
+            )
+    finally:
+        live.kv.crop(prompt_len)
+    if should_stop is not None and should_stop():
+        return []
+    return search.results()
