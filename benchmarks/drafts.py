@@ -243,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     t_index = time.perf_counter()
     ngrams.warm()
     print(
-        f"project: {len(files)} files, {store.tokens} tokens; n-grams counted in "
-        f"{time.perf_counter() - t_index:.1f} s",
+        f"project: {len(files)} files, {store.tokens} tokens; n-grams counted in {time.perf_counter() - t_index:.1f} s",
         file=sys.stderr,
     )
     rows = methods_for(args.alphas, args.methods)

@@ -229,7 +229,13 @@ def test_superposed_with_ngrams_gives_well_formed_drafts(engine: Engine, vocab: 
     live = LiveDocument(engine, DOCS[0], fim=False)
     before = snapshot(live)
     drafts = decode_superposed(
-        live, vocab, width=3, max_tokens=10, stop=stop_at_newline, ngrams=NgramModel(store), config=SuperposedConfig(0.4)
+        live,
+        vocab,
+        width=3,
+        max_tokens=10,
+        stop=stop_at_newline,
+        ngrams=NgramModel(store),
+        config=SuperposedConfig(0.4),
     )
     well_formed(live, vocab, drafts, 3)
     assert_as_found(live, before)
