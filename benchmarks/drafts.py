@@ -10,7 +10,10 @@ this open document, as the server indexes a workspace and its open documents.
 
 Two modes: `line` (one line, stop at the newline, at most 48 tokens; the target is the real
 line) and `3-line` (multi-line, at most 3 lines, 64 tokens, ending at a blank line too; the
-target is the real lines up to 3 or the first blank one). For each k in --ks and each
+target is the real lines up to 3 or the first blank one). The prompt is encoded once per
+position; the modes differ only after the cursor. For each k in --ks (line mode; 1 2 3 5)
+and --multiline-ks (3-line mode; 1 3 by default, to keep a default run within 20 minutes on
+2 cores) and each
 method (`branches`, `superposed`, `beam`, `greedy-runs`; `--alphas` adds superposed variants
 with other n-gram weights) the drafts go through `completion.suggest.inline`, the server's
 code path: deduplicated and post-processed, no monitors. k = 1 is plain greedy decoding for
@@ -42,7 +45,7 @@ from benchmarks.scenarios import apply_edits
 from completion.datastore import ProjectStore
 from completion.drafter import Drafter
 from completion.engine import Engine
-from completion.live import LiveDocument
+from completion.live import LiveDocument, TextEdit
 from completion.model import load_model
 from completion.ngrams import NgramModel
 from completion.suggest import DRAFT_METHODS, CompletionOptions, inline
@@ -54,6 +57,7 @@ MODES = {
     "3-line": CompletionOptions(max_tokens=64, multiline=True, max_lines=3, time_budget=None),
 }
 KS = (1, 2, 3, 5)
+MULTILINE_KS = (1, 3)  # 3-line drafts cost ~3x a line's: the default run stays within 20 minutes
 
 
 @dataclass
@@ -90,14 +94,10 @@ def target_lines(rest: str, mode: str) -> str:
     return "\n".join(out)
 
 
-def document(engine: Engine, sc: dict, mode: str, context_tokens: int) -> tuple[str, int, int, str]:
-    """(text, cut, cursor, target): the file with the target taken out, where the context window
-    starts in it (a line start), the cursor, and the target."""
+def prompt_window(engine: Engine, sc: dict, context_tokens: int) -> tuple[str, int, int]:
+    """(file after the edit, where the context window starts in it (a line start), cursor)."""
     after = apply_edits(sc["before"], sc["edits"])
-    cursor = sc["cursor"]
-    target = target_lines(after[cursor:], mode)
-    text = after[:cursor] + after[cursor + len(target) + 1 :]
-    return text, window_cut(engine, after[:cursor], context_tokens), cursor, target
+    return after, window_cut(engine, after[: sc["cursor"]], context_tokens), sc["cursor"]
 
 
 def methods_for(alphas: list[float], wanted: list[str]) -> dict[str, tuple[str, SuperposedConfig]]:
@@ -120,26 +120,57 @@ def run_position(
     store: ProjectStore,
     ngrams: NgramModel,
     sc: dict,
-    mode: str,
     args: argparse.Namespace,
     rows: dict[str, tuple[str, SuperposedConfig]],
 ) -> list[Trial]:
-    text, cut, cursor, target = document(engine, sc, mode, args.context_tokens)
-    store.update(sc["source"], engine.tokenizer(text, add_special_tokens=False).input_ids)  # the open document
-    ngrams.warm()  # the server counts n-grams on its indexing thread, not in the request
-    live = LiveDocument(engine, text[cut:], cursor=cursor - cut, fim=False, window=args.context_tokens + 256)
-    live.prompt_logits()
+    """Every mode, method and k at one position. The prompt is encoded once: the modes differ only
+    after the cursor (how many real lines are taken out), which a prefix-only prompt does not hold."""
+    after, cut, cursor = prompt_window(engine, sc, args.context_tokens)
+    live: LiveDocument | None = None
+    removed = 0  # characters of `after` taken out at the cursor so far
     trials: list[Trial] = []
-    greedy_text = ""
+    for mode in args.modes:
+        target = target_lines(after[cursor:], mode)
+        text = after[:cursor] + after[cursor + len(target) + 1 :]
+        if live is None:
+            live = LiveDocument(engine, text[cut:], cursor=cursor - cut, fim=False, window=args.context_tokens + 256)
+        else:  # take out the further lines: an edit after the prompt's end, nothing to encode
+            c = cursor - cut
+            live.apply_edits([TextEdit(c, c + len(target) + 1 - removed, "")], cursor=c)
+        removed = len(target) + 1
+        assert live.text == text[cut:]
+        # the open document as the project index holds it; its n-grams are counted on the server's
+        # indexing thread, so here before the timed requests
+        store.update(sc["source"], engine.tokenizer(text, add_special_tokens=False).input_ids)
+        ngrams.warm()
+        live.prompt_logits()
+        ks = args.ks if mode == "line" else args.multiline_ks
+        trials += mode_trials(live, vocab, store, ngrams, sc["id"], mode, target, ks, args.with_drafting, rows)
+    return trials
+
+
+def mode_trials(
+    live: LiveDocument,
+    vocab: Vocabulary,
+    store: ProjectStore,
+    ngrams: NgramModel,
+    scenario: str,
+    mode: str,
+    target: str,
+    ks: list[int],
+    with_drafting: bool,
+    rows: dict[str, tuple[str, SuperposedConfig]],
+) -> list[Trial]:
+    want = normal(target)
+    greedy_text: str | None = None
 
     def trial(method: str, k: int, options: CompletionOptions, drafter: Drafter | None = None) -> Trial:
         t0 = time.perf_counter()
         drafts = [d.text for d in inline(live, vocab, options, drafter=drafter, ngrams=ngrams)]
         seconds = time.perf_counter() - t0
-        want = normal(target)
         sims = [edit_similarity(normal(d), want) for d in drafts] or [0.0]
         return Trial(
-            scenario=sc["id"],
+            scenario=scenario,
             mode=mode,
             method=method,
             k=k,
@@ -150,22 +181,20 @@ def run_position(
             best_exact=any(normal(d) == want for d in drafts),
             first_similarity=sims[0],
             best_similarity=max(sims),
-            same_as_greedy=bool(drafts) and drafts[0] == greedy_text,
+            same_as_greedy=greedy_text is None or (bool(drafts) and drafts[0] == greedy_text),
         )
 
     base = MODES[mode]
     greedy = trial("greedy", 1, base)
     greedy_text = greedy.drafts[0] if greedy.drafts else ""
-    greedy.same_as_greedy = True
-    trials.append(greedy)
-    if args.with_drafting:
+    trials = [greedy]
+    if with_drafting:
         trials.append(trial("greedy+drafting", 1, base, Drafter(store)))
-    for k in args.ks:
+    for k in ks:
         if k == 1:
             continue  # every method is greedy decoding at k = 1
         for name, (method, config) in rows.items():
-            options = replace(base, drafts=k, draft_method=method, superposed=config)
-            trials.append(trial(name, k, options))
+            trials.append(trial(name, k, replace(base, drafts=k, draft_method=method, superposed=config)))
     return trials
 
 
@@ -215,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=40, help="an evenly spaced subset of N scenarios (0: all)")
     ap.add_argument("--context-tokens", type=int, default=1024)
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
-    ap.add_argument("--ks", nargs="*", type=int, default=list(KS), help="drafts per request (1: greedy)")
+    ap.add_argument("--ks", nargs="*", type=int, default=list(KS), help="drafts per request, line mode (1: greedy)")
+    ap.add_argument(
+        "--multiline-ks", nargs="*", type=int, default=list(MULTILINE_KS), help="drafts per request, 3-line mode"
+    )
     ap.add_argument("--methods", nargs="*", default=list(DRAFT_METHODS), choices=list(DRAFT_METHODS))
     ap.add_argument(
         "--alphas",
@@ -251,17 +283,17 @@ def main(argv: list[str] | None = None) -> int:
     trials: list[Trial] = []
     t0 = time.perf_counter()
     for i, sc in enumerate(chosen, 1):
-        for mode in args.modes:
-            own = files[sc["source"]]
-            result = run_position(engine, vocab, store, ngrams, sc, mode, args, rows)
-            store.update(sc["source"], engine.tokenizer(own, add_special_tokens=False).input_ids)
-            trials += result
-            print(
-                f"[{i}/{len(chosen)} {time.perf_counter() - t0:.0f}s] {sc['id']} {mode}: "
-                + " ".join(f"{t.method}/{t.k}={'Y' if t.best_exact else '.'}{1000 * t.seconds:.0f}" for t in result),
-                file=sys.stderr,
-                flush=True,
-            )
+        result = run_position(engine, vocab, store, ngrams, sc, args, rows)
+        store.update(sc["source"], engine.tokenizer(files[sc["source"]], add_special_tokens=False).input_ids)
+        trials += result
+        print(
+            f"[{i}/{len(chosen)} {time.perf_counter() - t0:.0f}s] {sc['id']}: "
+            + " ".join(
+                f"{t.mode[0]}:{t.method}/{t.k}={'Y' if t.best_exact else '.'}{1000 * t.seconds:.0f}" for t in result
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
     summary = summarize(trials)
     print_table(summary)
     if args.json:

@@ -44,9 +44,11 @@ from completion.beam import Search, processed_logprobs
 from completion.branches import Branch
 from completion.decode import Processor
 from completion.live import LiveDocument
-from completion.ngrams import NgramModel
+from completion.ngrams import ORDERS, NgramModel
 from completion.stops import StopRule
 from completion.vocab import Vocabulary
+
+CONTEXT = max(ORDERS) - 1  # tokens of context the n-grams read
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def decode_superposed(
     try:
         for step in range(max_tokens):
             logprobs = processed_logprobs(chain, search.alive, logits, config.tau)
-            contexts = [live.tokens + d for d in search.alive]
+            contexts = [(live.tokens[-CONTEXT:] + d)[-CONTEXT:] for d in search.alive]
             ids, scores = rescore(logprobs, contexts, n, config, ngrams)
             total = torch.tensor(search.scores, dtype=scores.dtype)[:, None] + scores  # (k, n)
             candidates = [
