@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from completion.beam import decode_beam
+from completion.beam import Search, decode_beam
 from completion.branches import Branch
 from completion.datastore import ProjectStore
 from completion.decode import TokenHealing, decode
@@ -22,7 +22,7 @@ from completion.engine import Engine
 from completion.kvcache import KVCache
 from completion.live import LiveDocument
 from completion.ngrams import MODEL_WEIGHT, WEIGHTS, NgramModel
-from completion.stops import stop_at_newline
+from completion.stops import LineLimit, stop_at_newline
 from completion.suggest import DRAFT_METHODS, CompletionOptions, inline
 from completion.superposed import SuperposedConfig, decode_superposed, rescore, superpose, superposition_weights
 from completion.vocab import Vocabulary
@@ -264,3 +264,27 @@ def test_greedy_runs_are_the_branches_one_after_the_other(engine: Engine, vocab:
 def test_a_bad_method_is_refused() -> None:
     with pytest.raises(ValueError, match="draft_method"):
         CompletionOptions(draft_method="nucleus")
+
+
+# -- the search's bookkeeping --------------------------------------------------------------------
+
+
+def test_search_keeps_the_best_and_counts_a_text_once(vocab: Vocabulary) -> None:
+    ids = {piece: vocab.equal_to(piece.encode())[0] for piece in ("a", "b", "ab", "\n")}
+    search = Search(vocab, "", stop_at_newline, eos={0}, width=2)
+    # "ab" twice (one token, then two): the second, worse one is dropped
+    search.step([(-1.0, 0, ids["a"]), (-0.5, 0, ids["ab"]), (-3.0, 0, ids["b"])])
+    assert search.alive == [[ids["ab"]], [ids["a"]]] and search.scores == [-0.5, -1.0]
+    search.step([(-1.5, 1, ids["b"]), (-0.6, 0, ids["\n"]), (-2.0, 1, ids["\n"])])
+    assert [b.text for b in search.finished] == ["ab", "a"]  # newline: finished, cut before it
+    assert search.alive == [[ids["a"], ids["b"]]]  # may still grow past "ab"
+    assert not search.done()  # and it scores above the worse finished draft
+    assert [b.text for b in search.results()] == ["ab", "a"]  # as it stands it repeats "ab": shown once
+    search.step([(-2.5, 0, ids["\n"])])
+    assert search.alive == [] and search.done()
+
+
+def test_line_limit_cuts_after_whole_lines() -> None:
+    rule = LineLimit(2)
+    assert rule("x = 1\ny = 2") is None  # the second line may still grow
+    assert rule("x = 1\ny = 2\nz") == len("x = 1\ny = 2")
