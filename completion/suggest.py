@@ -64,7 +64,7 @@ class Draft:
     first_token_seconds: float
     seconds: float
     stop: str
-    tokens: int = 0  # decoded (greedy drafts; 0 for side-by-side branches)
+    tokens: int = 0  # decoded (a single greedy draft; 0 for several drafts)
     passes: int = 0  # forward passes they took (fewer than tokens when drafting helped)
 
 
@@ -150,7 +150,7 @@ def inline(
         seconds = time.perf_counter() - t0
         if not branches:
             return []  # cancelled
-        raw = [(b.text, first, seconds, method, len(b.tokens), 0) for b in branches]
+        raw = [(b.text, first, seconds, method, 0, 0) for b in branches]
     ctx = edit_context(live)
     drafts: list[Draft] = []
     for text, first, seconds, why, tokens, passes in raw:
