@@ -132,7 +132,7 @@ def test_mid_identifier_healing_with_drafts(engine, vocab: Vocabulary) -> None:
 
 
 def test_the_prompt_lookup_takes_the_most_recent_longest_match() -> None:
-    drafter = Drafter(config=DraftConfig(successors=False))
+    drafter = Drafter(config=DraftConfig(successors=False, start_length=4))
     #                  0  1  2  3  4  5  6  7  8  9 10 11 12 13
     drafter.begin([1, 2, 3, 9, 9, 1, 2, 3, 4, 5, 6, 7, 8, 2])
     assert drafter.propose([3], 6) == [4, 5, 6]  # "2 3" twice (3 tokens with the 1 before): a short match, 3 tokens
@@ -187,7 +187,7 @@ def test_drafts_the_monitor_forbids_are_rejected(engine, vocab: Vocabulary, mask
 
 
 def test_successor_chains_replay_the_model_s_predictions() -> None:
-    drafter = Drafter()
+    drafter = Drafter(config=DraftConfig(start_length=4))
     drafter.begin([101, 102, 103])  # no repeats: the prompt lookup has nothing
     assert drafter.propose([7], 5) == []
     drafter.observe([7, 8, 9], [8, 9, 7])  # after 7 the model predicted 8, after 8 9, after 9 7
@@ -222,3 +222,23 @@ def test_the_benchmark_s_prompt_lookup_is_transformers_own(stream: list[int], li
     ours = PromptLookup()
     ours.begin(stream[:1])
     assert ours.propose(stream[1:], limit) == expected
+
+
+def test_drafting_pauses_where_drafts_keep_missing() -> None:
+    """After `pause_after` missed drafts only a long prompt match is drafted, for 1, 2, 4, ... passes."""
+    config = DraftConfig(pause_after=2, max_pause=4, start_length=3, min_length=3)
+    drafter = Drafter(config=config)
+    drafter.begin([1, 2, 3, 4, 5, 9, 9, 1, 2, 3])
+    drafter.observe([9], [8])  # a successor chain: something to draft when the prompt has nothing
+    assert drafter.propose([9], 3) == [8]
+    drafter.feedback(1, 0)
+    assert drafter.propose([9], 3) == [8]
+    drafter.feedback(1, 0)  # second miss in a row: pause for 1 pass
+    assert drafter.propose([9], 3) == []
+    assert drafter.propose([9], 3) == [8]
+    drafter.feedback(1, 0)  # third: pause for 2 passes, in which a long prompt match is still drafted
+    assert drafter.propose([4], 3) == [5, 9, 9]  # ...1 2 3 4 matches the prompt's start: 4 tokens
+    assert drafter.propose([9], 3) == []
+    assert drafter.propose([9], 3) == [8]
+    drafter.feedback(1, 1)  # a hit ends the pausing
+    assert drafter.propose([9], 3) == [8]
