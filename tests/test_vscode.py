@@ -32,8 +32,8 @@ from lsp_server.settings import Settings
 EXTENSION = Path(__file__).resolve().parents[1] / "editors" / "vscode"
 # The extension's own keys (src/settings.ts EXTENSION_KEYS): how to start the server, never sent to it.
 EXTENSION_KEYS = {"serverCommand", "serverArgs", "trace.server"}
-# npm ci fetches ~280 packages (once: only when node_modules is missing); compile and tests take seconds.
-NPM_TIMEOUT_S = {"ci": 600, "run": 180, "test": 180}
+# compile and the unit tests take seconds (`make setup` ran npm ci, which fetches ~280 packages once)
+NPM_TIMEOUT_S = {"run": 180, "test": 180}
 
 
 @cache
@@ -73,8 +73,8 @@ def npm(*args: str) -> str:
 def test_the_extension_compiles_and_its_unit_tests_pass() -> None:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are not on PATH: the VS Code extension is not built (install Node 20+)")
-    if not (EXTENSION / "node_modules").is_dir():
-        npm("ci", "--no-audit", "--no-fund")
+    if not (EXTENSION / "node_modules").is_dir():  # installing is set-up's job: tests download nothing
+        pytest.skip(f"{EXTENSION / 'node_modules'} is missing: `make setup` runs npm ci when npm is on PATH")
     npm("run", "compile")
     assert (EXTENSION / "out" / "src" / "extension.js").is_file()
     output = npm("test")
