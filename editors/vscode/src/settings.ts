@@ -16,6 +16,7 @@ export const SERVER_KEYS = [
   "maxTokens",
   "multiline",
   "drafts",
+  "draftMethod",
   "popupItems",
   "contextTokens",
   "crossFileChars",
