@@ -37,7 +37,7 @@ AROUND_CHARS = 4000
 # beam: beam search of width k, side by side in one tree pass per step (beam.py);
 # greedy-runs: one greedy run per each of the k best first tokens, one after the other.
 DRAFT_METHODS = ("branches", "superposed", "beam", "greedy-runs")
-DEFAULT_DRAFT_METHOD = "branches"
+DEFAULT_DRAFT_METHOD = "superposed"  # the one that met the latency target in `livekv bench drafts`
 
 
 @dataclass(frozen=True)
