@@ -52,7 +52,7 @@ bench-drafting: setup
 	HF_HUB_OFFLINE=1 $(BIN)/livekv bench drafting --json benchmarks/results/drafting.json
 
 bench-drafts: setup
-	HF_HUB_OFFLINE=1 $(BIN)/livekv bench drafts --json benchmarks/results/drafts.json
+	HF_HUB_OFFLINE=1 $(BIN)/livekv bench drafts --alphas 0 0.4 --with-drafting --json benchmarks/results/drafts.json
 
 lint: setup
 	$(BIN)/ruff check .
