@@ -184,7 +184,7 @@ def mode_trials(
             best_exact=any(normal(d) == want for d in drafts),
             first_similarity=sims[0],
             best_similarity=max(sims),
-            same_as_greedy=greedy_text is None or (bool(drafts) and drafts[0] == greedy_text),
+            same_as_greedy=greedy_text is None or (drafts[0] if drafts else "") == greedy_text,
         )
 
     base = MODES[mode]
