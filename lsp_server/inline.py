@@ -1,7 +1,9 @@
 """textDocument/inlineCompletion: ghost text at the cursor.
 
 Each item replaces the partial word before the cursor (its range starts where that word
-starts), so an editor that filters items against the typed text keeps them. The request
+starts), so an editor that filters items against the typed text keeps them. When the editor
+says a popup item is selected (`selectedCompletionInfo`, VS Code), the suggestions start with
+that item, as VS Code shows only ghost text that extends it. The request
 waits a short adaptive debounce, then runs on the model worker; it is answered empty if a
 newer change arrives, and a $/cancelRequest stops the decoding between two tokens.
 """
@@ -25,16 +27,25 @@ async def inline_completion(ls: LiveKVServer, params: types.InlineCompletionPara
     req = await ls.request_at(params.text_document.uri, params.position)
     if req is None:
         return EMPTY
-    answer = await ls.on_worker(ls.worker.complete, req)
-    if answer is None or not ls.current(req):
-        return EMPTY  # nothing computed for an old version is sent
-    ls.notify_status(answer.seconds, answer.first_token_seconds)
     text = ls.mirrors[req.uri].text
     lines = Lines.of(text)
     start = partial_word_start(text, req.offset)
     line, character = position_at(lines, start, ls.encoding)
     here = types.Range(types.Position(line, character), params.position)
     partial = text[start : req.offset]
+    req.starts_with = selected_rest(params.context.selected_completion_info, here, partial)
+    answer = await ls.on_worker(ls.worker.complete, req)
+    if answer is None or not ls.current(req):
+        return EMPTY  # nothing computed for an old version is sent
+    ls.notify_status(answer.seconds, answer.first_token_seconds)
     return types.InlineCompletionList(
         items=[types.InlineCompletionItem(insert_text=partial + d.text, range=here) for d in answer.drafts]
     )
+
+
+def selected_rest(selected: types.SelectedCompletionInfo | None, here: types.Range, partial: str) -> str:
+    """What the selected popup item adds to the partial word, when it replaces exactly that word;
+    "" when nothing is selected or the item replaces other text (then it is not followed)."""
+    if selected is None or selected.range != here or not selected.text.startswith(partial):
+        return ""
+    return selected.text[len(partial) :]

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from completion.context import SnippetIndex
-from completion.decode import Processor
+from completion.decode import Processor, TokenHealing
 from completion.drafter import Drafter
 from completion.engine import Engine
 from completion.live import LiveDocument, TextEdit, UpdatePolicy
@@ -55,6 +55,7 @@ class Request:
     version: int
     offset: int
     cancelled: threading.Event = field(default_factory=threading.Event)
+    starts_with: str = ""  # text the suggestion must begin with (the rest of a popup item the editor selected)
 
 
 @dataclass(frozen=True)
@@ -368,6 +369,8 @@ class ModelWorker:
         stats = MonitorStats()
         site = self._site(req, doc)
         processors = self._monitors(site, stats)
+        if req.starts_with:  # healing through the selected item's rest, then free decoding
+            processors = [TokenHealing(self.vocab, doc.heal + req.starts_with), *processors]
         drafter = self.drafter if s.drafting else None
         drafts = inline(
             doc,

@@ -225,6 +225,16 @@ async def test_a_request_with_a_selected_popup_item(client: LanguageClient, doc:
     selected = {"range": {"start": plain(doc.position(caret - 2)), "end": plain(doc.position(caret))}, "text": "items"}
     items = await inline(client, request(doc, caret, selectedCompletionInfo=selected))
     assert_covers_the_partial_word(items, doc, caret, "it")
+    # VS Code shows only ghost text that extends the selected item: every suggestion starts with it
+    assert all(item.insert_text.startswith("items") for item in items), [item.insert_text for item in items]
+    # an item nobody would write here is followed too (the suggestion is built on it, not on the model's guess)
+    selected["text"] = "itinerary_zq"
+    items = await inline(client, request(doc, caret, selectedCompletionInfo=selected))
+    assert items and all(item.insert_text.startswith("itinerary_zq") for item in items), items
+    # an item that replaces other text than the partial word is not followed
+    selected["range"]["start"] = plain(doc.position(caret - 1))
+    items = await inline(client, request(doc, caret, selectedCompletionInfo=selected))
+    assert not any(item.insert_text.startswith("itinerary_zq") for item in items), items
 
 
 @pytest.mark.integration
