@@ -43,9 +43,14 @@ async def inline_completion(ls: LiveKVServer, params: types.InlineCompletionPara
     )
 
 
+SELECTED_MAX_CHARS = 200  # healing costs a lookup per character per step: a popup item is a name, not a file
+
+
 def selected_rest(selected: types.SelectedCompletionInfo | None, here: types.Range, partial: str) -> str:
     """What the selected popup item adds to the partial word, when it replaces exactly that word;
-    "" when nothing is selected or the item replaces other text (then it is not followed)."""
+    "" when nothing is selected, the item replaces other text, spans lines or is oversized (then
+    it is not followed)."""
     if selected is None or selected.range != here or not selected.text.startswith(partial):
         return ""
-    return selected.text[len(partial) :]
+    rest = selected.text[len(partial) :]
+    return rest if len(rest) <= SELECTED_MAX_CHARS and "\n" not in rest else ""

@@ -149,3 +149,20 @@ async def test_unknown_documents_and_positions_get_empty_results(client: Languag
     doc.close()
     assert (await inline(client, doc.uri, pos(0, 0))).items == ()  # closed
     doc.open()
+
+
+def test_a_selected_popup_item_is_followed_only_over_the_partial_word() -> None:
+    from lsp_server.inline import SELECTED_MAX_CHARS, selected_rest
+
+    here = types.Range(types.Position(3, 4), types.Position(3, 6))
+    other = types.Range(types.Position(3, 5), types.Position(3, 6))
+
+    def info(text: str, rng: types.Range = here) -> types.SelectedCompletionInfo:
+        return types.SelectedCompletionInfo(range=rng, text=text)
+
+    assert selected_rest(info("items"), here, "it") == "ems"
+    assert selected_rest(None, here, "it") == ""
+    assert selected_rest(info("items", other), here, "it") == ""  # replaces other text
+    assert selected_rest(info("total"), here, "it") == ""  # does not extend what is typed
+    assert selected_rest(info("it\nems"), here, "it") == ""  # spans lines
+    assert selected_rest(info("it" + "x" * (SELECTED_MAX_CHARS + 1)), here, "it") == ""
