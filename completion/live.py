@@ -195,7 +195,7 @@ class LiveDocument:
     def _head_tokens(self, context: str) -> list[int]:
         head = [self.engine.start]
         if context:
-            head += self.engine.tokenizer(context, add_special_tokens=False).input_ids
+            head += self.engine.tokenizer(context, add_special_tokens=False, split_special_tokens=True).input_ids
         if len(head) > self.window // 2:
             raise ValueError(f"context is {len(head)} tokens; at most window/2 = {self.window // 2} allowed")
         return head

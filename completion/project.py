@@ -41,7 +41,7 @@ class ProjectIndex:
         self._open: set[str] = set()  # keys whose tokens come from the editor, not the disk
 
     def _tokens(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, add_special_tokens=False).input_ids
+        return self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True).input_ids
 
     def index_folder(
         self, root: str, should_stop: Callable[[], bool] | None = None, max_files: int | None = None

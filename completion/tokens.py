@@ -51,7 +51,8 @@ def fresh_tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> tuple[list[
     offset of the character its first byte belongs to, so offsets are non-decreasing, not
     strictly increasing.
     """
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    # split_special_tokens: a document that spells out "<|endoftext|>" is text, not the end of text
+    enc = tokenizer(text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
     return list(enc["input_ids"]), [start for start, _ in enc["offset_mapping"]]
 
 
@@ -152,7 +153,9 @@ class TokenizedText:
             a = offs[s] if s > 0 else 0
             u = first_after + reach
             b = offs[u] + delta if u < n else len(new)
-            enc = self.tokenizer(new[a:b], add_special_tokens=False, return_offsets_mapping=True)
+            enc = self.tokenizer(
+                new[a:b], add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True
+            )
             w_ids: list[int] = enc["input_ids"]
             w_offs = [a + o for o, _ in enc["offset_mapping"]]
 

@@ -255,7 +255,8 @@ class ModelWorker:
                 break
         query = text[max(0, start) : text.find("\n", c) if "\n" in text[c:] else len(text)]
         context = self.index.render(query, exclude=uri, budget_chars=budget)
-        return context if len(doc.engine.tokenizer(context).input_ids) < doc.window // 4 else ""
+        tokens = doc.engine.tokenizer(context, split_special_tokens=True).input_ids
+        return context if len(tokens) < doc.window // 4 else ""
 
     def load(self) -> None:
         s = self.settings

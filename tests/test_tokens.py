@@ -246,3 +246,12 @@ def test_one_char_edit_in_large_file_has_small_window(
     most = 4 if len(tok) > 10_000 else 8
     assert splice.end - splice.start <= most and len(splice.tokens) <= most
     assert sum(recorder.lengths) < 1000, recorder.lengths
+
+
+def test_special_token_text_in_a_document_is_plain_text(tok: PreTrainedTokenizerBase) -> None:
+    """A file that spells out "<|endoftext|>" (tokenizer code, docs) must not end the model's text there."""
+    doc = TokenizedText(tok, 'EOS = "<|endoftext|>"\n')
+    specials = set(tok.all_special_ids)
+    assert not specials & set(doc.ids)
+    edit_and_check(doc, tok, 8, 8, "<|im_start|>")
+    assert not specials & set(doc.ids)
