@@ -1,6 +1,6 @@
 """The livekv language server (pygls): lifecycle, configuration and the shared request path.
 
-Features live one per module (sync, inline, popup) as thin handlers; this module holds
+Features live one per module (sync, inline, popup, debug) as thin handlers; this module holds
 the server's state, the lifecycle handlers, and `build_server()` which registers them all.
 """
 
@@ -10,33 +10,21 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol, lsp_method
 
-from lsp_server import inline, popup, sync
+from lsp_server import debug, inline, popup, sync
 from lsp_server.mirror import Mirror
 from lsp_server.positions import Lines, PositionError, offset_at
+from lsp_server.protocol import LiveKVProtocol
 from lsp_server.settings import Settings
 from lsp_server.worker import ModelWorker, Request, fs_path
 
 VERSION = "0.2.0"
 T = TypeVar("T")
-
-
-class LiveKVProtocol(LanguageServerProtocol):
-    """pygls' protocol, except that a change to a document that was never opened is ignored
-    (logged by our handler) instead of failing with a KeyError shown to the user."""
-
-    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
-    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
-        if params.text_document.uri in self.workspace.text_documents:
-            yield from super().lsp_text_document__did_change(params)
-        elif (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
-            yield handler, (params,), None
 
 
 class LiveKVServer(LanguageServer):
@@ -194,27 +182,6 @@ def shutdown(ls: LiveKVServer, params: None) -> None:
     ls.worker.shutdown()
 
 
-async def document_state(ls: LiveKVServer, params: object) -> dict[str, object]:
-    """`livekv/documentState`: the three copies of a document's text (client mirror, pygls workspace,
-    engine) plus cache, project index and last-suggestion facts, for tests and debugging."""
-    uri = params["uri"] if isinstance(params, dict) else params.uri  # type: ignore[attr-defined]
-    mirror = ls.mirrors.get(uri)
-    engine_text = await asyncio.wrap_future(ls.worker.submit(ls.worker.text_of, uri))
-    cached_tokens = await asyncio.wrap_future(ls.worker.submit(ls.worker.cached_tokens, uri))
-    return {
-        "mirror": mirror.text if mirror else None,
-        "workspace": ls.workspace.get_text_document(uri).source if mirror else None,
-        "engine": engine_text,
-        "cachedDocuments": len(ls.worker.store),
-        "cacheBytes": ls.worker.store.nbytes,
-        "cachedTokens": cached_tokens,
-        "projectFiles": sorted(project.store.keys()) if (project := ls.worker.project) else [],
-        "lastSuggestion": [{"tokens": d.tokens, "passes": d.passes} for d in last.drafts]
-        if (last := ls.worker.last_answer)
-        else [],
-    }
-
-
 def build_server() -> LiveKVServer:
     ls = LiveKVServer()
     ls.feature(types.INITIALIZE)(initialize)
@@ -227,5 +194,5 @@ def build_server() -> LiveKVServer:
     ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)(sync.did_close)
     ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(inline.inline_completion)
     ls.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["."]))(popup.completion)
-    ls.feature("livekv/documentState")(document_state)
+    ls.feature("livekv/documentState")(debug.document_state)
     return ls
