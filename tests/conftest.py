@@ -101,3 +101,13 @@ def tiny_engine(tokenizer: PreTrainedTokenizerBase) -> Callable[[str], Engine]:
         return cache[kind]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer: PreTrainedTokenizerBase) -> str:
+    """A tiny random Llama with the embedded tokenizer saved as a Hugging Face folder: the server's
+    `modelPath` for end-to-end tests that exercise the protocol, not the model (loads in a second)."""
+    path = tmp_path_factory.mktemp("tiny-model")
+    tiny_model("llama", len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
