@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VSCODE := editors/vscode
 NODE_STAMP := $(VSCODE)/node_modules/.installed
 
-.PHONY: setup demo test bench-edits bench-latency bench-speed bench-monitors bench-syntax bench-drafting bench-drafts lint clean vsix
+.PHONY: setup demo test bench-edits bench-latency bench-speed bench-monitors bench-syntax bench-drafting bench-drafts bench-soak lint clean vsix
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -53,6 +53,9 @@ bench-drafting: setup
 
 bench-drafts: setup
 	HF_HUB_OFFLINE=1 $(BIN)/livekv bench drafts --alphas 0 0.4 --with-drafting --json benchmarks/results/drafts.json
+
+bench-soak: setup
+	HF_HUB_OFFLINE=1 $(BIN)/livekv bench soak --json benchmarks/results/soak.json
 
 lint: setup
 	$(BIN)/ruff check .

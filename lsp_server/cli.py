@@ -15,6 +15,7 @@ BENCHMARKS = {
     "syntax": "benchmarks.syntax",
     "drafting": "benchmarks.drafting",
     "drafts": "benchmarks.drafts",
+    "soak": "benchmarks.soak",
 }
 
 
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="livekv",
         description="Code completion over a live, edit-patched KV cache (PIE).",
         epilog="`livekv <command> --help` describes each command's options "
-        "(serve, complete, demo, bench edits|latency|speed|monitors|syntax|drafting|drafts).",
+        "(serve, complete, demo, bench edits|latency|speed|monitors|syntax|drafting|drafts|soak).",
     )
     ap.add_argument("--log-level", default="WARNING", help="logging level for stderr (default WARNING)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         "monitors: the identifier after `obj.` with and without the jedi monitor; "
         "syntax: multi-line suggestions that keep the file parseable, with and without the syntax monitor; "
         "drafting: decode speed with retrieval drafts against greedy and prompt lookup decoding; "
-        "drafts: several inline drafts per request (branches, superposed, beam, greedy runs): cost and best-of-k",
+        "drafts: several inline drafts per request (branches, superposed, beam, greedy runs): cost and best-of-k; "
+        "soak: 10,000 seeded edits and completions through the server: cache invariants, memory, p95 latency",
     )
     sub.add_parser("complete", help="print suggestions at FILE --line L --col C (in-process, no editor)")
     sub.add_parser("demo", help="replay edits on a real file with the embedded model; print suggestions and timings")
