@@ -3,8 +3,10 @@
 Like Copilot's "neighboring tabs": open/edited documents and workspace .py files read from disk
 are cut into overlapping line windows; a completion gets the windows whose identifiers overlap
 most with the text near the cursor, rendered as a comment block for the front of the prompt.
-Files are only read as text, never imported or run. The rendered block must be a pure function
-of the index state and the query: the caller re-encodes the front of the KV cache when it changes.
+Files are only read as text, never imported or run. An open document joins only if the walk of a
+workspace folder the index has walked would list it (`workspace.shared_path`: no secret, ignored or
+outside file the user opens reaches the other documents' prompts). The rendered block must be a pure
+function of the index state and the query: the caller re-encodes the front of the KV cache when it changes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from itertools import compress
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from completion.workspace import python_files, read_text
+from completion.workspace import python_files, read_text, shared_path
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LINE_BREAK = re.compile(r"\r\n?|\n")
@@ -91,6 +93,7 @@ class SnippetIndex:
         self.chunk_lines, self.stride = chunk_lines, stride
         self.max_files, self.max_file_bytes = max_files, max_file_bytes
         self._files: OrderedDict[str, _File] = OrderedDict()  # least recently touched first
+        self._roots: list[str] = []  # the folders index_folder was given: only their files are shared
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -125,15 +128,20 @@ class SnippetIndex:
                 lanes[word] = lanes.get(word, 0) | 1 << (8 * width * i)
         return _File(path, tuple(chunks), sizes, width, lanes)
 
-    def update(self, key: str, text: str, *, path: str | None = None) -> None:
-        """Add or replace a file and mark it most recently used. Over `max_file_bytes` it is dropped instead:
-        huge (usually generated) files are noise and slow every query."""
-        if len(text.encode("utf-8", "surrogatepass")) > self.max_file_bytes:
+    def update(self, key: str, text: str) -> None:
+        """Add or replace an open document (`key`: its URI or path) and mark it most recently used. One the walk
+        would not list (outside the folders walked, ignored, named like a secret, holding a private key, over
+        `max_file_bytes`: huge files are noise and slow every query) is dropped instead, and so is one that becomes
+        so (a key pasted in)."""
+        nkey = _norm_key(key)
+        with self._lock:
+            roots = list(self._roots)
+        path = shared_path(nkey, text, roots, max_bytes=self.max_file_bytes)
+        if path is None:
             self.remove(key)
             return
-        entry = self._file(path if path is not None else key, text)
+        entry = self._file(path, text)
         with self._lock:
-            nkey = _norm_key(key)
             self._files[nkey] = entry
             self._files.move_to_end(nkey)
             while len(self._files) > self.max_files:
@@ -154,9 +162,13 @@ class SnippetIndex:
         self, root: str, *, max_files: int | None = None, should_stop: Callable[[], bool] | None = None
     ) -> int:
         """Add the workspace's .py files from disk (those `workspace.python_files` allows); return how many were
-        added. Files already indexed are kept (an open buffer is fresher than the disk), and disk files only fill
-        free slots, as least recently used: a workspace walk never evicts what the user has open or edited."""
+        added. From then on, open documents of `root` may join too (`update`). Files already indexed are kept (an
+        open buffer is fresher than the disk), and disk files only fill free slots, as least recently used: a
+        workspace walk never evicts what the user has open or edited."""
         top = Path(os.path.abspath(root))
+        with self._lock:
+            if str(top) not in self._roots:
+                self._roots.append(str(top))
         walk = python_files(top, max_bytes=self.max_file_bytes, should_stop=should_stop)
         added = 0
         # Checked before asking for the next file: the walk is lazy and stops where the index is full.

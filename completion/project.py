@@ -1,7 +1,9 @@
 """The project's token ids for drafting: workspace files from disk, open documents from the editor.
 
 Files are keyed by their path, so an open document's text replaces the file's saved text
-while it is open. Everything here runs on an indexing thread with its own copy of the
+while it is open. An open document is indexed only if the walk of a workspace folder this index
+has walked would list it (`workspace.shared_path`): a secret, ignored or outside file the user
+opens never reaches another document's drafts. Everything here runs on an indexing thread with its own copy of the
 tokenizer (a Rust tokenizer shared between threads can refuse a call that is already in
 flight); the store swaps shards in whole, so the model thread reads it without locks.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerBase
 
 from completion.datastore import ProjectStore
-from completion.workspace import python_files, read_text
+from completion.workspace import python_files, read_text, shared_path
 
 log = logging.getLogger(__name__)
 MAX_FILE_BYTES = 500_000  # larger files are generated or data, not code worth drafting from
@@ -38,7 +41,8 @@ class ProjectIndex:
     def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = copy.deepcopy(tokenizer)
         self.store = ProjectStore()
-        self._open: set[str] = set()  # keys whose tokens come from the editor, not the disk
+        self._open: dict[str, str] = {}  # open documents' newest text (indexed or not): the editor's, not the disk's
+        self._roots: list[str] = []  # the folders index_folder was given: only their files are indexed
 
     def _tokens(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True).input_ids
@@ -46,14 +50,20 @@ class ProjectIndex:
     def index_folder(
         self, root: str, should_stop: Callable[[], bool] | None = None, max_files: int | None = None
     ) -> IndexReport:
-        """Read and tokenize the folder's Python files (see `workspace.python_files` for which)."""
+        """Read and tokenize the folder's Python files (see `workspace.python_files` for which). Open documents
+        of the folder that arrived before it was known are indexed now."""
         t0 = time.perf_counter()
+        if (top := os.path.abspath(root)) not in self._roots:
+            self._roots.append(top)
+            for key, text in self._open.items():
+                if key not in self.store:
+                    self._share(key, text)
         count = 0
         paths = python_files(root, max_bytes=MAX_FILE_BYTES, should_stop=should_stop)
         batch: dict[str, str] = {}
         for path in paths:
             text = read_text(path, MAX_FILE_BYTES)
-            if text is None or str(path) in self.store:  # an open document is already there, newer
+            if text is None or str(path) in self.store or str(path) in self._open:  # the editor's text decides
                 continue
             batch[str(path)] = text
             if len(batch) == BATCH_FILES:
@@ -73,9 +83,16 @@ class ProjectIndex:
         return len(texts)
 
     def update_document(self, key: str, text: str) -> None:
-        """An open document's current text (`key`: its path, or its URI when it has none)."""
-        self.store.update(key, self._tokens([text])[0])
-        self._open.add(key)
+        """An open document's current text (`key`: its path, or its URI when it has none): indexed in place of
+        the saved file if it may be shared, else out of the index (with the saved file) while it is open."""
+        self._open[key] = text
+        self._share(key, text)
+
+    def _share(self, key: str, text: str) -> None:
+        if shared_path(key, text, self._roots, max_bytes=MAX_FILE_BYTES) is not None:
+            self.store.update(key, self._tokens([text])[0])
+        elif key in self.store:
+            self.store.remove(key)
 
     def files_changed(self, paths: Iterable[str], roots: Sequence[str]) -> int:
         """Re-read files the editor reports created, changed or deleted on disk; returns how many changed.
@@ -85,7 +102,7 @@ class ProjectIndex:
         """
         wanted = {p for root in roots for p in map(str, python_files(root, max_bytes=MAX_FILE_BYTES))}
         changed = 0
-        for path in set(paths) - self._open:
+        for path in set(paths) - self._open.keys():
             text = read_text(Path(path), MAX_FILE_BYTES) if path in wanted else None
             if text is not None:
                 changed += self._add({path: text})
@@ -96,5 +113,5 @@ class ProjectIndex:
 
     def document_closed(self, key: str, roots: Sequence[str]) -> None:
         """Back to the saved file, or out of the index if there is none that may be indexed."""
-        self._open.discard(key)
+        self._open.pop(key, None)
         self.files_changed([key], roots)

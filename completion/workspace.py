@@ -10,6 +10,10 @@ Whatever is read here can end up in a prompt, so the walk keeps to the project's
   get around, and a link to a file inside the workspace loses nothing, since its target is listed on its own;
 - no file over `max_bytes`, named like a secret, or with a NUL byte or a private-key header in its first 8 KiB.
 A folder or file that cannot be read is skipped; nothing here raises for what is on disk.
+
+`shared_path` applies the same rules to an open document (the editor's text, which may not be saved), so that
+a document the walk would not list never reaches another document's prompt or drafts; `looks_private` lends the
+name and content rules to readers that walk on their own (jedi).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import fnmatch
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pathspec import GitIgnoreSpec
@@ -59,6 +63,54 @@ def read_text(path: Path, max_bytes: int) -> str | None:
         return None
 
 
+def shared_path(path: str, text: str, roots: Iterable[str], *, max_bytes: int) -> str | None:
+    """Where an open document may be shared with other documents' prompts and drafts: its path relative to the
+    first of `roots` whose walk would list it ("a/b.py"), else None. `path` is judged as `python_files` judges a
+    file (a .py file inside the root under no skipped, hidden or ignored folder, not ignored, not named like a
+    secret, reached through no symlink; a file not saved yet by its name alone) and `text`, the editor's, as
+    `read_text` judges the file's content (size, NUL byte, private key)."""
+    data = text.encode("utf-8", "surrogatepass")
+    if not os.path.isabs(path) or len(data) > max_bytes or not _allowed(data):
+        return None
+    for root in roots:
+        rel = _listed(Path(os.path.abspath(root)), Path(os.path.abspath(path)))
+        if rel is not None:
+            return rel
+    return None
+
+
+def looks_private(name: str, data: bytes) -> bool:
+    """Whether a file of that name and content must never reach a prompt: named like a secret, binary, or holding
+    a private key."""
+    return _secret_name(name) or not _allowed(data)
+
+
+def _listed(top: Path, path: Path) -> str | None:
+    """`path` relative to `top` if the walk of `top` would list it (its content aside), else None."""
+    try:
+        *folders, name = path.relative_to(top).parts
+    except ValueError:  # outside top, or top itself
+        return None
+    rules = _with_ignore_file((), "", top / ".git" / "info" / "exclude")
+    folder, rel = top, ""
+    for part in folders:
+        rules = _with_ignore_file(rules, rel, folder / ".gitignore")
+        folder = folder / part
+        if not _folder_wanted(part, rel, rules) or os.path.islink(folder):
+            return None
+        rel += part + "/"
+    rules = _with_ignore_file(rules, rel, folder / ".gitignore")
+    if not _name_wanted(name, rel, rules):
+        return None
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:  # a new document, not saved yet
+        return rel + name
+    except OSError:
+        return None
+    return rel + name if stat.S_ISREG(mode) else None
+
+
 def _walk(top: Path, rules: _Rules, max_bytes: int, should_stop: Callable[[], bool] | None) -> Iterator[Path]:
     stack = [(top, "", rules)]  # (folder, its path relative to top: "" or "a/b/", ignore rules of its parent)
     while stack:
@@ -76,9 +128,8 @@ def _walk(top: Path, rules: _Rules, max_bytes: int, should_stop: Callable[[], bo
             except OSError:
                 continue
             if is_dir:
-                name = entry.name
-                if not (name in _SKIP_DIRS or name.startswith(".") or _ignored(rules, f"{rel}{name}/")):
-                    subdirs.append((folder / name, f"{rel}{name}/", rules))
+                if _folder_wanted(entry.name, rel, rules):
+                    subdirs.append((folder / entry.name, f"{rel}{entry.name}/", rules))
                 continue
             if should_stop is not None and should_stop():
                 return
@@ -87,9 +138,18 @@ def _walk(top: Path, rules: _Rules, max_bytes: int, should_stop: Callable[[], bo
         stack.extend(reversed(subdirs))
 
 
+def _folder_wanted(name: str, rel: str, rules: _Rules) -> bool:
+    """Whether the walk enters folder `name` of the folder `rel`."""
+    return not (name in _SKIP_DIRS or name.startswith(".") or _ignored(rules, f"{rel}{name}/"))
+
+
+def _name_wanted(name: str, rel: str, rules: _Rules) -> bool:
+    """Whether file `name` of the folder `rel` may be listed, by its name."""
+    return name.endswith(".py") and not (name.startswith(".") or _secret_name(name) or _ignored(rules, rel + name))
+
+
 def _wanted(entry: os.DirEntry[str], rel: str, rules: _Rules, max_bytes: int) -> bool:
-    name = entry.name
-    if not name.endswith(".py") or name.startswith(".") or _secret_name(name) or _ignored(rules, rel + name):
+    if not _name_wanted(entry.name, rel, rules):
         return False
     try:
         if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_size > max_bytes:

@@ -107,6 +107,13 @@ def make_index(**kwargs: int) -> SnippetIndex:
     return SnippetIndex(**{"chunk_lines": 8, "stride": 4, "max_file_bytes": 20_000, **kwargs})
 
 
+def rooted(root: Path, **kwargs: int) -> SnippetIndex:
+    """An index that has walked `root` (empty or not): its open documents may join."""
+    index = make_index(**kwargs)
+    index.index_folder(str(root))
+    return index
+
+
 def indexed(workspace: Path) -> SnippetIndex:
     index = make_index()
     assert index.index_folder(str(workspace)) == 4
@@ -140,7 +147,7 @@ def test_nothing_relevant_gives_nothing(workspace: Path) -> None:
 def test_exclude_matches_the_disk_copy_when_given_as_uri(workspace: Path) -> None:
     index = indexed(workspace)
     uri = (workspace / "pkg" / "geometry.py").as_uri()
-    index.update(uri, GEOMETRY + "\ndef polygon_area_3d(vertices):\n    pass\n", path="pkg/geometry.py")
+    index.update(uri, GEOMETRY + "\ndef polygon_area_3d(vertices):\n    pass\n")
     assert len(index) == 4  # the open buffer replaced the disk copy: one key per file
     assert "polygon_area_3d" in index.snippets("polygon_area_3d vertices")[0].text
     assert all(s.path != "pkg/geometry.py" for s in index.snippets(QUERY, exclude=uri))
@@ -154,9 +161,9 @@ def test_snippets_of_one_file_do_not_overlap(workspace: Path) -> None:
         assert p0 != p1 or end0 <= start1
 
 
-def test_order_follows_jaccard_similarity() -> None:
-    index = make_index()
-    index.update("geometry.py", GEOMETRY)
+def test_order_follows_jaccard_similarity(tmp_path: Path) -> None:
+    index = rooted(tmp_path)
+    index.update(str(tmp_path / "geometry.py"), GEOMETRY)
     query = identifiers(QUERY)
     found = index.snippets(QUERY, limit=100)
     jaccard = [len(query & identifiers(s.text)) / len(query | identifiers(s.text)) for s in found]
@@ -164,22 +171,22 @@ def test_order_follows_jaccard_similarity() -> None:
     assert all(s.score == pytest.approx(found[0].score / jaccard[0] * j) for s, j in zip(found, jaccard, strict=True))
 
 
-def test_wide_chunks_count_exactly() -> None:
+def test_wide_chunks_count_exactly(tmp_path: Path) -> None:
     """A chunk with more than 255 distinct names needs 2-byte counters."""
     names = [f"name_{i}" for i in range(300)]
-    index = make_index()
-    index.update("wide.py", " ".join(names))
+    index = rooted(tmp_path)
+    index.update(str(tmp_path / "wide.py"), " ".join(names))
     [many] = index.snippets(" ".join(names[:280]))  # Jaccard 280/300: would overflow a 1-byte counter
     [few] = index.snippets(" ".join(names[:10]))  # Jaccard 10/300
     assert many.score / few.score == pytest.approx(28)
 
 
-def test_recency_breaks_ties() -> None:
-    index = make_index()
-    index.update("a.py", GEOMETRY)
-    index.update("b.py", GEOMETRY)
+def test_recency_breaks_ties(tmp_path: Path) -> None:
+    index = rooted(tmp_path)
+    index.update(str(tmp_path / "a.py"), GEOMETRY)
+    index.update(str(tmp_path / "b.py"), GEOMETRY)
     assert index.snippets(QUERY)[0].path == "b.py"
-    index.touch("a.py")
+    index.touch(str(tmp_path / "a.py"))
     assert index.snippets(QUERY)[0].path == "a.py"
     index.touch("unknown.py")  # ignored
 
@@ -201,10 +208,11 @@ def test_render_respects_budget_with_whole_snippets(workspace: Path, budget: int
         assert block.split("\n\n")[-1].startswith("# Path: pkg/geometry.py\n# class BoundingBox:")
 
 
-def test_render_format() -> None:
+def test_render_format(tmp_path: Path) -> None:
     index = SnippetIndex()
-    index.update("file:///w/pkg/util.py", "def helper(x):\n\n    return x + 1\n", path="pkg/util.py")
-    index.update("file:///w/pkg/other.py", "def helper_two(y):\n    return helper(y)\n", path="pkg/other.py")
+    index.index_folder(str(tmp_path))
+    index.update((tmp_path / "pkg" / "util.py").as_uri(), "def helper(x):\n\n    return x + 1\n")
+    index.update((tmp_path / "pkg" / "other.py").as_uri(), "def helper_two(y):\n    return helper(y)\n")
     assert index.render("helper(x)", exclude=None, budget_chars=1000) == (
         "# Path: pkg/other.py\n# def helper_two(y):\n#     return helper(y)\n"
         "\n"
@@ -215,34 +223,39 @@ def test_render_format() -> None:
     )
 
 
-def test_lru_eviction_drops_least_recently_touched() -> None:
-    index = make_index(max_files=2)
-    index.update("a.py", "alpha_name = 1")
-    index.update("b.py", "beta_name = 1")
-    index.touch("a.py")
-    index.update("c.py", "gamma_name = 1")
-    assert "a.py" in index and "c.py" in index and "b.py" not in index
+def test_lru_eviction_drops_least_recently_touched(tmp_path: Path) -> None:
+    index = rooted(tmp_path, max_files=2)
+    a, b, c = (str(tmp_path / n) for n in ("a.py", "b.py", "c.py"))
+    index.update(a, "alpha_name = 1")
+    index.update(b, "beta_name = 1")
+    index.touch(a)
+    index.update(c, "gamma_name = 1")
+    assert a in index and c in index and b not in index
     assert index.snippets("beta_name") == []
 
 
 def test_folder_walk_never_evicts_open_documents(workspace: Path) -> None:
     index = make_index(max_files=3)
-    index.update("untitled:Untitled-1", "open_buffer_name = 1")
-    assert index.index_folder(str(workspace)) == 2
-    assert len(index) == 3 and "untitled:Untitled-1" in index
-    index.update("untitled:Untitled-2", "second_buffer = 2")  # evicts a disk file, not the open buffer
-    assert "untitled:Untitled-1" in index and len(index) == 3
+    index.index_folder(str(workspace / "pkg"))  # fills the index, and lets the workspace's documents in below
+    first, second = (workspace / "pkg" / "new_1.py").as_uri(), (workspace / "pkg" / "new_2.py").as_uri()
+    index.remove(str(workspace / "pkg" / "textutil.py"))
+    index.update(first, "open_buffer_name = 1")
+    assert index.index_folder(str(workspace)) == 0  # full: main.py waits
+    assert len(index) == 3 and first in index
+    index.update(second, "second_buffer = 2")  # evicts a disk file, not the open buffer
+    assert first in index and second in index and len(index) == 3
 
 
-def test_remove_and_oversized_update() -> None:
-    index = make_index()
-    index.update("a.py", GEOMETRY)
-    index.remove("a.py")
+def test_remove_and_oversized_update(tmp_path: Path) -> None:
+    index = rooted(tmp_path)
+    a = str(tmp_path / "a.py")
+    index.update(a, GEOMETRY)
+    index.remove(a)
     index.remove("never-added.py")
     assert len(index) == 0 and index.snippets(QUERY) == []
-    index.update("a.py", GEOMETRY)
-    index.update("a.py", GEOMETRY * 100)  # grew past max_file_bytes: dropped rather than kept stale
-    assert "a.py" not in index
+    index.update(a, GEOMETRY)
+    index.update(a, GEOMETRY * 100)  # grew past max_file_bytes: dropped rather than kept stale
+    assert a not in index
 
 
 def test_index_folder_honours_should_stop_and_max_files(workspace: Path) -> None:
@@ -262,8 +275,12 @@ def test_index_folder_honours_should_stop_and_max_files(workspace: Path) -> None
 
 def test_open_buffers_are_not_overwritten_by_the_disk(workspace: Path) -> None:
     index = make_index()
-    index.update(str(workspace / "main.py"), "buffer_only_name = 1", path="main.py")
-    assert index.index_folder(str(workspace)) == 3
+    index.index_folder(str(workspace / "pkg"))
+    index.update(str(workspace / "main.py"), "buffer_only_name = 1")  # not a file of pkg/: left out
+    assert str(workspace / "main.py") not in index
+    index.index_folder(str(workspace))  # its folder is walked: from now on it joins
+    index.update(str(workspace / "main.py"), "buffer_only_name = 1")
+    assert index.index_folder(str(workspace)) == 0
     assert index.snippets("buffer_only_name")[0].path == "main.py"
 
 
@@ -284,15 +301,16 @@ def test_render_is_stable_across_processes(workspace: Path) -> None:
     assert len(outputs) == 1 and outputs.pop().startswith("# Path: ")
 
 
-def test_many_files_answer_from_the_right_chunk() -> None:
+def test_many_files_answer_from_the_right_chunk(tmp_path: Path) -> None:
     """The size the time budget is set for (200 files x 500 lines); correctness only, no timing."""
     index = SnippetIndex()
+    index.index_folder(str(tmp_path))
     for f in range(200):
         lines = [
             f"def func_{f}_{i}(arg_{i % 7}, value):\n    return helper_{i % 13}(arg_{i % 7}) + value"
             for i in range(250)
         ]
-        index.update(f"mod_{f}.py", "\n".join(lines))
+        index.update(str(tmp_path / f"mod_{f}.py"), "\n".join(lines))
     found = index.snippets("result = func_123_200(arg_5, value) + func_123_201(arg_6, value)")
     assert found[0].path == "mod_123.py" and "def func_123_200(" in found[0].text
     assert len(index.render("helper_3 arg_2", exclude=None, budget_chars=3000)) <= 3000

@@ -81,3 +81,43 @@ def test_files_changed_on_disk(tokenizer, workspace) -> None:
 def test_max_files_bounds_the_index(tokenizer, workspace) -> None:
     index = ProjectIndex(tokenizer)
     assert index.index_folder(str(workspace), max_files=1).files == 1 and len(index.store) == 1
+
+
+KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n"
+
+
+def test_open_documents_the_walk_would_not_list_are_not_indexed(tokenizer, workspace, tmp_path_factory) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    index = ProjectIndex(tokenizer)
+    index.index_folder(str(workspace))
+    for path in (
+        workspace / ".env",
+        workspace / "id_rsa.py",
+        workspace / "build_out" / "open.py",  # gitignored folder
+        workspace / ".venv" / "lib.py",
+        outside / "elsewhere.py",
+    ):
+        index.update_document(str(path), "SECRET_MARKER = 1\n")
+        assert str(path) not in index.store, path
+    index.update_document("untitled:Untitled-1", "SECRET_MARKER = 1\n")  # no file: no workspace folder holds it
+    assert "untitled:Untitled-1" not in index.store
+    ledger = str(workspace / "ledger.py")
+    index.update_document(ledger, LEDGER + KEY)  # a key pasted in: out, and the saved copy with it
+    assert ledger not in index.store and names(index) == {"util.py"}
+    index.index_folder(str(workspace))  # a walk does not bring the saved copy back while the document is open
+    assert ledger not in index.store
+    index.update_document(ledger, LEDGER)
+    assert ledger in index.store
+    index.document_closed(str(workspace / "id_rsa.py"), [str(workspace)])
+    assert names(index) == {"ledger.py", "util.py"}
+
+
+def test_open_documents_wait_for_their_folder(tokenizer, workspace) -> None:
+    """A document opened before its workspace folder is walked is indexed by that walk, not refused for good."""
+    index = ProjectIndex(tokenizer)
+    path = str(workspace / "pkg" / "new.py")
+    index.update_document(path, "def fresh():\n    pass\n")
+    index.update_document(str(workspace / ".env"), "TOKEN = 1\n")
+    assert len(index.store) == 0
+    index.index_folder(str(workspace))
+    assert names(index) == {"ledger.py", "util.py", "new.py"}

@@ -1,5 +1,6 @@
 """Which workspace files the engine may read: .gitignore, symlinks, size, binary and secret filters, skipped
-folders, stopping, unreadable entries (completion/workspace.py), and the context index walking with it."""
+folders, stopping, unreadable entries (completion/workspace.py), the same rules for open documents
+(`shared_path`), and the context index walking with it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from completion.context import SnippetIndex
-from completion.workspace import python_files, read_text
+from completion.workspace import looks_private, python_files, read_text, shared_path
 
 CODE = "def helper(value):\n    return value\n"
 
@@ -208,3 +209,75 @@ def test_context_index_walks_with_these_rules(tmp_path: Path) -> None:
     index = SnippetIndex(max_file_bytes=10_000)
     assert index.index_folder(str(tmp_path)) == 2
     assert {s.path for s in index.snippets("helper value", limit=10)} == {"used.py", "sub/deep.py"}
+
+
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def test_open_documents_are_shared_by_the_walks_rules(tmp_path: Path) -> None:
+    outside = make(tmp_path / "outside", {"secret.py": CODE, "pkg/mod.py": CODE})
+    root = make(
+        tmp_path / "root",
+        {
+            ".gitignore": "ignored.py\ngen/\n",
+            "sub/.gitignore": "local.py\n",
+            ".git/info/exclude": "excluded.py\n",
+            **{n: CODE for n in ("ok.py", "ignored.py", "excluded.py", "gen/x.py", "sub/local.py", "sub/kept.py")},
+            **{n: CODE for n in (".hidden/h.py", ".venv/v.py", "build/b.py", ".h.py", "id_rsa.py", "notes.txt")},
+            **{n: CODE for n in (".env", ".env.local", "key.pem", "x.key", "cert.p12", "id_rsa")},
+        },
+    )
+    symlink(root / "escape.py", outside / "secret.py")
+    symlink(root / "linked", outside / "pkg")
+    other = make(tmp_path / "other", {"two.py": CODE})
+
+    def shared(
+        path: Path | str, text: str = CODE, roots: tuple[Path, ...] = (root,), max_bytes: int = 1000
+    ) -> str | None:
+        return shared_path(str(path), text, [str(r) for r in roots], max_bytes=max_bytes)
+
+    assert shared(root / "ok.py") == "ok.py" and shared(root / "sub" / "kept.py") == "sub/kept.py"
+    assert shared(root / "sub" / "new.py") == "sub/new.py"  # a document not saved yet
+    assert shared(root / "pkg" / ".." / "ok.py") == "ok.py"
+    assert shared(other / "two.py", roots=(root, other)) == "two.py"
+    refused = [p for p in root.rglob("*") if p.is_file() or p.is_symlink()] + [root / "linked" / "mod.py"]
+    refused = [p for p in refused if p.name not in {"ok.py", "kept.py"}]
+    assert [p.name for p in refused if shared(p) is not None] == []
+    assert shared(outside / "secret.py") is None and shared(root) is None and shared(root / "ok.py", roots=()) is None
+    assert shared("ok.py") is None and shared((root / "ok.py").as_uri()) is None  # a path, absolute
+    assert shared(root / "ok.py", CODE + KEY) is None and shared(root / "ok.py", CODE + "\0") is None
+    assert shared(root / "ok.py", "x" * 1000) == "ok.py" and shared(root / "ok.py", "x" * 1001) is None
+    assert shared(root / "ok.py", "é" * 500) == "ok.py" and shared(root / "ok.py", "é" * 501) is None  # bytes
+
+
+def test_shared_path_agrees_with_the_walk(tmp_path: Path) -> None:
+    """Every .py file of a tree is shared as an open document exactly when the walk lists it."""
+    root = make(
+        tmp_path,
+        {
+            ".gitignore": "gen_*.py\n!gen_keep.py\nout/*\n!out/keep.py\n/top.py\n",
+            "pkg/.gitignore": "!gen_sub.py\nlocal/\n",
+            **{n: CODE for n in ("gen_a.py", "gen_keep.py", "top.py", "out/keep.py", "out/other.py", "a/top.py")},
+            **{f"pkg/{n}": CODE for n in ("gen_sub.py", "gen_b.py", "local/l.py", "id_rsa_old.py", "ok.py")},
+            "pkg/key.py": KEY,
+            "pkg/blob.py": b"x = 1\0",
+            "node_modules/n.py": CODE,
+        },
+    )
+    listed_paths = set(python_files(root, max_bytes=1000))
+    for path in root.rglob("*.py"):
+        text = path.read_bytes().decode()
+        assert (shared_path(str(path), text, [str(root)], max_bytes=1000) is not None) == (path in listed_paths), path
+    assert {p.relative_to(root).as_posix() for p in listed_paths} == {
+        "gen_keep.py",
+        "out/keep.py",
+        "a/top.py",
+        "pkg/gen_sub.py",
+        "pkg/ok.py",
+    }
+
+
+def test_looks_private() -> None:
+    assert looks_private("id_rsa.py", b"") and looks_private("prod.KEY", b"") and looks_private(".env.test", b"")
+    assert looks_private("m.py", KEY.encode()) and looks_private("m.py", b"\0")
+    assert not looks_private("m.py", CODE.encode()) and not looks_private("environment.py", b"")
