@@ -22,8 +22,11 @@ from pathlib import Path
 
 import jedi
 
+from monitors import jedi_files
+
 log = logging.getLogger(__name__)
 jedi.settings.auto_import_modules = []  # jedi imports these for real (default: ["gi"]); nothing is
+jedi_files.install()  # no file through a link out of the project, no secret, is read
 CACHE_ENTRIES = 512
 
 
