@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -43,6 +44,11 @@ class LiveKVServer(LanguageServer):
         self.roots: list[str] = []
         self.client_progress = False
         self.client_watches_files = False  # the client can register workspace/didChangeWatchedFiles
+
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """Serve over stdio with livekv's reader (`LiveKVProtocol.serve_io`) instead of pygls' loop."""
+        assert isinstance(self.protocol, LiveKVProtocol)
+        self.protocol.serve_io(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer)
 
     def show(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
         self.log.warning("%s", message)
