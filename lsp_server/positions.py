@@ -41,9 +41,14 @@ class Lines:
 def _units(ch: str, encoding: str) -> int:
     if encoding == "utf-16":
         return 2 if ord(ch) > 0xFFFF else 1
-    if encoding == "utf-8":
-        return len(ch.encode("utf-8"))
+    if encoding == "utf-8":  # a lone surrogate (possible in a JSON string) counts as its 3 bytes
+        return len(ch.encode("utf-8", "surrogatepass"))
     return 1
+
+
+def _one_unit_each(segment: str, encoding: str) -> bool:
+    """Whether every character of `segment` is one code unit (the common case, checked at C speed)."""
+    return segment.isascii() or (encoding == "utf-16" and max(segment) <= "\uffff")
 
 
 def offset_at(lines: Lines, line: int, column: int, encoding: str = "utf-16") -> int:
@@ -55,7 +60,7 @@ def offset_at(lines: Lines, line: int, column: int, encoding: str = "utf-16") ->
     if line >= len(lines.starts):
         raise PositionError(f"line {line} is past the end of the document ({len(lines.starts)} lines)")
     start, end = lines.starts[line], lines.ends[line]
-    if encoding == "utf-32":
+    if encoding == "utf-32" or _one_unit_each(lines.text[start:end], encoding):
         return min(start + column, end)
     units = 0
     for i in range(start, end):
@@ -76,4 +81,7 @@ def position_at(lines: Lines, offset: int, encoding: str = "utf-16") -> tuple[in
     offset = min(offset, lines.ends[line])  # inside a CRLF: the end of the line
     if encoding == "utf-32":
         return line, offset - start
-    return line, sum(_units(ch, encoding) for ch in lines.text[start:offset])
+    segment = lines.text[start:offset]
+    if encoding == "utf-16":  # surrogatepass: a lone surrogate is one unit, as in the client's string
+        return line, len(segment.encode("utf-16-le", "surrogatepass")) // 2
+    return line, len(segment.encode("utf-8", "surrogatepass"))
