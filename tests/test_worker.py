@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,6 @@ from lsp_server.settings import Settings
 from lsp_server.worker import CONTEXT_STEP_CHARS, ModelWorker, Request
 
 URI = "file:///work/inventory.py"
-OTHER = "file:///work/shelf.py"
 SOURCE = '''import os
 
 
@@ -44,7 +44,8 @@ class Inventory:
     def names(self):
         return sorted({item.name for item in self.items})
 '''
-# Another open file that shares identifiers with SOURCE: its snippets are cross-file context for it.
+# Another open file that shares identifiers with SOURCE: its snippets are cross-file context for it
+# (once its workspace folder is walked: only files the walk would list are shared).
 OTHER_TEXT = "\n".join(
     f"def restock_{i}(inventory, item, quantity):\n"
     f"    # add {i} more of the item to the inventory count\n"
@@ -257,25 +258,31 @@ def test_use_pie_false_request_after_the_text_became_uncacheable(
 # -- cross-file context ------------------------------------------------------------------------
 
 
+def open_other(worker: ModelWorker, folder: Path, text: str) -> None:
+    """OTHER_TEXT (or `text`) as an open document of a walked workspace folder."""
+    worker.index.index_folder(str(folder))
+    worker.index.update((folder / "shelf.py").as_uri(), text)
+
+
 def test_cross_file_context_grows_to_the_index_render_and_stays_valid(
-    make_worker: Callable[..., ModelWorker],
+    make_worker: Callable[..., ModelWorker], tmp_path: Path
 ) -> None:
     worker = make_worker(cross_file_chars=1200)
     on_worker(worker, worker.open, URI, SOURCE)
     doc = on_worker(worker, worker.store.get, URI)
-    worker.index.update(OTHER, OTHER_TEXT)
+    open_other(worker, tmp_path, OTHER_TEXT)
     target = on_worker(worker, worker._context_for, URI, doc)
-    assert len(target) > 2 * CONTEXT_STEP_CHARS and target.startswith(f"# Path: {OTHER}\n")
+    assert len(target) > 2 * CONTEXT_STEP_CHARS and target.startswith("# Path: shelf.py\n")
     assert wait_until(worker, lambda: doc.context == worker._context_for(URI, doc) and doc.stale == 0)
     assert doc.context == target
     assert_valid(worker, doc, exact=True)
 
 
-def test_cross_file_context_steps_are_valid_prompts(make_worker: Callable[..., ModelWorker]) -> None:
+def test_cross_file_context_steps_are_valid_prompts(make_worker: Callable[..., ModelWorker], tmp_path: Path) -> None:
     worker = make_worker(cross_file_chars=1200, idle_refresh_ms=600_000)  # no background: steps by hand
     on_worker(worker, worker.open, URI, SOURCE)
     doc = on_worker(worker, worker.store.get, URI)
-    worker.index.update(OTHER, OTHER_TEXT)
+    open_other(worker, tmp_path, OTHER_TEXT)
 
     def step_all() -> list[tuple[str, bool]]:
         seen = []
@@ -292,7 +299,7 @@ def test_cross_file_context_steps_are_valid_prompts(make_worker: Callable[..., M
     assert all(valid for _, valid in seen)
 
     # The other file changes so that the target no longer extends the context: it is dropped, then regrown.
-    worker.index.update(OTHER, OTHER_TEXT.replace("restock_", "replenish_"))
+    open_other(worker, tmp_path, OTHER_TEXT.replace("restock_", "replenish_"))
     seen = on_worker(worker, step_all)
     assert seen[0][0] == "" and seen[-1][0] == on_worker(worker, worker._context_for, URI, doc) != target
     assert all(valid for _, valid in seen)
