@@ -1,0 +1,113 @@
+"""`livekv bench soak`: a short run through the real server, and its checks on states that are broken on purpose."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmarks.soak import slope_per_1k, state_problems
+from completion.engine import Engine
+from completion.live import TextEdit
+from lsp_server.debug import check_cache
+from lsp_server.settings import Settings
+from lsp_server.worker import ModelWorker
+
+URI = "file:///work/shop.py"
+SOURCE = "".join(f"def price_{i}(item):\n    return item.cost * {i} + item.tax\n\n" for i in range(30))
+TEXT = "x = 1\n"
+GOOD = {"mirror": TEXT, "workspace": TEXT, "engine": TEXT, "cacheBytes": 100, "tokensFresh": True, "kvMaxError": 1e-6}
+
+
+@pytest.fixture
+def worker(tiny_engine: Callable[[str], Engine]) -> Iterator[ModelWorker]:
+    worker = ModelWorker(Settings(cross_file_chars=0))
+    worker.engine = tiny_engine("llama")
+    yield worker
+    worker.shutdown()
+
+
+def test_a_good_state_has_no_problems() -> None:
+    assert state_problems(GOOD, TEXT, budget_bytes=100, kv_tolerance=1e-3) == []
+    unchecked = {k: v for k, v in GOOD.items() if k not in ("tokensFresh", "kvMaxError")}
+    assert state_problems(unchecked, TEXT, budget_bytes=100, kv_tolerance=1e-3) == []
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ({"engine": "x = 2\n"}, "engine text differs"),
+        ({"mirror": None}, "mirror text differs"),
+        ({"cacheBytes": 101}, "over the budget"),
+        ({"tokensFresh": False}, "fresh tokenization"),
+        ({"kvMaxError": 0.01}, "full re-encode by 0.01"),
+    ],
+)
+def test_each_broken_invariant_is_reported(broken: dict[str, object], message: str) -> None:
+    problems = state_problems({**GOOD, **broken}, TEXT, budget_bytes=100, kv_tolerance=1e-3)
+    assert len(problems) == 1 and message in problems[0]
+
+
+def test_rss_slope_is_fitted_over_the_second_half() -> None:
+    flat_then_steady = [(e, 500.0 + (50 if e < 500 else 0), 0.0) for e in range(0, 1001, 100)]
+    assert slope_per_1k(flat_then_steady) == pytest.approx(0.0)
+    growing = [(e, 500 + e / 100, 0.0) for e in range(0, 1001, 100)]  # 1 MB per 100 events
+    assert slope_per_1k(growing) == pytest.approx(10.0)
+
+
+def test_check_cache_passes_a_patched_cache_and_catches_broken_ones(worker: ModelWorker) -> None:
+    worker.open(URI, SOURCE)
+    at = SOURCE.index("    return item.cost * 7")
+    end = len(SOURCE)
+    edits = [TextEdit(at, at, "    total = 0\n"), TextEdit(end, end, "#")]  # the caret stays at the end
+    worker.change(URI, edits, SOURCE[:at] + "    total = 0\n" + SOURCE[at:] + "#")  # the rest is rotated
+    doc = worker.store.get(URI)
+    assert doc.stale > 0
+    good = check_cache(worker, URI)
+    assert good["tokensFresh"] is True and good["staleBefore"] > 0 and good["kvMaxError"] <= 1e-4
+    assert doc.stale == 0  # the check refreshed it, as the idle refresh would
+    doc.kv.values[:, :, 3] += 1.0  # a cache entry that no re-encode would give
+    assert check_cache(worker, URI)["kvMaxError"] >= 1.0
+    doc.tokens[5] = doc.tokens[5] + 1  # a token the text does not tokenize to
+    assert check_cache(worker, URI)["tokensFresh"] is False
+
+
+def test_check_cache_has_nothing_to_compare_without_kv(worker: ModelWorker) -> None:
+    worker.open(URI, SOURCE)
+    worker.store.get(URI).evict()
+    assert check_cache(worker, URI) == {"evicted": True, "tokensFresh": None, "kvMaxError": None, "staleBefore": 0}
+    assert check_cache(worker, "file:///work/unknown.py")["evicted"] is False
+
+
+def test_a_short_soak_runs_through_the_server_and_checks_as_it_goes(tmp_path: Path, tiny_model_dir: str) -> None:
+    files = []
+    for n in range(3):
+        path = tmp_path / "src" / f"shop_{n}.py"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(SOURCE * (n + 1))
+        files.append(str(path))
+    out_json = tmp_path / "soak.json"
+    args = ["--model-path", tiny_model_dir, "--events", "200", "--check-every", "100", "--sample-every", "50"]
+    out = subprocess.run(
+        [sys.executable, "-m", "lsp_server.cli", "bench", "soak", *args, "--files", *files, "--json", str(out_json)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out_json.read_text())
+    summary = report["summary"]
+    assert summary["events"] == 200 and summary["invariants"]["violations"] == 0
+    invariants = summary["invariants"]
+    assert invariants["edits_checked"] > 100 and invariants["documents_checked"] >= 2 * 3  # >= 2 open, 3 rounds
+    assert 0 <= invariants["kv_max_error"] <= invariants["kv_tolerance"]
+    assert sum(summary["completions"].values()) == summary["actions"]["complete"] > 0
+    assert summary["latency"]["completion"]["p95_ms"] > 0 and summary["latency"]["edit_round_trip"]["p95_ms"] > 0
+    memory = summary["memory"]
+    assert len(memory["samples"]) >= 5 and memory["rss_after_load_mb"] > 0 and "slope_mb_per_1k_events" in memory
+    assert set(report["load_average"]) == {"before", "after", "cpus"}
+    assert "| invariant violations | 0 " in out.stdout
