@@ -326,6 +326,19 @@ async def test_no_project_code_runs(session: Session, tree: Tree) -> None:
     assert resolved and max(map(int, resolved)) > 0
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="`python -m lsp_server.cli serve` (README's VS Code alternative; the extension's working folder is the "
+    "workspace) puts the working folder first on sys.path: a workspace module named like a dependency runs at start; "
+    "`python -P -m ...` does not",
+)
+def test_a_module_started_server_imports_nothing_from_its_working_folder(tmp_path: Path) -> None:
+    (tmp_path / "lsprotocol.py").write_text(writes(tmp_path / "ran") + "raise ImportError\n")  # the first import
+    cmd = [sys.executable, "-m", "lsp_server.cli", "serve"]
+    subprocess.run(cmd, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    assert not (tmp_path / "ran").exists()
+
+
 # -- what is opened ---------------------------------------------------------------------------------
 
 
