@@ -14,7 +14,8 @@ Checked, with `livekv/documentState`:
   client's, and the caches' bytes are within the budget (the round trip is the edit latency);
 - every `--check-every` events and at the end, for every open document (`"check": true`): the
   cached tokens equal the layout of a fresh tokenization, and after a full refresh the KV equals
-  a full re-encode (largest absolute difference reported, at most `--kv-tolerance`).
+  a full re-encode (largest absolute difference reported, at most `--kv-tolerance`); and the
+  server's log has no ERROR line (a fault it survived, dropping a cache, is still a failure).
 
 Measured: the server's resident memory (VmRSS, every `--sample-every` events) after the model
 load, at its peak and at the end, and its slope over the second half (MB per 1,000 events: no
@@ -76,7 +77,6 @@ UNDO_DEPTH = 100
 class Buffer:
     """The client's side of one document: where the caret is and what to type next."""
 
-    uri: str
     pool: list[str]  # the file's code lines: what gets typed and pasted
     cursor: int = 0
     typing: str = ""  # the rest of the line being typed
@@ -102,6 +102,7 @@ class Tally:
     peak_cache_bytes: int = 0
     cache_bytes: int = 0  # as last reported
     evicted_returns: int = 0
+    server_errors: int = 0  # ERROR lines in the server's log
     rss: list[tuple[int, float, float]] = field(default_factory=list)  # (event, VmRSS MB, cacheBytes MB)
 
 
@@ -121,6 +122,12 @@ def state_problems(state: dict[str, Any], text: str, budget_bytes: int, kv_toler
     return problems
 
 
+def server_errors(log: Path) -> list[str]:
+    """The ERROR lines of the server's log (a fault the server survived is still a failure here)."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return [line for line in lines if " ERROR " in line]
+
+
 def vm_mb(pid: int, key: str = "VmRSS") -> float:
     """A memory figure of a process from /proc/<pid>/status, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -138,8 +145,8 @@ def slope_per_1k(points: list[tuple[int, float, float]]) -> float:
 
 
 class Replay:
-    def __init__(self, editor: Editor, paths: list[Path], args: argparse.Namespace) -> None:
-        self.editor, self.args = editor, args
+    def __init__(self, editor: Editor, paths: list[Path], log: Path, args: argparse.Namespace) -> None:
+        self.editor, self.log, self.args = editor, log, args
         self.rng = random.Random(args.seed)
         self.budget = args.memory_budget_mb << 20
         self.tally = Tally()
@@ -150,7 +157,7 @@ class Replay:
             uri = f"file://{path}"
             self.texts[uri] = path.read_text()
             pool = [line for line in self.texts[uri].splitlines() if line.strip() and len(line) <= 100]
-            self.buffers[uri] = Buffer(uri, pool or ["pass"])
+            self.buffers[uri] = Buffer(pool or ["pass"])
         self.active = next(iter(self.buffers))
         self.events = 0  # edits and completion requests sent
         self.started = time.perf_counter()
@@ -242,6 +249,9 @@ class Replay:
             self.tally.stale_refreshed += state["staleBefore"]
             self.tally.check_ms.append(state["checkMs"])
         self.tally.kind_s["check"] += time.perf_counter() - t0
+        errors = server_errors(self.log)
+        self.violation("server log", errors[self.tally.server_errors :])
+        self.tally.server_errors = len(errors)
         rss, cache = vm_mb(self.pid), self.tally.cache_bytes / 2**20
         print(
             f"event {self.events}: RSS {rss:.0f} MB, KV {cache:.0f} MB, {len(self.tally.violations)} violations, "
@@ -368,7 +378,8 @@ async def session(args: argparse.Namespace, files: list[Path]) -> dict[str, Any]
     """Start the server on a workspace holding copies of `files`, replay, stop; the raw figures."""
     editor = Editor()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root, log = Path(tmp) / "workspace", Path(tmp) / "server.log"
+        root.mkdir()
         paths = [Path(shutil.copyfile(f, root / f.name)) for f in files]
         options = {
             "modelPath": args.model_path,
@@ -377,8 +388,8 @@ async def session(args: argparse.Namespace, files: list[Path]) -> dict[str, Any]
             "contextTokens": args.context_tokens,
             "memoryBudgetMb": args.memory_budget_mb,
         }
-        await editor.start(options, str(root))
-        replay = Replay(editor, paths, args)
+        await editor.start(options, str(root), log_file=str(log))
+        replay = Replay(editor, paths, log, args)
         await editor.state(f"file://{root}/not-open.py")  # answered after the model has loaded
         after_load = vm_mb(replay.pid)
         t0 = time.perf_counter()
@@ -411,6 +422,7 @@ def summarize(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "completions": dict(t.completions),
         "invariants": {
             "violations": len(t.violations),
+            "server_errors": t.server_errors,
             "first_violations": t.violations[:20],
             "edits_checked": len(t.edit_s),  # texts equal and cache within budget after each
             "documents_checked": t.checks,

@@ -53,7 +53,8 @@ def check_cache(worker: ModelWorker, uri: str) -> dict[str, object]:
     its stale positions, as the idle refresh would) the largest difference from a full re-encode.
     A document without KV (evicted, uncached, unknown) has nothing to check: both are None."""
     if uri not in worker.store or uri in worker.unencoded or not worker.store.get(uri).tokens:
-        return {"evicted": uri in worker.store, "tokensFresh": None, "kvMaxError": None, "staleBefore": 0}
+        evicted = uri in worker.store and uri not in worker.unencoded
+        return {"evicted": evicted, "tokensFresh": None, "kvMaxError": None, "staleBefore": 0}
     t0 = time.perf_counter()
     doc = worker.store.get(uri)
     fresh = doc.tokens == fresh_layout(doc) and len(doc.kv) == len(doc.tokens)

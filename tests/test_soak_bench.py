@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.soak import slope_per_1k, state_problems
+from benchmarks.soak import server_errors, slope_per_1k, state_problems
 from completion.engine import Engine
 from completion.live import TextEdit
 from lsp_server.debug import check_cache
@@ -50,6 +50,17 @@ def test_a_good_state_has_no_problems() -> None:
 def test_each_broken_invariant_is_reported(broken: dict[str, object], message: str) -> None:
     problems = state_problems({**GOOD, **broken}, TEXT, budget_bytes=100, kv_tolerance=1e-3)
     assert len(problems) == 1 and message in problems[0]
+
+
+def test_errors_in_the_server_log_are_found(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    assert server_errors(log) == []
+    log.write_text(
+        "2026-12-01 17:01:00,000 WARNING livekv.server: setting 'x' ignored\n"
+        "2026-12-01 17:02:00,000 ERROR livekv.server: the model worker (change) failed\n"
+        "Traceback (most recent call last):\n"
+    )
+    assert server_errors(log) == ["2026-12-01 17:02:00,000 ERROR livekv.server: the model worker (change) failed"]
 
 
 def test_rss_slope_is_fitted_over_the_second_half() -> None:
@@ -101,7 +112,11 @@ def test_a_short_soak_runs_through_the_server_and_checks_as_it_goes(tmp_path: Pa
     assert out.returncode == 0, out.stderr
     report = json.loads(out_json.read_text())
     summary = report["summary"]
-    assert summary["events"] == 200 and summary["invariants"]["violations"] == 0
+    assert (
+        summary["events"] == 200
+        and summary["invariants"]["violations"] == 0
+        and "server_errors" in summary["invariants"]
+    )
     invariants = summary["invariants"]
     assert invariants["edits_checked"] > 100 and invariants["documents_checked"] >= 2 * 3  # >= 2 open, 3 rounds
     assert 0 <= invariants["kv_max_error"] <= invariants["kv_tolerance"]
