@@ -169,8 +169,9 @@ class LiveDocument:
         """Logits for the token after the prompt; re-runs the last token if they are not known."""
         if self.next_logits is None:
             n = len(self.tokens)
-            self.kv.crop(n - 1)
-            self.next_logits = self.kv.encode(self.tokens[-1:], want_logits=True)
+            # re-encoded in its slot, not cropped and appended: if the pass fails (out of memory),
+            # the cache still holds one entry per token
+            self.next_logits = self.kv.encode(self.tokens[-1:], at=n - 1, want_logits=True)
             if self.exact_len == n - 1:
                 self.exact_len = n
         assert self.next_logits is not None

@@ -2,19 +2,29 @@
 
 Features live one per module (sync, inline, popup, debug) as thin handlers; this module holds
 the server's state, the lifecycle handlers, and `build_server()` which registers them all.
+
+Crash safety: an unexpected exception anywhere (a handler, the model worker, jedi) goes to
+`LiveKVServer.fault`: logged with its traceback, and shown to the user once per kind of fault
+(`fault_kind`), never once per keystroke. The server goes on: completion requests are answered
+empty (an error response would make editors report every failed keystroke themselves), a
+failed document notification leaves the server's copies of that document equal to its mirror,
+and the worker drops a cache that a failure may have left out of step (see lsp_server.worker).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import re
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import BinaryIO, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, BinaryIO, TypeVar
 
 from lsprotocol import types
+from pygls.exceptions import FeatureRequestError, JsonRpcException
 from pygls.lsp.server import LanguageServer
 
 from lsp_server import debug, inline, popup, sync
@@ -26,6 +36,8 @@ from lsp_server.worker import ModelWorker, Request, fs_path
 
 VERSION = "0.2.0"
 T = TypeVar("T")
+P = TypeVar("P")
+MESSAGE_CHARS = 300  # of an error's text in the message shown (the log has all of it)
 
 
 class LiveKVServer(LanguageServer):
@@ -38,7 +50,10 @@ class LiveKVServer(LanguageServer):
         )
         self.log = logging.getLogger("livekv.server")
         self.settings = Settings()
-        self.worker = ModelWorker(self.settings)
+        self.worker = ModelWorker(self.settings, self.fault)
+        self.loop: asyncio.AbstractEventLoop | None = None  # the event loop, once `initialize` runs on it
+        self._faults: dict[str, int] = {}  # how often each kind of fault happened
+        self._faults_lock = threading.Lock()  # faults come from the worker and jedi threads too
         self.mirrors: dict[str, Mirror] = {}
         self.encoding = "utf-16"
         self.roots: list[str] = []
@@ -53,6 +68,43 @@ class LiveKVServer(LanguageServer):
     def show(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
         self.log.warning("%s", message)
         self.window_show_message(types.ShowMessageParams(type=kind, message=f"livekv: {message}"))
+
+    def fault(self, where: str, err: Exception) -> None:
+        """An unexpected error in `where`: logged (its traceback the first time), and shown to the user
+        the first time its kind happens. Callable from any thread."""
+        kind = fault_kind(where, err)
+        with self._faults_lock:
+            count = self._faults[kind] = self._faults.get(kind, 0) + 1
+        if count > 1:  # the same traceback again: one line, so a per-keystroke fault does not flood the log
+            self.log.error("%s failed again (%s, %d times)", where, type(err).__name__, count)
+            return
+        self.log.error("%s failed", where, exc_info=err)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.show, fault_message(where, err), types.MessageType.Error)
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """pygls' report of an exception in a handler `guarded`/`resyncing` do not wrap, or in pygls itself.
+        pygls would show each one with its own text, then shut down its thread pool and (over TCP) stop
+        listening; here it is a fault like any other, named after the function that raised."""
+        data = error.data if isinstance(error, JsonRpcException) else None
+        frames = data.get("traceback") if isinstance(data, dict) else None
+        last = re.search(r"line \d+, in (\S+)", frames[-1]) if frames else None
+        where = f"the handler {last.group(1)}" if last else "pygls"
+        if frames and source is not FeatureRequestError:  # pygls logs a request's traceback itself
+            self.log.error("%s failed: %s\n%s", where, error, "".join(frames))
+        self.fault(where, error)
+
+    def resync(self, uri: str) -> None:
+        """After a document notification failed: pygls' copy and the worker's take the mirror's text
+        (the change that failed may be lost: the editor's next full text, or reopening, brings it)."""
+        mirror = self.mirrors.get(uri)
+        if mirror is None:  # closed, or never opened
+            self.worker.latest.pop(uri, None)
+            self.worker.submit(self.worker.close, uri)
+            return
+        self.worker.latest[uri] = mirror.version
+        self.worker.submit(self.worker.open, uri, mirror.text)
+        self.workspace.put_text_document(types.TextDocumentItem(uri, "python", mirror.version, mirror.text))
 
     def report_settings(self, problems: list[str]) -> None:
         """A bad setting is logged and sent to the editor's log (it was replaced by its default)."""
@@ -122,9 +174,71 @@ class LiveKVServer(LanguageServer):
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=None if end is None else str(end)))
 
 
+def fault_kind(where: str, err: Exception) -> str:
+    """Faults of one kind are told once: running out of memory is one kind wherever it happens (a model
+    that keeps running out of memory is one problem, and the sizes in its messages vary); any other
+    error is its type and where it happened, so a second, different bug is still told."""
+    if out_of_memory(err):
+        return "out of memory"
+    return f"{type(err).__name__} in {where}"
+
+
+def out_of_memory(err: Exception) -> bool:
+    """torch.OutOfMemoryError (a RuntimeError), the CPU allocator's RuntimeError, or Python's MemoryError."""
+    text = str(err)
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    )
+
+
+def fault_message(where: str, err: Exception) -> str:
+    what = f"{type(err).__name__}: {err}"[:MESSAGE_CHARS]
+    if out_of_memory(err):
+        return (
+            f"the model ran out of memory in {where} ({what}); suggestions stay empty until memory is free "
+            "(a smaller contextTokens or memoryBudgetMb needs less; repeats are only logged)"
+        )
+    return f"internal error in {where} ({what}); livekv goes on (the traceback is in its log, repeats are only logged)"
+
+
+def guarded(method: str, empty: T) -> Callable[[Callable[[LiveKVServer, P], Awaitable[T]]], Any]:
+    """A completion handler whose exceptions are faults answered with `empty`: the editor sends these
+    requests by itself as the user types, and would report each error response (VS Code pops up
+    "Request ... failed", Neovim prints it), while the fault is already told once."""
+
+    def wrap(handler: Callable[[LiveKVServer, P], Awaitable[T]]) -> Callable[[LiveKVServer, P], Awaitable[T]]:
+        @functools.wraps(handler)  # pygls reads the signature (`ls` first) to pass the server
+        async def run(ls: LiveKVServer, params: P) -> T:
+            try:
+                return await handler(ls, params)
+            except Exception as err:
+                ls.fault(method, err)
+                return empty
+
+        return run
+
+    return wrap
+
+
+def resyncing(method: str, handler: Callable[[LiveKVServer, Any], None]) -> Callable[[LiveKVServer, Any], None]:
+    """A document notification whose exceptions are faults after which the document is resynchronised
+    (`LiveKVServer.resync`), so no copy drifts from the others."""
+
+    @functools.wraps(handler)
+    def run(ls: LiveKVServer, params: Any) -> None:
+        try:
+            handler(ls, params)
+        except Exception as err:
+            ls.fault(method, err)
+            ls.resync(params.text_document.uri)
+
+    return run
+
+
 def initialize(ls: LiveKVServer, params: types.InitializeParams) -> None:
+    ls.loop = asyncio.get_running_loop()
     ls.settings, problems = Settings.from_json(params.initialization_options)
-    ls.worker = ModelWorker(ls.settings)
+    ls.worker = ModelWorker(ls.settings, ls.fault)
     # pygls has already chosen the client's preferred encoding (Neovim offers utf-8 first) and
     # advertised it; every conversion must use the same one.
     chosen = ls.workspace.position_encoding or types.PositionEncodingKind.Utf16
@@ -195,10 +309,15 @@ def build_server() -> LiveKVServer:
     ls.feature(types.SHUTDOWN)(shutdown)
     ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(did_change_configuration)
     ls.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched_files)
-    ls.feature(types.TEXT_DOCUMENT_DID_OPEN)(sync.did_open)
-    ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)(sync.did_change)
-    ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)(sync.did_close)
-    ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(inline.inline_completion)
-    ls.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["."]))(popup.completion)
+    for method, handler in (
+        (types.TEXT_DOCUMENT_DID_OPEN, sync.did_open),
+        (types.TEXT_DOCUMENT_DID_CHANGE, sync.did_change),
+        (types.TEXT_DOCUMENT_DID_CLOSE, sync.did_close),
+    ):
+        ls.feature(method)(resyncing(method, handler))
+    inline_completion = guarded(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline.EMPTY)(inline.inline_completion)
+    ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(inline_completion)
+    completion = guarded(types.TEXT_DOCUMENT_COMPLETION, popup.EMPTY)(popup.completion)
+    ls.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["."]))(completion)
     ls.feature("livekv/documentState")(debug.document_state)
     return ls

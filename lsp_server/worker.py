@@ -10,6 +10,13 @@ When no request is queued for a while, the worker does background work in short 
 each re-checking the queue, so a request never waits for more than one step: it moves the
 cross-file context of the document in use towards the current best snippets, then
 re-encodes stale cache positions exactly (PIE leaves them stale after an edit).
+
+Crash safety: an exception in a job (a model that runs out of memory, a bug) is passed to
+`on_fault` (the server logs it and tells the user once per kind) and the job's answer is None,
+so a request gets an empty result and the thread goes on. A failure half-way through an
+update of a document's cache (an edit, a cursor move, a background step) may leave its tokens,
+KV and text out of step, so that document's cache is dropped and rebuilt whole from its text
+at the next request. Decoding needs no such care: it crops what it appended even when it fails.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +53,12 @@ log = logging.getLogger(__name__)
 REFRESH_CHUNK = 16  # stale tokens re-encoded per background step (~50-100 ms on 2 CPU cores)
 CONTEXT_STEP_CHARS = 300  # cross-file context grows by about this much per background step
 QUERY_LINES = 30  # lines above the cursor that pick the cross-file snippets
+OnFault = Callable[[str, Exception], None]  # (where, the error): called on the thread where it happened
+
+
+def log_fault(where: str, err: Exception) -> None:
+    """The default `on_fault` (a worker without a server: the CLI, benchmarks, tests): log it."""
+    log.error("%s failed", where, exc_info=err)
 
 
 @dataclass
@@ -66,8 +80,9 @@ class Answer:
 
 
 class ModelWorker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_fault: OnFault = log_fault) -> None:
         self.settings = settings
+        self.on_fault = on_fault
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livekv-model")
         self._lock = threading.Lock()
         self._pending = 0  # submitted jobs not finished yet
@@ -89,8 +104,9 @@ class ModelWorker:
         self._to_index: dict[str, str] = {}  # open documents' newest text, not yet in the project index
         self._indexed: dict[str, str] = {}  # the text last indexed per open document
         self.latest: dict[str, int] = {}  # newest version per document, written by the event loop
-        # usePie=false keeps only the text of changed documents and re-encodes it whole on the next
-        # request: the baseline PIE is measured against (a full re-encode, done once per request).
+        # Documents whose newest text is not in a cache yet, encoded whole at the next request: with
+        # usePie=false every changed document (the baseline PIE is measured against), and any document
+        # whose cache a fault dropped.
         self.unencoded: dict[str, str] = {}
         self.last_answer: Answer | None = None
         self.background_steps = 0
@@ -182,6 +198,9 @@ class ModelWorker:
     def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return fn(*args)
+        except Exception as err:  # the crash-safety boundary: reported (never silent), the job answers None
+            self.on_fault(f"the model worker ({fn.__name__})", err)
+            return None
         finally:
             self._finished()
 
@@ -215,8 +234,11 @@ class ModelWorker:
             recent = self.store.most_recent()
             if recent is not None and self.engine is not None and not self._pending and not self._closed:
                 uri, doc = recent
-                more = self._step_context(uri, doc) or doc.refresh(REFRESH_CHUNK) > 0
+                with self._updating(uri, doc.text):
+                    more = self._step_context(uri, doc) or doc.refresh(REFRESH_CHUNK) > 0
                 self.background_steps += 1
+        except Exception as err:  # as in `_run`; the chain starts again after the next job
+            self.on_fault("the model worker (background step)", err)
         finally:
             with self._lock:
                 more = more and not self._pending and not self._closed
@@ -263,15 +285,21 @@ class ModelWorker:
         try:
             loaded = load_model(s.model_path, threads=s.threads)
             self.engine = Engine.from_loaded(loaded, s.weights, s.device)
-        except (ModelLoadError, ValueError, RuntimeError) as err:
+        except ModelLoadError as err:  # its message names the path
             self.load_error = str(err)
             log.error("model not loaded: %s", err)
+            return
+        except Exception as err:  # a corrupt model folder fails in the loaders' own ways (safetensors, config checks)
+            source = s.model_path or "the embedded model"
+            self.load_error = f"could not load the model from {source}: {type(err).__name__}: {err}"
+            log.error("model not loaded: %s", self.load_error, exc_info=err)
             return
         self.vocab = Vocabulary(self.engine.tokenizer, self.engine.runner.vocab_size)
         self.project = ProjectIndex(self.engine.tokenizer)
         self.drafter = Drafter(self.project.store)
         self.ngrams = NgramModel(self.project.store)
         self.monitors = Monitors(self.vocab)
+        self.monitors.analyzer.on_error = lambda err: self.on_fault("jedi", err)
         self.monitors.analyzer.warm_up()  # jedi loads its builtins stubs on its own thread meanwhile
         self.model_name = f"{loaded.name} {s.weights}"
         log.info("model %s ready (PIE %s)", loaded.name, "on" if self.engine.rope else self.engine.pie_refusal)
@@ -285,6 +313,7 @@ class ModelWorker:
         return None
 
     def open(self, uri: str, text: str) -> None:
+        self.unencoded.pop(uri, None)
         reason = self.cacheable(text)
         self._queue_for_index(uri, None if reason else text)
         if reason:
@@ -293,13 +322,11 @@ class ModelWorker:
             return
         if self.engine is None:
             return
-        self.unencoded.pop(uri, None)
         policy = UpdatePolicy.PIE if self.settings.use_pie else UpdatePolicy.FULL
-        self.store.add(
+        with self._updating(uri, text):
             # the caret is unknown until the first edit or request: the whole (windowed) file is encoded
-            uri,
-            LiveDocument(self.engine, text, window=self.settings.context_tokens, policy=policy),
-        )
+            doc = LiveDocument(self.engine, text, window=self.settings.context_tokens, policy=policy)
+        self.store.add(uri, doc)
 
     def change(self, uri: str, edits: list[TextEdit], text_after: str) -> None:
         """Apply one change; `text_after` is the client's text after it (checked, never trusted blindly)."""
@@ -308,7 +335,7 @@ class ModelWorker:
         if reason is not None:
             self.open(uri, text_after)  # says why and drops the cache
             return
-        if not self.settings.use_pie and uri in self.store:
+        if uri in self.unencoded or (not self.settings.use_pie and uri in self.store):
             self.unencoded[uri] = text_after
             return
         if uri not in self.store:
@@ -317,7 +344,8 @@ class ModelWorker:
         doc = self.store.get(uri)
         shift = sum(len(e.text) - (e.end - e.start) for e in edits[:-1])
         caret = edits[-1].start + shift + len(edits[-1].text)  # where the caret is after typing
-        doc.apply_edits(edits, cursor=caret)
+        with self._updating(uri, text_after):
+            doc.apply_edits(edits, cursor=caret)
         if doc.text != text_after:  # cannot happen unless a bug: resynchronise rather than drift
             log.error("cache text drifted from the client's for %s; re-opening", uri)
             self.open(uri, text_after)
@@ -339,15 +367,27 @@ class ModelWorker:
 
     def _ready(self, req: Request) -> LiveDocument | None:
         """The document at the request's cursor, or None if it is unknown, uncached or superseded."""
-        if self.engine is None or req.uri not in self.store or self._superseded(req):
+        if self.engine is None or self._superseded(req):
             return None
         if req.uri in self.unencoded:
-            self.open(req.uri, self.unencoded.pop(req.uri))
-            if req.uri not in self.store:  # the new text is too large or binary
-                return None
+            self.open(req.uri, self.unencoded[req.uri])
+        if req.uri not in self.store:  # unknown, or too large or binary
+            return None
         doc = self.store.get(req.uri)
-        doc.move_cursor(req.offset)
+        with self._updating(req.uri, doc.text):
+            doc.move_cursor(req.offset)
         return doc
+
+    @contextmanager
+    def _updating(self, uri: str, text: str) -> Iterator[None]:
+        """Around an update of a document's cache: if it fails, the cache is dropped and the
+        document re-encoded whole from `text` (its text after the update) at the next request."""
+        try:
+            yield
+        except Exception:
+            self.store.close(uri)
+            self.unencoded[uri] = text
+            raise
 
     def _superseded(self, req: Request) -> bool:
         return req.cancelled.is_set() or self.latest.get(req.uri) != req.version

@@ -3,7 +3,9 @@
 jedi is not thread-safe, so every call runs on one worker thread of its own; the decoding
 loop waits for an answer up to a time limit and goes on unconstrained when it is late (the
 answer still lands in the cache for the next suggestion). Answers are cached by a key the
-caller chooses (document version and the text before the point). jedi only parses: project
+caller chooses (document version and the text before the point). A jedi failure, or a call
+stuck for longer than STUCK_SECONDS (every later question waits behind it), is passed to
+`on_error`: the owner tells the user once. jedi only parses: project
 modules are never imported, compiled extensions inside the project are never loaded, and no
 module is auto-imported.
 """
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 jedi.settings.auto_import_modules = []  # jedi imports these for real (default: ["gi"]); nothing is
 jedi_files.install()  # no file through a link out of the project, no secret, is read
 CACHE_ENTRIES = 512
+STUCK_SECONDS = 10.0  # far above jedi's first call (it loads its stubs then: seconds on a busy machine)
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,18 @@ class Analyzer:
         self._lock = threading.Lock()
         self._cache: OrderedDict[object, Future[Names]] = OrderedDict()
         self._projects: dict[str, jedi.Project] = {}
+        self._started: float | None = None  # time.monotonic() when the running jedi call began
+        self._stuck: float | None = None  # the start of the stuck call last reported
+        # Told of each jedi failure (on the jedi thread) and of each stuck call (on the asking thread).
+        self.on_error: Callable[[Exception], None] = lambda err: None
 
     def ask(self, key: object, query: Callable[[], Query]) -> Future[Names]:
         """The (possibly still running) answer for the point `key` names; `query()` is built and
         jedi asked only the first time a key is seen."""
+        started = self._started
+        if started is not None and started != self._stuck and time.monotonic() - started > STUCK_SECONDS:
+            self._stuck = started
+            self.on_error(TimeoutError(f"jedi has been busy on one question for over {STUCK_SECONDS:.0f} s"))
         with self._lock:
             future = self._cache.get(key)
             if future is None:
@@ -88,6 +99,13 @@ class Analyzer:
         return self._projects[root]
 
     def _complete(self, q: Query) -> Names:
+        self._started = time.monotonic()
+        try:
+            return self._answer(q)
+        finally:
+            self._started = None
+
+    def _answer(self, q: Query) -> Names:
         t0 = time.perf_counter()
         try:
             script = jedi.Script(q.code, path=q.path, project=self._project(q.root))
@@ -96,6 +114,7 @@ class Analyzer:
             completions = script.complete(q.line, q.column)
         except Exception as err:  # jedi has many internal failure modes; a monitor must survive them all
             log.warning("jedi failed at %s:%d:%d: %r", q.path, q.line, q.column, err)
+            self.on_error(err)
             return Names(None, "error", time.perf_counter() - t0)
         names = frozenset(c.name for c in completions if c.type != "keyword")
         seconds = time.perf_counter() - t0
