@@ -11,7 +11,8 @@ gets no reply at all, so the client waits forever. Here instead:
 - `LiveKVProtocol.handle_body` answers what JSON-RPC 2.0 says: ParseError (-32700, id null) for a
   body that is not JSON, InvalidRequest (-32600) for JSON that is not a request, notification or
   response, InvalidParams (-32602) for a request whose params do not fit its method, naming the
-  fields; requests after `shutdown` get InvalidRequest, as LSP asks.
+  fields (JSON types are checked exactly: `"0"` is not a line number); requests after `shutdown`
+  get InvalidRequest, as LSP asks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -108,9 +109,29 @@ def _is_notification_method(method: str) -> bool:
     return message_type is not None and "id" not in attrs.fields_dict(message_type)
 
 
+def _exactly(kind: type) -> Callable[[object, type], object]:
+    """A cattrs structure hook that takes only JSON values of `kind` (cattrs' own calls `kind(value)`)."""
+
+    def structure(value: object, _: type) -> object:
+        if isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool):
+            return value
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"expected {kind.__name__}, not {value!r}")
+
+    return structure
+
+
 class LiveKVProtocol(LanguageServerProtocol):
     """pygls' protocol with livekv's stdio reader and replies to malformed messages; document
     changes are applied by `lsp_server.sync` alone (it keeps pygls' copy equal to its own)."""
+
+    def __init__(self, server: Any, converter: cattrs.Converter) -> None:
+        super().__init__(server, converter)
+        # cattrs converts what it can: {"line": "0"} or 0.7 became line 0 and {"text": 5} the text "5",
+        # so a change with wrong types was applied somewhere; now it is InvalidParams
+        for kind in (int, str, bool, float):
+            converter.register_structure_hook(kind, _exactly(kind))
 
     @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
@@ -143,7 +164,11 @@ class LiveKVProtocol(LanguageServerProtocol):
         def read() -> None:
             while True:
                 wanted.acquire()
-                frame = read_frame(stdin)
+                try:
+                    frame = read_frame(stdin)
+                except (OSError, ValueError) as err:  # stdin broken or closed under us: the end of the input
+                    log.error("cannot read stdin: %s", err)
+                    frame = None
                 loop.call_soon_threadsafe(frames.put_nowait, frame)
                 if frame is None:
                     return

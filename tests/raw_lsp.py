@@ -134,6 +134,11 @@ class RawServer:
                 self._responses[message.get("id")] = message
         return self._responses.pop(msg_id)
 
+    def take_unasked(self) -> dict[Any, dict[str, Any]]:
+        """The responses read so far that no `response` call asked for, by id (and forgets them)."""
+        out, self._responses = self._responses, {}
+        return out
+
     def call(self, method: str, params: Any = None, timeout: float = 30.0) -> dict[str, Any]:
         """Request and wait for its response (failing if none comes)."""
         msg_id = self.request(method, params)
