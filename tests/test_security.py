@@ -177,7 +177,6 @@ class Session:
     log: Path
     stderr: Path
     audit: Path
-    unshared: bool
 
 
 async def start(tree: Tree, name: str, options: dict[str, object], *, level: str) -> Session:
@@ -186,10 +185,9 @@ async def start(tree: Tree, name: str, options: dict[str, object], *, level: str
     logs.mkdir()
     launcher = logs / "launch.py"
     launcher.write_text(LAUNCHER)
-    session = Session(make_test_lsp_client(), 0, logs / "server.log", logs / "stderr.txt", logs / "audit.txt", False)
+    session = Session(make_test_lsp_client(), 0, logs / "server.log", logs / "stderr.txt", logs / "audit.txt")
     cmd = [sys.executable, str(launcher), "--log-level", level, "serve", "--log-file", str(session.log)]
-    session.unshared = can_unshare()
-    if session.unshared:
+    if can_unshare():
         cmd = ["unshare", "-n", *cmd]
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env["LIVEKV_AUDIT"] = str(session.audit)
