@@ -25,6 +25,7 @@ from lsp_helpers import (
     partial_change,
     pos,
     server_capabilities,
+    units,
 )
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
@@ -228,4 +229,41 @@ async def test_close_then_reopen(client: LanguageClient) -> None:
     state = await document_state(client, doc.uri)
     assert state["mirror"] is None and state["workspace"] is None and state["engine"] is None
     doc = Doc(client, doc.uri, "# v2\n" + SOURCE).open()
+    await assert_in_sync(doc)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_column_past_the_end_of_a_line_is_its_end(client: LanguageClient) -> None:
+    # pygls clamped such a column to one before the end on a last line, in the params our handler then
+    # read: "x = 1" became "x = !1", and after "😀" the column fell inside the emoji and was refused
+    for text in ("x = 1", "a😀", "first\r\nx = 1"):
+        doc = Doc(client, f"file:///project/past_end_{len(text)}.py", text).open()
+        line = text.count("\n")
+        client.text_document_did_change(partial_change(doc.uri, doc.version + 1, pos(line, 99), pos(line, 99), "!"))
+        doc.text, doc.version = text + "!", doc.version + 1
+        await assert_in_sync(doc)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_notification_with_one_bad_change_applies_none_of_its_changes(client: LanguageClient) -> None:
+    doc = Doc(client, "file:///project/atomic.py", SOURCE).open()
+    before, shown = doc.text, len(client.messages)
+    good = doc.change_range(0, 0, "# first\n")
+    bad = types.TextDocumentContentChangePartial(range=types.Range(pos(999, 0), pos(999, 0)), text="oops")
+    doc.send(good, bad)
+    doc.text = before  # refused whole: the editor is told, and the server keeps what it had
+    await assert_in_sync(doc)
+    assert ["past the end" in m.message for m in new_messages(client, shown)] == [True]
+    doc.type(0, "ok")
+    await assert_in_sync(doc)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_only_lsp_line_breaks_end_lines(client: LanguageClient) -> None:
+    # \f, \x85 and \u2028 are line breaks to str.splitlines (and so to pygls' copy) but not to LSP;
+    # a lone \r is one to LSP
+    doc = Doc(client, "file:///project/breaks.py", "a\x0cb\x85c\u2028d\re\n").open()
+    end_of_first = units("a\x0cb\x85c\u2028d", encoding_of(client))
+    client.text_document_did_change(partial_change(doc.uri, 2, pos(0, end_of_first), pos(1, 1), "X"))
+    doc.text, doc.version = "a\x0cb\x85c\u2028dX\n", 2
     await assert_in_sync(doc)
