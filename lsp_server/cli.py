@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
+import os
+import sys
+
+# `python -m lsp_server.cli` puts the working folder first on sys.path, and editors start the server in the
+# user's workspace: a workspace module named like a dependency (`tokenizers.py`) would run. Nothing is imported
+# from there, as with `python -P` (only the editable install or site-packages provide livekv itself).
+if not sys.flags.safe_path and sys.path and sys.path[0] == os.getcwd():
+    del sys.path[0]
+# Before anything imports huggingface_hub, which reads this once: no network at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse  # the imports after the sys.path fix above
 import importlib
 import logging
-import sys
 
 BENCHMARKS = {
     "edits": "benchmarks.edits",
@@ -57,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), handlers=handlers, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # pygls logs every message sent and received at INFO: suggestions and document texts. Only an
+        # explicit --log-level DEBUG lets document text into the logs.
+        logging.getLogger("pygls").setLevel(logging.WARNING)
     if args.command == "serve":
         if rest:
             ap.error(f"unrecognized arguments: {' '.join(rest)}")

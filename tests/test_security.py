@@ -324,12 +324,6 @@ async def test_no_project_code_runs(session: Session, tree: Tree) -> None:
     assert resolved and max(map(int, resolved)) > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`python -m lsp_server.cli serve` (README's VS Code alternative; the extension's working folder is the "
-    "workspace) puts the working folder first on sys.path: a workspace module named like a dependency runs at start; "
-    "`python -P -m ...` does not",
-)
 def test_a_module_started_server_imports_nothing_from_its_working_folder(tmp_path: Path) -> None:
     (tmp_path / "lsprotocol.py").write_text(writes(tmp_path / "ran") + "raise ImportError\n")  # the first import
     cmd = [sys.executable, "-m", "lsp_server.cli", "serve"]
@@ -397,11 +391,6 @@ async def test_no_network_socket_is_ever_opened(session: Session, tree: Tree) ->
     assert all(re.fullmatch(rf"socket\.__new__ \({unix}, .*", e) for e in sockets), sockets
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="huggingface_hub is imported (by completion/rope.py's transformers import) "
-    "before completion/model.py sets HF_HUB_OFFLINE, so its offline constant stays False",
-)
 @pytest.mark.asyncio(loop_scope="module")
 async def test_the_server_itself_puts_hugging_face_offline(session: Session) -> None:
     """Started with HF_HUB_OFFLINE unset, the server runs with huggingface_hub offline all the same."""
@@ -447,11 +436,6 @@ async def test_info_logs_hold_no_document_text(session: Session, tree: Tree) -> 
     assert_no_text_in_logs(session.log, session.stderr, but_pygls_messages=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lsp_server/cli.py leaves pygls' loggers at the --log-level: at INFO they log each message sent "
-    "(suggestions, popup items, livekv/documentState's texts) and the client's answers",
-)
 @pytest.mark.asyncio(loop_scope="module")
 async def test_info_logs_hold_no_protocol_message(session: Session) -> None:
     assert [line for line in session.log.read_text().splitlines() if PYGLS_MESSAGES.match(line)] == []
