@@ -158,7 +158,7 @@ def good_change(doc: LspDoc, data: st.DataObject) -> types.TextDocumentContentCh
     return doc.change_range(a, b, data.draw(inserts))
 
 
-HYPOTHESIS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 counter = iter(range(10**9))
 
 
