@@ -387,6 +387,7 @@ async def session(args: argparse.Namespace, files: list[Path]) -> dict[str, Any]
             "maxTokens": args.max_tokens,
             "contextTokens": args.context_tokens,
             "memoryBudgetMb": args.memory_budget_mb,
+            **dict(args.set),
         }
         await editor.start(options, str(root), log_file=str(log))
         replay = Replay(editor, paths, log, args)
@@ -466,8 +467,8 @@ def print_table(summary: dict[str, Any], file: Any = sys.stdout) -> None:
         ("events (edits + completion requests)", f"{summary['events']} in {summary['wall_s']:.0f} s"),
         (
             "invariant violations",
-            f"{inv['violations']} ({inv['edits_checked']} edits, {inv['documents_checked']} "
-            f"document checks, {inv['checked_without_kv']} of them evicted)",
+            f"{inv['violations']}, {inv['server_errors']} of them server errors ({inv['edits_checked']} edits, "
+            f"{inv['documents_checked']} document checks, {inv['checked_without_kv']} of them evicted)",
         ),
         ("KV max abs error after refresh", f"{inv['kv_max_error']:.2g}" if inv["kv_max_error"] is not None else "-"),
         ("completions", ", ".join(f"{k} {v}" for k, v in sorted(done.items()))),
@@ -492,6 +493,17 @@ def print_table(summary: dict[str, Any], file: Any = sys.stdout) -> None:
         print(f"| {name} | {value} |", file=file)
 
 
+def setting(arg: str) -> tuple[str, Any]:
+    """`--set monitorSyntax=false`: a setting's camelCase key and its JSON value."""
+    key, sep, value = arg.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{arg!r}: expected KEY=JSON")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{arg!r}: the value is not JSON ({err})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="livekv bench soak", description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", nargs="*", default=None, help="Python files to edit (default: 6 stdlib files)")
@@ -506,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-every", type=int, default=100, help="events between RSS samples")
     ap.add_argument("--kv-tolerance", type=float, default=1e-3, help="largest KV difference from a re-encode")
     ap.add_argument("--slack-mb", type=int, default=128, help="RSS allowed above load + warm-up + budget")
+    ap.add_argument(
+        "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the summary here")
     args = ap.parse_args(argv)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
