@@ -89,7 +89,8 @@ class LiveKVServer(LanguageServer):
         data = error.data if isinstance(error, JsonRpcException) else None
         frames = data.get("traceback") if isinstance(data, dict) else None
         last = re.search(r"line \d+, in (\S+)", frames[-1]) if frames else None
-        where = f"the handler {last.group(1)}" if last else "pygls"
+        kind = "request" if source is FeatureRequestError else "notification"
+        where = f"{last.group(1)} (in a {kind} handler)" if last else "pygls"
         if frames and source is not FeatureRequestError:  # pygls logs a request's traceback itself
             self.log.error("%s failed: %s\n%s", where, error, "".join(frames))
         self.fault(where, error)

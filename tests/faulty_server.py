@@ -16,8 +16,8 @@ Kinds:
   inline-bug      a ValueError inside the textDocument/inlineCompletion handler (on the event loop)
   sync-bug        a KeyError inside the textDocument/didChange handler (on the event loop), after
                   pygls has applied the change to its copy of the document
-  change-bug      a KeyError in the middle of the worker's update of a document's cache: the
-                  document's text is edited, its tokens and KV are not
+  change-bug      a KeyError in the middle of the worker's update of a document's cache for an
+                  edit: its text and KV are patched, its token list is not
   complete-bug    a KeyError inside the worker's inline completion, after decoding
   refresh-bug     a RuntimeError in the worker's background re-encoding of stale positions
 """
@@ -91,15 +91,24 @@ def install(kind: str, switch: Path, hang: float) -> None:
     elif kind == "sync-bug":
         sync.did_change = failing(sync.did_change, switch, raiser(KeyError("injected didChange bug")))
     elif kind == "change-bug":
-        real = live.LiveDocument.apply_edits
+        real_apply_edits, real_rotating = live.LiveDocument.apply_edits, live.LiveDocument._apply_rotating
+        editing = [False]  # inside an edit from a didChange while the fault is on
 
-        def half_done(doc: live.LiveDocument, edits: Any, cursor: int | None = None) -> Any:
-            if edits and active(switch):
-                doc._edit_document(edits)  # the text changes; tokens, layout and KV do not
-                raise KeyError("injected bug in the cache update")
-            return real(doc, edits, cursor)
+        def apply_edits(doc: live.LiveDocument, edits: Any, cursor: int | None = None) -> Any:
+            editing[0] = bool(edits) and active(switch)
+            try:
+                return real_apply_edits(doc, edits, cursor)
+            finally:
+                editing[0] = False
 
-        live.LiveDocument.apply_edits = half_done  # type: ignore[method-assign]
+        def rotating(doc: live.LiveDocument, splices: Any, n_old: int) -> int:
+            encoded = real_rotating(doc, splices, n_old)  # the text and the KV are patched ...
+            if editing[0]:
+                raise KeyError("injected bug in the cache update")  # ... the token list is not
+            return encoded
+
+        live.LiveDocument.apply_edits = apply_edits  # type: ignore[method-assign]
+        live.LiveDocument._apply_rotating = rotating  # type: ignore[method-assign]
     elif kind == "complete-bug":
         suggest.postprocess = failing(suggest.postprocess, switch, raiser(KeyError("injected bug after decoding")))
     elif kind == "refresh-bug":

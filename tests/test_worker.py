@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from completion.engine import Engine
 from completion.kvcache import KVCache
@@ -25,6 +26,7 @@ from lsp_server.settings import Settings
 from lsp_server.worker import CONTEXT_STEP_CHARS, ModelWorker, Request
 
 URI = "file:///work/inventory.py"
+OTHER_URI = "file:///work/inventory_copy.py"
 SOURCE = '''import os
 
 
@@ -343,3 +345,68 @@ def test_shutdown_between_the_idle_check_and_the_submit_is_harmless(
     on_worker(worker, worker.open, URI, SOURCE)
     worker._lock = ShutdownOnRelease(worker)  # type: ignore[assignment]
     worker._start_background()  # runs on the idle timer's thread in the server
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+def record_faults(worker: ModelWorker) -> list[Exception]:
+    faults: list[Exception] = []
+    worker.on_fault = lambda where, err: faults.append(err)
+    return faults
+
+
+def out_of_memory(*args: Any, **kwargs: Any) -> None:
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+
+
+def drafts_of(answer: Any) -> list[str]:
+    assert answer is not None
+    return [d.text for d in answer.drafts]
+
+
+def test_a_pass_that_fails_before_decoding_leaves_the_cache_whole(
+    make_worker: Callable[..., ModelWorker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prompt's logits are not known (as after some edits) and the pass that computes them fails."""
+    worker = make_worker()
+    faults = record_faults(worker)
+    worker.latest[URI] = 1
+    on_worker(worker, worker.open, URI, SOURCE)
+    doc = on_worker(worker, worker.store.get, URI)
+    reference = drafts_of(on_worker(worker, worker.complete, Request(URI, 1, len(SOURCE))))
+    on_worker(worker, setattr, doc, "next_logits", None)
+    monkeypatch.setattr(doc.engine.runner, "forward", out_of_memory)
+    assert on_worker(worker, worker.complete, Request(URI, 1, len(SOURCE))) is None  # answered, empty
+    monkeypatch.undo()
+    # the error itself is reported, not an assertion of the cleanup it would have upset
+    assert [type(err) for err in faults] == [torch.OutOfMemoryError]
+    assert on_worker(worker, lambda: URI in worker.store)  # decoding failed, the cache did not: it is kept
+    assert_valid(worker, doc, exact=True)
+    assert drafts_of(on_worker(worker, worker.complete, Request(URI, 1, len(SOURCE)))) == reference
+
+
+def test_an_update_that_fails_drops_the_cache_until_the_next_request(
+    make_worker: Callable[..., ModelWorker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = make_worker()
+    faults = record_faults(worker)
+    on_worker(worker, worker.open, URI, SOURCE)
+    runner = on_worker(worker, worker.store.get, URI).engine.runner
+    at = len("import os")
+    edited = SOURCE[:at] + ", sys" + SOURCE[at:]
+    monkeypatch.setattr(runner, "forward", out_of_memory)
+    on_worker(worker, worker.change, URI, [TextEdit(at, at, ", sys")], edited)
+    monkeypatch.undo()
+    assert [type(err) for err in faults] == [torch.OutOfMemoryError]
+    assert not on_worker(worker, lambda: URI in worker.store)  # half-patched: dropped
+    assert on_worker(worker, worker.text_of, URI) == edited
+    typed = edited + "\n"
+    on_worker(worker, worker.change, URI, [TextEdit(len(edited), len(edited), "\n")], typed)
+    assert on_worker(worker, worker.text_of, URI) == typed  # edits go to the text until a request
+    worker.latest[URI] = worker.latest[OTHER_URI] = 2
+    answer = drafts_of(on_worker(worker, worker.complete, Request(URI, 2, len(typed))))
+    on_worker(worker, worker.open, OTHER_URI, typed)
+    assert answer == drafts_of(on_worker(worker, worker.complete, Request(OTHER_URI, 2, len(typed))))
+    assert_valid(worker, on_worker(worker, worker.store.get, URI), exact=True)
+    assert len(faults) == 1
