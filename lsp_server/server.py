@@ -274,11 +274,16 @@ async def initialized(ls: LiveKVServer, params: types.InitializedParams) -> None
     done = asyncio.get_running_loop().create_future()
 
     def index() -> None:
-        count = sum(ls.worker.index_folder(root) for root in ls.roots) if ls.settings.cross_file_chars > 0 else 0
-        ls.log.info("indexed %d workspace files for cross-file context", count)
-        reports = [ls.worker.index_project(root).result() for root in ls.roots] if ls.settings.drafting else []
-        files = sum(r.files for r in reports if r is not None)
-        done.get_loop().call_soon_threadsafe(done.set_result, max(count, files))
+        files = 0
+        try:
+            count = sum(ls.worker.index_folder(root) for root in ls.roots) if ls.settings.cross_file_chars > 0 else 0
+            ls.log.info("indexed %d workspace files for cross-file context", count)
+            reports = [ls.worker.index_project(root).result() for root in ls.roots] if ls.settings.drafting else []
+            files = max(count, sum(r.files for r in reports if r is not None))
+        except Exception as err:  # a fault like any other: the index is partial, the progress still ends
+            ls.fault("workspace indexing", err)
+        finally:
+            done.get_loop().call_soon_threadsafe(done.set_result, files)
 
     threading.Thread(target=index, name="livekv-index", daemon=True).start()
     await ls.progress("indexing workspace", done, lambda: f"{done.result()} files")

@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from completion.context import SnippetIndex
@@ -50,6 +50,7 @@ from monitors.chain import MonitorConfig, Monitors
 from monitors.syntax import complete_statements
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 REFRESH_CHUNK = 16  # stale tokens re-encoded per background step (~50-100 ms on 2 CPU cores)
 CONTEXT_STEP_CHARS = 300  # cross-file context grows by about this much per background step
 QUERY_LINES = 30  # lines above the cursor that pick the cross-file snippets
@@ -159,12 +160,24 @@ class ModelWorker:
             )
             return report
 
-        return self._indexer.submit(run)
+        return self._on_indexer(run)
 
-    def files_changed(self, paths: list[str]) -> Future[int]:
+    def files_changed(self, paths: list[str]) -> Future[int | None]:
         """Files created, changed or deleted on disk (`workspace/didChangeWatchedFiles`)."""
         project, roots = self.project, list(self.roots)
-        return self._indexer.submit(lambda: 0 if project is None else project.files_changed(paths, roots))
+        return self._on_indexer(lambda: 0 if project is None else project.files_changed(paths, roots))
+
+    def _on_indexer(self, fn: Callable[[], T]) -> Future[T | None]:
+        """`fn()` on the indexing thread; an exception is a fault (as on the model thread), the answer None."""
+
+        def run() -> T | None:
+            try:
+                return fn()
+            except Exception as err:
+                self.on_fault("the project indexer", err)
+                return None
+
+        return self._indexer.submit(run)
 
     def _queue_for_index(self, uri: str, text: str | None) -> None:
         """Record an open document's text (None: closed) and have the indexer take the newest."""
@@ -172,7 +185,7 @@ class ModelWorker:
             first = not self._to_index
             self._to_index[uri] = text
         if first and not self._closed:
-            self._indexer.submit(self._index_documents)
+            self._on_indexer(self._index_documents)
 
     def _index_documents(self) -> None:
         with self._lock:

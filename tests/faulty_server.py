@@ -20,6 +20,7 @@ Kinds:
                   edit: its text and KV are patched, its token list is not
   complete-bug    a KeyError inside the worker's inline completion, after decoding
   refresh-bug     a RuntimeError in the worker's background re-encoding of stale positions
+  index-bug       a RuntimeError in the walk of a workspace folder for the project index
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 import jedi
 import torch
 
-from completion import live, runner, suggest
+from completion import live, project, runner, suggest
 from lsp_server import cli, inline, sync
 from monitors import analysis
 
@@ -114,6 +115,10 @@ def install(kind: str, switch: Path, hang: float) -> None:
     elif kind == "refresh-bug":
         error = RuntimeError("injected bug in refresh")
         live.LiveDocument.refresh = failing(live.LiveDocument.refresh, switch, raiser(error))  # type: ignore[method-assign]
+    elif kind == "index-bug":
+        walk = project.ProjectIndex.index_folder
+        error = RuntimeError("injected bug in the project walk")
+        project.ProjectIndex.index_folder = failing(walk, switch, raiser(error))  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown fault kind {kind!r}")
 

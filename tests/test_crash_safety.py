@@ -32,6 +32,7 @@ KINDS = (
     "change-bug",
     "complete-bug",
     "refresh-bug",
+    "index-bug",
 )
 FOLDER = Path(tempfile.mkdtemp(prefix="livekv-faults-"))  # switch files and the server's log
 LOG = FOLDER / "server.log"
@@ -49,7 +50,13 @@ FAULTY = ClientServerConfig(
 SECRET = "zq_private_value = 7193"  # in every document: never in the log
 SOURCE = f"{SECRET}\n\n\ndef total(prices):\n    result = 0\n    for price in prices:\n        result = "
 MEMBER = f"{SECRET}\nimport os\n\n\ndef home():\n    return os.path."  # a member trigger: jedi is asked
-OPTIONS = {"maxTokens": 8, "crossFileChars": 0, "idleRefreshMs": 600_000, "jediTimeoutMs": 200, "debounceMs": 0}
+OPTIONS = {
+    "maxTokens": 8,
+    "crossFileChars": 0,
+    "idleRefreshMs": 600_000,
+    "jediTimeoutMs": 200,
+    "debounceMs": 0,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,7 +67,16 @@ def remove_folder() -> Iterator[None]:
 
 @pytest_lsp.fixture(scope="module", config=FAULTY)
 async def client(lsp_client: LanguageClient, tiny_model_dir: str):
-    await initialize(lsp_client, "visual-studio-code", {**OPTIONS, "modelPath": tiny_model_dir})
+    workspace = FOLDER / "workspace"
+    workspace.mkdir()
+    (workspace / "util.py").write_text("def helper(x):\n    return x + 1\n", encoding="utf-8")
+    async with fault("index-bug"):  # the walk of the workspace for the project index fails
+        await initialize(
+            lsp_client, "visual-studio-code", {**OPTIONS, "modelPath": tiny_model_dir}, root_uri=workspace.as_uri()
+        )
+        await eventually(lambda: len(indexing(lsp_client)) == 2, what="the end of the indexing progress")
+    # then no drafting: one forward pass per token, so a pass that fails is in the middle of decoding
+    configure(lsp_client, {"drafting": False})
     warm = opened(lsp_client, "warm_up.py", MEMBER)  # jedi's first answer takes seconds: wait for it here
     with jedi_waited_for(lsp_client):
         await suggestion(warm)
@@ -77,6 +93,14 @@ def jedi_waited_for(client: LanguageClient) -> Iterator[None]:
         yield
     finally:
         configure(client, {"jediTimeoutMs": OPTIONS["jediTimeoutMs"]})
+
+
+def indexing(client: LanguageClient) -> list[object]:
+    """The reports of the workspace indexing progress."""
+    for reports in client.progress_reports.values():
+        if reports and isinstance(reports[0], types.WorkDoneProgressBegin) and "indexing" in reports[0].title:
+            return reports
+    return []
 
 
 def configure(client: LanguageClient, settings: dict[str, object]) -> None:
@@ -139,12 +163,24 @@ async def told_once(client: LanguageClient, since: int, needle: str) -> None:
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_a_bug_in_the_workspace_indexing(client: LanguageClient) -> None:
+    """The fixture's server started with it: the progress ended all the same, and it was told once."""
+    end = indexing(client)[-1]
+    assert isinstance(end, types.WorkDoneProgressEnd) and end.message == "0 files"
+    await told_once(client, 0, "internal error in the project indexer (RuntimeError: injected bug in the project walk")
+    doc = opened(client, "after_index.py", SOURCE)
+    assert await suggestion(doc)  # the model worker serves
+    doc.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_the_model_running_out_of_memory(client: LanguageClient) -> None:
     since = len(client.messages)
     doc = opened(client, "oom.py", SOURCE)
     before = await suggestion(doc)
-    tokens = (await document_state(client, doc.uri))["cachedTokens"]
-    assert before  # the reference is a real suggestion
+    state = await document_state(client, doc.uri)
+    tokens = state["cachedTokens"]
+    assert before and state["lastSuggestion"][0][0] > 3  # a real suggestion, decoded in more than three passes
     async with fault("forward-oom", let_through=2):  # two decoding passes, then out of memory
         assert await suggestion(doc) == ()
     # the draft's tokens were taken off the cache: it holds the document's tokens, and suggests the same
