@@ -79,8 +79,12 @@ class LiveKVServer(LanguageServer):
             self.log.error("%s failed again (%s, %d times)", where, type(err).__name__, count)
             return
         self.log.error("%s failed", where, exc_info=err)
-        if self.loop is not None:
+        if self.loop is None:
+            return
+        try:
             self.loop.call_soon_threadsafe(self.show, fault_message(where, err), types.MessageType.Error)
+        except RuntimeError:  # the event loop is closed: the session is over, there is no one to tell
+            pass
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """pygls' report of an exception in a handler `guarded`/`resyncing` do not wrap, or in pygls itself.
@@ -105,7 +109,9 @@ class LiveKVServer(LanguageServer):
             return
         self.worker.latest[uri] = mirror.version
         self.worker.submit(self.worker.open, uri, mirror.text)
-        self.workspace.put_text_document(types.TextDocumentItem(uri, "python", mirror.version, mirror.text))
+        known = self.workspace.text_documents.get(uri)
+        language = known.language_id if known is not None and known.language_id else "python"
+        self.workspace.put_text_document(types.TextDocumentItem(uri, language, mirror.version, mirror.text))
 
     def report_settings(self, problems: list[str]) -> None:
         """A bad setting is logged and sent to the editor's log (it was replaced by its default)."""
@@ -202,23 +208,22 @@ def fault_message(where: str, err: Exception) -> str:
     return f"internal error in {where} ({what}); livekv goes on (the traceback is in its log, repeats are only logged)"
 
 
-def guarded(method: str, empty: T) -> Callable[[Callable[[LiveKVServer, P], Awaitable[T]]], Any]:
+def guarded(
+    method: str, handler: Callable[[LiveKVServer, P], Awaitable[T]], empty: T
+) -> Callable[[LiveKVServer, P], Awaitable[T]]:
     """A completion handler whose exceptions are faults answered with `empty`: the editor sends these
     requests by itself as the user types, and would report each error response (VS Code pops up
     "Request ... failed", Neovim prints it), while the fault is already told once."""
 
-    def wrap(handler: Callable[[LiveKVServer, P], Awaitable[T]]) -> Callable[[LiveKVServer, P], Awaitable[T]]:
-        @functools.wraps(handler)  # pygls reads the signature (`ls` first) to pass the server
-        async def run(ls: LiveKVServer, params: P) -> T:
-            try:
-                return await handler(ls, params)
-            except Exception as err:
-                ls.fault(method, err)
-                return empty
+    @functools.wraps(handler)  # pygls reads the signature (`ls` first) to pass the server
+    async def run(ls: LiveKVServer, params: P) -> T:
+        try:
+            return await handler(ls, params)
+        except Exception as err:
+            ls.fault(method, err)
+            return empty
 
-        return run
-
-    return wrap
+    return run
 
 
 def resyncing(method: str, handler: Callable[[LiveKVServer, Any], None]) -> Callable[[LiveKVServer, Any], None]:
@@ -231,7 +236,10 @@ def resyncing(method: str, handler: Callable[[LiveKVServer, Any], None]) -> Call
             handler(ls, params)
         except Exception as err:
             ls.fault(method, err)
-            ls.resync(params.text_document.uri)
+            uri = params.text_document.uri
+            if method == types.TEXT_DOCUMENT_DID_CLOSE:  # closed in the editor, whatever failed
+                ls.mirrors.pop(uri, None)
+            ls.resync(uri)
 
     return run
 
@@ -321,9 +329,9 @@ def build_server() -> LiveKVServer:
         (types.TEXT_DOCUMENT_DID_CLOSE, sync.did_close),
     ):
         ls.feature(method)(resyncing(method, handler))
-    inline_completion = guarded(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline.EMPTY)(inline.inline_completion)
+    inline_completion = guarded(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline.inline_completion, inline.EMPTY)
     ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(inline_completion)
-    completion = guarded(types.TEXT_DOCUMENT_COMPLETION, popup.EMPTY)(popup.completion)
+    completion = guarded(types.TEXT_DOCUMENT_COMPLETION, popup.completion, popup.EMPTY)
     ls.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["."]))(completion)
     ls.feature("livekv/documentState")(debug.document_state)
     return ls
