@@ -21,6 +21,8 @@ Kinds:
   complete-bug    a KeyError inside the worker's inline completion, after decoding
   refresh-bug     a RuntimeError in the worker's background re-encoding of stale positions
   index-bug       a RuntimeError in the walk of a workspace folder for the project index
+  config-bug      a KeyError inside workspace/didChangeConfiguration, a handler livekv does not
+                  wrap itself (pygls reports it through the server's report_server_error)
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import jedi
 import torch
 
 from completion import live, project, runner, suggest
-from lsp_server import cli, inline, sync
+from lsp_server import cli, inline, settings, sync
 from monitors import analysis
 
 
@@ -119,6 +121,9 @@ def install(kind: str, switch: Path, hang: float) -> None:
         walk = project.ProjectIndex.index_folder
         error = RuntimeError("injected bug in the project walk")
         project.ProjectIndex.index_folder = failing(walk, switch, raiser(error))  # type: ignore[method-assign]
+    elif kind == "config-bug":
+        parse = settings.Settings.from_json
+        settings.Settings.from_json = failing(parse, switch, raiser(KeyError("injected settings bug")))  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown fault kind {kind!r}")
 

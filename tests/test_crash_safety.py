@@ -33,6 +33,7 @@ KINDS = (
     "complete-bug",
     "refresh-bug",
     "index-bug",
+    "config-bug",
 )
 FOLDER = Path(tempfile.mkdtemp(prefix="livekv-faults-"))  # switch files and the server's log
 LOG = FOLDER / "server.log"
@@ -330,6 +331,21 @@ async def test_a_bug_in_the_background_refresh(client: LanguageClient) -> None:
     await told_once(client, since, "internal error in the model worker (background step) (RuntimeError")
     await assert_in_sync(doc)
     assert await suggestion(doc) == await clean(client, doc)
+    doc.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_bug_in_a_handler_pygls_reports(client: LanguageClient) -> None:
+    since = len(client.messages)
+    doc = opened(client, "config_bug.py", SOURCE)
+    before = await suggestion(doc)
+    async with fault("config-bug"):
+        for tokens in (4, 5, 6):
+            configure(client, {"maxTokens": tokens})  # fails: the settings stay as they were
+        await told_once(client, since, "(in a notification handler) (JsonRpcInternalError: KeyError: 'injected")
+        assert await suggestion(doc) == before  # pygls' own report would have shut its thread pool down
+    configure(client, {"maxTokens": OPTIONS["maxTokens"]})
+    await assert_in_sync(doc)
     doc.close()
 
 
