@@ -1,4 +1,4 @@
-"""ModelWorker without LSP: idle refresh, superseded and cancelled requests, usePie=false, cross-file context.
+"""ModelWorker without LSP: idle refresh, superseded and cancelled requests, usePie=false, cross-file context, faults.
 
 The worker gets a tiny random model directly (no load()); jobs go through `submit` like the server's.
 Waiting is a polling loop on jobs submitted to the worker: every job re-arms the idle timer, so the
