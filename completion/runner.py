@@ -144,9 +144,11 @@ class Runner:
         return 2 * self.n_layers * self.n_kv_heads * self.head_dim * 4
 
     def new_buffer(self, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Empty keys and values: (layers, kv_heads, capacity, head_dim) each, fp32."""
+        """Empty keys and values: (layers, kv_heads, capacity, head_dim) each, fp32. Never inference
+        tensors, even when decoding (inference mode) grows a cache: an edit's move updates them in place."""
         shape = (self.n_layers, self.n_kv_heads, capacity, self.head_dim)
-        return torch.empty(shape, device=self.device), torch.empty(shape, device=self.device)
+        with torch.inference_mode(False):
+            return torch.empty(shape, device=self.device), torch.empty(shape, device=self.device)
 
     @torch.inference_mode()
     def forward(

@@ -113,6 +113,18 @@ def test_buffer_grows_in_steps_and_copies_keep_their_contents() -> None:
     assert not torch.equal(kv.keys[:, :, 5:8], snapshot[:, :, 5:8])
 
 
+def test_a_buffer_grown_while_decoding_can_be_patched_after_it() -> None:
+    """Decoding runs under inference mode; a buffer it grew must still take an edit's in-place move
+    (an inference tensor refuses in-place updates outside inference mode: found by the soak run)."""
+    kv = KVCache(Runner(tiny_model("llama", VOCAB)))
+    with torch.inference_mode():
+        kv.encode(IDS[:10])
+        kv.reserve(kv.capacity + 1)
+    kv.move([(2, 10, 3)], 13, None)
+    kv.encode(IDS[:3], at=2)
+    assert len(kv) == 13
+
+
 @pytest.mark.parametrize("weight_format", ["int8", "int4-wo"])
 def test_cpu_only_formats_are_refused_on_a_gpu_before_anything_is_built(weight_format: str) -> None:
     with pytest.raises(ValueError, match="CPU kernels only"):
