@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import sys
 import threading
 import time
@@ -53,11 +54,23 @@ class LiveKVServer(LanguageServer):
         self.roots: list[str] = []
         self.client_progress = False
         self.client_watches_files = False  # the client can register workspace/didChangeWatchedFiles
+        self.started = False  # `initialized` has been handled (it loads the model)
 
     def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
         """Serve over stdio with livekv's reader (`LiveKVProtocol.serve_io`) instead of pygls' loop."""
         assert isinstance(self.protocol, LiveKVProtocol)
         self.protocol.serve_io(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer)
+
+    def start_tcp(self, host: str, port: int) -> None:
+        """Serve one client on host:port with the same reader as stdio (pygls' TCP loop has none of its
+        checks). The CLI passes 127.0.0.1 only."""
+        with socket.create_server((host, port)) as listener:
+            self.log.info("listening on %s:%d", host, port)
+            connection, peer = listener.accept()
+        self.log.info("client connected from %s:%d", *peer[:2])
+        with connection, connection.makefile("rb") as reader, connection.makefile("wb") as writer:
+            assert isinstance(self.protocol, LiveKVProtocol)
+            self.protocol.serve_io(reader, writer)
 
     def show(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
         self.log.warning("%s", message)
@@ -194,6 +207,10 @@ def initialize(ls: LiveKVServer, params: types.InitializeParams) -> None:
 
 
 async def initialized(ls: LiveKVServer, params: types.InitializedParams) -> None:
+    if ls.started:  # a client that says it twice gets one model load and one workspace walk
+        ls.log.warning("initialized received again; ignored")
+        return
+    ls.started = True
     loading = asyncio.wrap_future(ls.worker.submit(ls.worker.load))
     await ls.progress("loading model", loading, lambda: ls.worker.model_name or "failed")
     if ls.worker.load_error:

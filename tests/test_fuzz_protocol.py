@@ -14,8 +14,13 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -389,3 +394,32 @@ def test_requests_after_shutdown_are_refused_and_exit_ends_the_process(server: R
     assert reply["error"]["code"] == -32600 and "shutting down" in reply["error"]["message"]
     server.notify("exit")
     assert server.wait(timeout=60) == 0
+
+
+def test_tcp_uses_the_same_reader(tmp_path: Path) -> None:
+    """`serve --tcp` reads with livekv's reader too: garbage first is answered, a lowercase header is read
+    (pygls' TCP loop answered neither and ignored every later message)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "lsp_server.cli", "serve", "--tcp", str(port)]
+    server = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                connection = socket.create_connection(("127.0.0.1", port), timeout=60)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server never listened"
+                time.sleep(0.1)
+        with connection, connection.makefile("rb") as replies:
+            connection.sendall(frame(b"{not json"))
+            body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "shutdown"}).encode()
+            connection.sendall(b"content-length: %d\r\n\r\n" % len(body) + body)
+            answers = [json.loads(read_frame(replies)) for _ in range(2)]  # type: ignore[arg-type]
+        assert answers[0]["error"]["code"] == -32700 and answers[0]["id"] is None
+        assert answers[1] == {"jsonrpc": "2.0", "id": 7, "result": None}
+    finally:
+        server.kill()
+        server.wait(timeout=30)

@@ -126,6 +126,17 @@ async def test_workspace_indexing_reports_progress(client: LanguageClient) -> No
     assert isinstance(end, types.WorkDoneProgressEnd) and end.message == "3 files"  # the .py files only
 
 
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_second_initialized_loads_and_indexes_nothing_again(client: LanguageClient) -> None:
+    await eventually(lambda: len(progress_titled(client, "livekv: indexing workspace")) == 2, what="indexing")
+    tokens = set(client.progress_reports)
+    client.protocol.notify(types.INITIALIZED, types.InitializedParams())
+    for _ in range(3):  # round trips: a second load would have asked for its progress token by now
+        await document_state(client, "file:///nothing.py")
+        await asyncio.sleep(0.2)
+    assert set(client.progress_reports) == tokens
+
+
 async def gains_cross_file_context(client: LanguageClient, doc: Doc, *, timeout: float) -> None:
     """Open `doc` without cross-file context, then allow it: once idle, the worker grows the document's
     prompt with workspace snippets, so the cache holds more tokens (the document text stays the same)."""
