@@ -125,4 +125,4 @@ def test_a_short_soak_runs_through_the_server_and_checks_as_it_goes(tmp_path: Pa
     memory = summary["memory"]
     assert len(memory["samples"]) >= 5 and memory["rss_after_load_mb"] > 0 and "slope_mb_per_1k_events" in memory
     assert set(report["load_average"]) == {"before", "after", "cpus"}
-    assert "| invariant violations | 0 " in out.stdout
+    assert "| invariant violations | 0, 0 of them server errors " in out.stdout
