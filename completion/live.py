@@ -366,3 +366,25 @@ def diff_splice(old: list[int], new: list[int]) -> Splice | None:
     while s < n - p and old[-1 - s] == new[-1 - s]:
         s += 1
     return Splice(p, len(old) - s, tuple(new[p : len(new) - s]))
+
+
+def fresh_layout(doc: LiveDocument) -> list[int]:
+    """The prompt a document with this text, cursor and context must hold (the invariant above),
+    from a fresh tokenization of its text and of its cross-file context."""
+    return build_layout(
+        TokenizedText(doc.engine.tokenizer, doc.text),
+        doc.cursor,
+        head=doc._head_tokens(doc.context),
+        fim=doc.fim,
+        window_start=doc.layout.window_start,
+        suffix_tokens=doc.suffix_tokens,
+    ).tokens
+
+
+def kv_error(doc: LiveDocument) -> float:
+    """Largest absolute difference between the document's KV and a full re-encode of its tokens."""
+    ref = KVCache(doc.engine.runner)
+    ref.encode(doc.tokens)
+    n = len(doc.tokens)
+    keys = (doc.kv.keys[:, :, :n] - ref.keys[:, :, :n]).abs().max().item()
+    return max(keys, (doc.kv.values[:, :, :n] - ref.values[:, :, :n]).abs().max().item())

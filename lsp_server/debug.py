@@ -12,10 +12,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from completion.kvcache import KVCache
-from completion.layout import build_layout
-from completion.live import LiveDocument
-from completion.tokens import TokenizedText
+from completion.live import fresh_layout, kv_error
 
 if TYPE_CHECKING:
     from lsp_server.server import LiveKVServer
@@ -67,25 +64,3 @@ def check_cache(worker: ModelWorker, uri: str) -> dict[str, object]:
         "staleBefore": stale,
         "checkMs": round(1000 * (time.perf_counter() - t0), 1),
     }
-
-
-def fresh_layout(doc: LiveDocument) -> list[int]:
-    """The prompt a document with this text, cursor and context must hold (LiveDocument's invariant),
-    from a fresh tokenization of its text and of its cross-file context."""
-    return build_layout(
-        TokenizedText(doc.engine.tokenizer, doc.text),
-        doc.cursor,
-        head=doc._head_tokens(doc.context),
-        fim=doc.fim,
-        window_start=doc.layout.window_start,
-        suffix_tokens=doc.suffix_tokens,
-    ).tokens
-
-
-def kv_error(doc: LiveDocument) -> float:
-    """Largest absolute difference between the document's KV and a full re-encode of its tokens."""
-    ref = KVCache(doc.engine.runner)
-    ref.encode(doc.tokens)
-    n = len(doc.tokens)
-    keys = (doc.kv.keys[:, :, :n] - ref.keys[:, :, :n]).abs().max().item()
-    return max(keys, (doc.kv.values[:, :, :n] - ref.values[:, :, :n]).abs().max().item())

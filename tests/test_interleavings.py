@@ -26,11 +26,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_worker import fresh_layout, kv_error
 
 from completion.drafter import Drafter
 from completion.engine import Engine
-from completion.live import LiveDocument, TextEdit
+from completion.live import LiveDocument, TextEdit, fresh_layout, kv_error
 from completion.ngrams import NgramModel
 from completion.project import ProjectIndex
 from completion.vocab import Vocabulary

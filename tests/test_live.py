@@ -13,11 +13,9 @@ from transformers import PreTrainedTokenizerBase
 
 from completion.engine import Engine
 from completion.kvcache import KVCache
-from completion.layout import build_layout
-from completion.live import LiveDocument, TextEdit, UpdatePolicy, diff_splice, map_cursor
+from completion.live import LiveDocument, TextEdit, UpdatePolicy, diff_splice, fresh_layout, map_cursor
 from completion.runner import RunnerUnsupported
 from completion.store import DocumentStore
-from completion.tokens import TokenizedText
 from tests.conftest import TINY, tiny_model
 
 SOURCE = '''import os
@@ -149,18 +147,6 @@ def test_map_cursor_follows_typing_and_shifts() -> None:
     assert map_cursor(10, [TextEdit(8, 12, "q")]) == 9  # caret inside replaced text
 
 
-def expected_layout(live: LiveDocument) -> list[int]:
-    fresh = TokenizedText(live.engine.tokenizer, live.text)
-    return build_layout(
-        fresh,
-        live.cursor,
-        head=live._head,
-        fim=live.fim,
-        window_start=live.layout.window_start,
-        suffix_tokens=live.suffix_tokens,
-    ).tokens
-
-
 @pytest.fixture(scope="module")
 def fim_engine(tokenizer: PreTrainedTokenizerBase) -> Engine:
     """The embedded tokenizer plus StarCoder FIM markers, on a tiny model (the FIM layout)."""
@@ -191,7 +177,7 @@ def test_cache_tokens_equal_layout_of_fresh_tokenization(
         if caret < 0.3:  # sometimes the cursor jumps elsewhere, like a click
             live.move_cursor(int(caret / 0.3 * len(live.text)))
         live.apply_edits([TextEdit(start, end, text)])
-        assert live.tokens == expected_layout(live)
+        assert live.tokens == fresh_layout(live)
         assert len(live.kv) == len(live.tokens) <= window
     live.refresh()
     assert max_diff(live.kv, full_encode(engine, live.tokens), 0, len(live.tokens)) <= 1e-4
@@ -204,7 +190,7 @@ def test_long_file_keeps_a_window_and_stays_exact_after_refresh(tiny_engine: Cal
     assert live.layout.window_start > 0 and len(live.tokens) <= 256
     for _ in range(30):  # typing at the end pushes the window forward by rotation
         live.apply_edits([TextEdit(len(live.text), len(live.text), "value = 1\n")])
-        assert len(live.tokens) <= 256 and live.tokens == expected_layout(live)
+        assert len(live.tokens) <= 256 and live.tokens == fresh_layout(live)
     live.refresh()
     assert max_diff(live.kv, full_encode(engine, live.tokens), 0, len(live.tokens)) <= 1e-4
 
@@ -213,7 +199,7 @@ def test_context_segment_change_is_a_splice(tiny_engine: Callable[[str], Engine]
     live = LiveDocument(tiny_engine("llama"), SOURCE, fim=False, context="# from utils.py\ndef helper(): pass\n")
     stats = live.set_context("# from utils.py\ndef helper(x): pass\n")
     assert 0 < stats.encoded < 10
-    assert live.tokens == expected_layout(live)
+    assert live.tokens == fresh_layout(live)
 
 
 def test_store_evicts_least_recently_used_caches(tiny_engine: Callable[[str], Engine]) -> None:

@@ -17,10 +17,7 @@ import pytest
 import torch
 
 from completion.engine import Engine
-from completion.kvcache import KVCache
-from completion.layout import build_layout
-from completion.live import LiveDocument, TextEdit, UpdatePolicy
-from completion.tokens import TokenizedText
+from completion.live import LiveDocument, TextEdit, UpdatePolicy, fresh_layout, kv_error
 from completion.vocab import Vocabulary
 from lsp_server.settings import Settings
 from lsp_server.worker import CONTEXT_STEP_CHARS, ModelWorker, Request
@@ -97,27 +94,6 @@ def wait_until(worker: ModelWorker, condition: Callable[[], bool]) -> bool:
             return True
         time.sleep(POLL_SECONDS)
     return False
-
-
-def fresh_layout(doc: LiveDocument) -> list[int]:
-    """The prompt a document with this text, cursor and context must hold (LiveDocument's invariant)."""
-    return build_layout(
-        TokenizedText(doc.engine.tokenizer, doc.text),
-        doc.cursor,
-        head=doc._head,
-        fim=doc.fim,
-        window_start=doc.layout.window_start,
-        suffix_tokens=doc.suffix_tokens,
-    ).tokens
-
-
-def kv_error(doc: LiveDocument) -> float:
-    """Largest difference between the document's KV and a full re-encode of its tokens."""
-    ref = KVCache(doc.engine.runner)
-    ref.encode(doc.tokens)
-    n = len(doc.tokens)
-    keys = (doc.kv.keys[:, :, :n] - ref.keys[:, :, :n]).abs().max().item()
-    return max(keys, (doc.kv.values[:, :, :n] - ref.values[:, :, :n]).abs().max().item())
 
 
 def assert_valid(worker: ModelWorker, doc: LiveDocument, *, exact: bool) -> None:
