@@ -14,6 +14,7 @@ if not sys.flags.safe_path and sys.path and sys.path[0] == os.getcwd():
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # the imports after the sys.path fix above
+import ctypes
 import importlib
 import logging
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unrecognized arguments: {' '.join(rest)}")
         from lsp_server.server import build_server
 
+        return_freed_memory()
         server = build_server()
         if args.tcp is not None:
             server.start_tcp("127.0.0.1", args.tcp)
@@ -91,6 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     from lsp_server.demo import main as demo
 
     return demo(rest)
+
+
+MMAP_THRESHOLD = 1 << 20  # bytes: blocks this large get their own mapping, unmapped when freed
+
+
+def return_freed_memory() -> None:
+    """glibc raises its mmap threshold each time a large block is freed, after which freed KV buffers
+    (10-35 MB each, as documents grow, are evicted and re-encoded) stay in the heap: in `bench soak`
+    RSS climbed 67 MB over 3,000 events, and stays flat with the threshold fixed at 1 MiB
+    (`M_MMAP_THRESHOLD`; a no-op without glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD (malloc.h); fixing it stops the dynamic raise
 
 
 if __name__ == "__main__":
