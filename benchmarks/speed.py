@@ -71,7 +71,7 @@ def time_decode(kv: KVCache, ids: list[int], cached: int) -> float:
     times = []
     for tok in ids[cached : cached + STEPS]:
         t0 = time.perf_counter()
-        kv.encode([tok], want_logits=True)
+        kv.encode([tok], logits="last")
         times.append(finished(kv.runner.device) - t0)
     return 1000 * statistics.median(times)
 
@@ -93,7 +93,7 @@ def time_passes(kv: KVCache, ids: list[int], cached: int, sizes: Sequence[int] =
 def time_prefill(engine: Engine, ids: list[int], n: int) -> float:
     kv = KVCache(engine.runner)
     t0 = time.perf_counter()
-    kv.encode(ids[:n], want_logits=True)
+    kv.encode(ids[:n], logits="last")
     return n / (finished(engine.runner.device) - t0)
 
 

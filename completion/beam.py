@@ -132,10 +132,10 @@ def decode_beam(
     t0 = time.perf_counter()
     search = Search(vocab, live.heal, stop, set(live.engine.tokenizer.all_special_ids), width)
     chain: list[Processor] = [search.healing, *processors]
-    prompt_len = len(live.tokens)
     slots: list[list[int]] = [[]]  # cache slots holding each alive draft's fed tokens
-    logits = live.prompt_logits()[None]  # (alive, vocab)
-    try:
+    with live.decoding() as (kv, prompt_logits):
+        prompt_len = len(kv)
+        logits = prompt_logits[None]  # (alive, vocab)
         for step in range(max_tokens):
             logprobs = processed_logprobs(chain, search.alive, logits)
             top = torch.topk(logprobs, min(width, logprobs.shape[-1]), dim=-1)
@@ -151,17 +151,15 @@ def decode_beam(
                 return []
             if time_budget is not None and time.perf_counter() - t0 > time_budget:
                 break
-            n_cached = len(live.kv)
+            n_cached = len(kv)
             slots = [[*slots[p], n_cached + row] for row, p in enumerate(parents)]
             visible = torch.zeros(len(slots), n_cached + len(slots), dtype=torch.bool)
             visible[:, :prompt_len] = True
             for row, s in enumerate(slots):
                 visible[row, s] = True
-            logits = live.kv.encode_tree(
+            logits = kv.encode_tree(
                 [d[-1] for d in search.alive], [prompt_len + len(d) - 1 for d in search.alive], visible
             )
-    finally:
-        live.kv.crop(prompt_len)
     if should_stop is not None and should_stop():
         return []
     return search.results()

@@ -48,7 +48,6 @@ def decode_branches(
     healing = TokenHealing(vocab, live.heal)
     chain: list[Processor] = [healing, *processors]
     eos = set(live.engine.tokenizer.all_special_ids)
-    prompt_len = len(live.tokens)
 
     def process(generated: list[int], logits: torch.Tensor) -> torch.Tensor:
         for p in chain:
@@ -63,14 +62,15 @@ def decode_branches(
         cut = stop(text)
         return (True, text[:cut]) if cut is not None else (False, text)
 
-    first = process([], live.prompt_logits())
-    top = torch.topk(first, min(width, int(torch.isfinite(first).sum())))
-    branches = [[int(t)] for t in top.indices if int(t) not in eos]
-    scores = [float(first[b[0]]) for b in branches]
-    texts = [""] * len(branches)
-    done = [False] * len(branches)
-    slots: list[list[int]] = [[] for _ in branches]  # cache indices holding each branch's fed tokens
-    try:
+    with live.decoding() as (kv, prompt_logits):
+        prompt_len = len(kv)
+        first = process([], prompt_logits)
+        top = torch.topk(first, min(width, int(torch.isfinite(first).sum())))
+        branches = [[int(t)] for t in top.indices if int(t) not in eos]
+        scores = [float(first[b[0]]) for b in branches]
+        texts = [""] * len(branches)
+        done = [False] * len(branches)
+        slots: list[list[int]] = [[] for _ in branches]  # cache indices holding each branch's fed tokens
         for i, b in enumerate(branches):
             done[i], texts[i] = finished(b)
         for _ in range(max_tokens - 1):
@@ -79,13 +79,13 @@ def decode_branches(
                 break
             if time_budget is not None and time.perf_counter() - t0 > time_budget:
                 break
-            n_cached = len(live.kv)
+            n_cached = len(kv)
             visible = torch.zeros(len(live_ids), n_cached + len(live_ids), dtype=torch.bool)
             visible[:, :prompt_len] = True
             for row, i in enumerate(live_ids):
                 slots[i].append(n_cached + row)
                 visible[row, slots[i]] = True
-            logits = live.kv.encode_tree(
+            logits = kv.encode_tree(
                 [branches[i][-1] for i in live_ids],
                 [prompt_len + len(branches[i]) - 1 for i in live_ids],
                 visible,
@@ -99,8 +99,6 @@ def decode_branches(
                 branches[i].append(tok)
                 scores[i] += float(logprobs[tok])
                 done[i], texts[i] = finished(branches[i])
-    finally:
-        live.kv.crop(prompt_len)
     if should_stop is not None and should_stop():
         return []
     out = [Branch(t, b, s) for t, b, s in zip(texts, branches, scores, strict=True)]

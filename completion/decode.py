@@ -2,8 +2,8 @@
 
 A processor is a callable `(generated_ids, logits) -> logits` that returns new logits
 (never edits them in place); processors compose in a list, like transformers' logits
-processors. Decoded tokens extend the cache only for the duration of the call: they are
-cropped off afterwards, so a completion leaves the document's cache as it found it.
+processors. Decoded tokens go into the gap of the document's cache at the decode point
+(`LiveDocument.decoding`), so a completion leaves the document's cache as it found it.
 """
 
 from __future__ import annotations
@@ -119,10 +119,9 @@ def decode(
     healing = TokenHealing(vocab, live.heal)
     chain: list[Processor] = [healing, *processors]
     eos = set(live.engine.tokenizer.all_special_ids)
-    prompt_len = len(live.tokens)
     drafting = drafter is not None and sampling.temperature == 0
     if drafter is not None:
-        drafter.begin(live.tokens)
+        drafter.begin(live.prompt)
     generated: list[int] = []
     ahead: list[tuple[int, torch.Tensor]] = []  # guessed tokens in the cache, each with the logits after it
     drafted = accepted = 0
@@ -147,8 +146,8 @@ def decode(
                 return draft[:i]
         return draft
 
-    try:
-        logits = live.prompt_logits()
+    with live.decoding() as (kv, logits):
+        prompt_len = len(kv)
         for _ in range(max_tokens):
             for p in chain:
                 logits = p(generated, logits)
@@ -180,20 +179,18 @@ def decode(
                 continue
             if drafter is not None and drafted:
                 drafter.feedback(drafted, accepted)
-            live.kv.crop(prompt_len + len(generated) - 1)  # drop the wrong guesses
+            kv.crop(prompt_len + len(generated) - 1)  # drop the wrong guesses
             draft = guess(max_tokens - len(generated) - 1) if drafting else []
             pass_sizes.append(1 + len(draft))
             if draft:
-                rows = live.kv.encode_scored([tok, *draft])
+                rows = kv.encode_scored([tok, *draft])
                 logits, ahead = rows[0], list(zip(draft, rows[1:], strict=True))
             else:
-                rows = live.kv.encode([tok], want_logits=True)[None]
+                rows = kv.encode([tok], logits="last")[None]
                 logits, ahead = rows[0], []
             if drafting:
                 drafter.observe([tok, *draft], rows.argmax(-1).tolist())
             drafted, accepted = len(draft), 0
         if drafter is not None and drafted:  # how the last draft fared
             drafter.feedback(drafted, accepted)
-    finally:
-        live.kv.crop(prompt_len)
     return Completion(text, generated, first, time.perf_counter() - t0, reason, tuple(pass_sizes))

@@ -1,9 +1,16 @@
-"""One sequence's KV cache: a preallocated buffer that the runner writes in place.
+"""One sequence's KV cache: a preallocated gap buffer that the runner writes in place.
 
-Slot i of the buffer always holds the token at position i (no gaps), so cropping is
-setting a length, a PIE edit is moving the old tail to its new slots with its keys
-rotated, and re-encoding stale slots writes them where they are. The buffer grows by
-reallocation in large steps, never by concatenation per token.
+The cache holds a whole document, but decoding at a caret must see only the text before
+it, in one contiguous run of slots (attention over a slice, no mask). So the buffer has a
+gap: logical entries [0, front) sit in slots [0, front), the rest sit at the far end of the
+buffer, after the gap. Decoding writes into the gap (`prompt_view`); an edit moves the gap to
+where it happens and encodes its tokens into it. Moving the gap copies the entries it
+crosses (a memory copy, never a forward pass).
+
+Keys behind the gap lag: an edit before them shifts their positions by its delta, and
+rather than rotate them all at every keystroke the cache records the shift (`lag`) and
+rotates an entry only when it crosses the gap to the front. So typing at the caret costs
+the new tokens alone, however long the text after it.
 """
 
 from __future__ import annotations
@@ -19,18 +26,32 @@ from completion.runner import Runner
 ENCODE_CHUNK = 1024
 # Buffers grow to the next multiple of this many slots, and by at least a quarter.
 GROWTH_STEP = 256
+# Room kept free in the gap when a decode starts: decoding and drafts write there.
+DECODE_ROOM = 256
+# Entries copied per step of a gap move or a relayout (bounds the scratch memory).
+COPY_CHUNK = 1024
 
-Move = tuple[int, int, int]  # slots [start, end) move by `shift` (keys rotated by the same delta)
+Move = tuple[int, int, int]  # logical entries [start, end) move by `shift` (keys rotated by the same delta)
 
 
 class KVCache:
-    def __init__(self, runner: Runner, capacity: int = 0) -> None:
+    def __init__(self, runner: Runner, capacity: int = 0, rope: RotaryParams | None = None) -> None:
+        """`rope`: how crossing the gap rotates lagging keys (None: they are never rotated, the
+        deliberately broken no-rotation baseline, or a cache that never lags)."""
         self.runner = runner
+        self.rope = rope
         self.keys, self.values = runner.new_buffer(capacity)  # (layers, kv_heads, capacity, head_dim)
-        self.length = 0
+        self.front = 0  # entries [0, front) in slots [0, front)
+        self.back = 0  # entries [front, front + back) in slots [back_at, back_at + back)
+        self.back_at = capacity
+        self.lag = 0  # keys behind the gap are rotated for their position minus `lag`
 
     def __len__(self) -> int:
-        return self.length
+        return self.front + self.back
+
+    @property
+    def length(self) -> int:
+        return len(self)
 
     @property
     def capacity(self) -> int:
@@ -41,37 +62,92 @@ class KVCache:
         """Bytes held, the unused capacity included (what a memory budget must count)."""
         return self.keys.nbytes + self.values.nbytes
 
-    def reserve(self, n: int) -> None:
-        """Make room for n slots, keeping the first `length`."""
-        if n <= self.capacity:
+    # -- the gap --------------------------------------------------------------------------
+
+    def reserve(self, gap: int) -> None:
+        """Make the gap at least `gap` slots, reallocating (front and back copied) if needed."""
+        if self.back_at - self.front >= gap:
             return
-        size = max(n, self.capacity + self.capacity // 4)
+        need = self.front + gap + self.back
+        size = max(need, self.capacity + self.capacity // 4)
         size = -(-size // GROWTH_STEP) * GROWTH_STEP
         keys, values = self.runner.new_buffer(size)
-        keys[:, :, : self.length] = self.keys[:, :, : self.length]
-        values[:, :, : self.length] = self.values[:, :, : self.length]
-        self.keys, self.values = keys, values
+        f, b, at = self.front, self.back, self.back_at
+        keys[:, :, :f], values[:, :, :f] = self.keys[:, :, :f], self.values[:, :, :f]
+        keys[:, :, size - b :], values[:, :, size - b :] = self.keys[:, :, at : at + b], self.values[:, :, at : at + b]
+        self.keys, self.values, self.back_at = keys, values, size - b
 
-    def copy(self) -> KVCache:
-        """An independent copy (a benchmark forks one encoded document into several methods)."""
-        other = KVCache(self.runner, max(self.length, 1))
-        other.keys[:, :, : self.length] = self.keys[:, :, : self.length]
-        other.values[:, :, : self.length] = self.values[:, :, : self.length]
-        other.length = self.length
-        return other
+    def gap_to(self, x: int) -> None:
+        """Move the gap to entry x: entries it crosses are copied, keys rotated out of or into the lag."""
+        assert 0 <= x <= len(self), (x, len(self))
+        if x > self.front:  # entries [front, x) come forward, their keys catch up with the lag
+            n = x - self.front
+            self._copy(self.back_at, self.front, n, self.lag)
+            self.front, self.back, self.back_at = x, self.back - n, self.back_at + n
+        elif x < self.front:  # entries [x, front) go behind the gap and start lagging
+            n = self.front - x
+            self._copy(x, self.back_at - n, n, -self.lag)
+            self.front, self.back, self.back_at = x, self.back + n, self.back_at - n
+        if self.back == 0:
+            self.lag, self.back_at = 0, self.capacity
+
+    def _copy(self, src: int, dst: int, n: int, rotate_by: int) -> None:
+        """Copy slots [src, src+n) to [dst, dst+n), rotating keys by `rotate_by` (ranges may overlap)."""
+        rope = self.rope if rotate_by else None
+        turn = rotation(rotate_by, rope, self.keys.device) if rope is not None else None
+        # Chunks go in the order that never overwrites a source before it is read.
+        starts = range(0, n, COPY_CHUNK) if dst <= src else reversed(range(0, n, COPY_CHUNK))
+        for lo in starts:
+            hi = min(n, lo + COPY_CHUNK)
+            keys = self.keys[:, :, src + lo : src + hi].clone()
+            if rope is not None:
+                keys = rotate_keys(keys, rotate_by, rope, turn)
+            self.keys[:, :, dst + lo : dst + hi] = keys
+            self.values[:, :, dst + lo : dst + hi] = self.values[:, :, src + lo : src + hi].clone()
+
+    # -- edits ------------------------------------------------------------------------------
+
+    def splice(self, start: int, end: int, new: int) -> None:
+        """Replace entries [start, end) by `new` slots for the caller to encode (`encode(at=start)`);
+        the entries after shift by the delta, lagging by it until they cross the gap."""
+        assert 0 <= start <= end <= len(self), (start, end, len(self))
+        if self.front <= start:
+            self.gap_to(start)
+            dropped = end - start  # at the head of the back region
+            self.back, self.back_at = self.back - dropped, self.back_at + dropped
+        elif self.front >= end:
+            self.gap_to(end)
+            self.front = start
+        else:
+            dropped = end - self.front
+            self.front, self.back, self.back_at = start, self.back - dropped, self.back_at + dropped
+        if self.back == 0:
+            self.lag, self.back_at = 0, self.capacity
+        else:
+            self.lag += new - (end - start)
+        self.reserve(new)
+        self.front += new
 
     def crop(self, n: int) -> None:
-        """Keep the first n positions."""
-        assert 0 <= n <= self.length, (n, self.length)
-        self.length = n
+        """Keep the first n entries."""
+        assert 0 <= n <= len(self), (n, len(self))
+        if n <= self.front:
+            self.front, self.back = n, 0
+            self.lag, self.back_at = 0, self.capacity
+        else:
+            self.back = n - self.front
 
-    def move(self, moves: Sequence[Move], length: int, rope: RotaryParams | None) -> None:
-        """Move slot ranges by their shifts, rotating keys by the same delta (rope None: not rotated),
-        then set the length. Sources are read before anything is written, so ranges may overlap."""
+    def move(self, moves: Sequence[Move], length: int) -> None:
+        """Move entry ranges by their shifts (keys rotated by the same delta), then set the length.
+        The gap is closed first (the buffer becomes plain slots); sources are read before anything
+        is written, so ranges may overlap. Relayouts use this (FIM regions, window moves)."""
+        self.gap_to(len(self))
         moves = [m for m in moves if m[1] > m[0] and m[2] != 0]
-        self.reserve(max([length, *(end + shift for _, end, shift in moves)]))
+        top = max([length, *(end + shift for _, end, shift in moves)])
+        self.reserve(top - self.front)
         if moves:
             lo, hi = min(m[0] for m in moves), max(m[1] for m in moves)
+            rope = self.rope
             turns = {shift: rotation(shift, rope, self.keys.device) for _, _, shift in moves} if rope else {}
             for layer in range(self.runner.n_layers):
                 old_keys = self.keys[layer, :, lo:hi].clone()
@@ -82,32 +158,74 @@ class KVCache:
                         keys = rotate_keys(keys, shift, rope, turns[shift])
                     self.keys[layer, :, start + shift : end + shift] = keys
                     self.values[layer, :, start + shift : end + shift] = old_values[:, start - lo : end - lo]
-        self.length = length
+        self.front = length
 
-    def encode(self, tokens: Sequence[int], *, at: int | None = None, want_logits: bool = False) -> torch.Tensor | None:
-        """Run the model over `tokens` in slots at.. (default: the end), each attending to the
-        slots before it; the length grows to cover them. Slots after them are left as they are.
+    # -- the model ------------------------------------------------------------------------
 
-        Returns the logits after the last token (shape (vocab,)) when asked for.
+    def encode(self, tokens: Sequence[int], *, at: int | None = None, logits: str = "none") -> torch.Tensor | None:
+        """Run the model over `tokens` in entries at.. (default: the end), each attending to the
+        entries before it; the length grows to cover them. Entries after them are left as they are.
+
+        `logits`: "last" returns the logits after the last token (vocab,), "all" after every
+        token (len(tokens), vocab), "none" nothing.
         """
-        at = self.length if at is None else at
-        assert 0 <= at <= self.length, (at, self.length)
-        self.reserve(at + len(tokens))
-        logits = None
-        for lo in range(0, len(tokens), ENCODE_CHUNK):
+        at = len(self) if at is None else at
+        q = len(tokens)
+        assert 0 <= at <= len(self), (at, len(self))
+        end = at + q
+        if end >= len(self):  # everything from `at` on is overwritten
+            if at > self.front:
+                self.gap_to(at)
+            self.front, self.back, self.back_at, self.lag = at, 0, self.capacity, 0
+        elif end > self.front:
+            self.gap_to(end)
+        self.reserve(max(0, end - self.front))
+        rows: list[torch.Tensor] = []
+        out = None
+        for lo in range(0, q, ENCODE_CHUNK):
             chunk = tokens[lo : lo + ENCODE_CHUNK]
-            last = lo + ENCODE_CHUNK >= len(tokens)
-            logits = self._forward(chunk, at + lo, "last" if last and want_logits else "none")
-        self.length = max(self.length, at + len(tokens))
-        return logits
+            last = lo + ENCODE_CHUNK >= q
+            mode = logits if logits == "all" or last else "none"
+            out = self._forward(chunk, at + lo, mode)
+            if logits == "all" and out is not None:
+                rows.append(out)
+        self.front = max(self.front, end)
+        if logits == "all":
+            return torch.cat(rows) if rows else None
+        return out if logits == "last" else None
+
+    def prompt_view(self, at: int) -> KVCache:
+        """A cache of entries [0, at) for one decode: it shares this buffer's front and writes into
+        the gap, so decoding never touches the entries after `at`; drop it when done."""
+        self.gap_to(at)
+        self.reserve(DECODE_ROOM)
+        view = KVCache.__new__(KVCache)
+        view.runner, view.rope = self.runner, None
+        view.keys, view.values = self.keys[:, :, : self.back_at], self.values[:, :, : self.back_at]
+        view.front, view.back, view.back_at, view.lag = at, 0, self.back_at, 0
+        return view
+
+    def copy(self) -> KVCache:
+        """An independent copy (a benchmark forks one encoded document into several methods)."""
+        self.gap_to(len(self))
+        n = len(self)
+        other = KVCache(self.runner, max(n, 1), self.rope)
+        other.keys[:, :, :n] = self.keys[:, :, :n]
+        other.values[:, :, :n] = self.values[:, :, :n]
+        other.front = n
+        return other
+
+    def dense(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of every entry at its position: (layers, kv_heads, len, head_dim) each (tests)."""
+        self.gap_to(len(self))
+        return self.keys[:, :, : self.front], self.values[:, :, : self.front]
 
     def encode_scored(self, tokens: Sequence[int]) -> torch.Tensor:
         """Like `encode` for a short sequence, returning the logits after every token: (len, vocab)."""
         assert 0 < len(tokens) <= ENCODE_CHUNK
-        self.reserve(self.length + len(tokens))
-        logits = self._forward(tokens, self.length, "all")
-        self.length += len(tokens)
-        return logits
+        out = self.encode(tokens, logits="all")
+        assert out is not None
+        return out
 
     def encode_tree(self, tokens: Sequence[int], positions: Sequence[int], visible: torch.Tensor) -> torch.Tensor:
         """Append `tokens` at explicit `positions` where each sees only the cache entries `visible` marks.
@@ -117,29 +235,31 @@ class KVCache:
         Returns the logits after every token: (len(tokens), vocab).
         """
         n = len(tokens)
-        assert visible.shape == (n, self.length + n), (visible.shape, n, self.length)
-        self.reserve(self.length + n)
+        assert self.back == 0, "tree passes append to a cache without a gap (a prompt view)"
+        assert visible.shape == (n, self.front + n), (visible.shape, n, self.front)
+        self.reserve(n)
         device = self.runner.device
         logits = self.runner.forward(
             self.keys,
             self.values,
             torch.tensor(list(tokens), device=device),
             torch.tensor(list(positions), device=device),
-            self.length,
+            self.front,
             visible=visible,
             logits="all",
         )
-        self.length += n
+        self.front += n
         return logits
 
     def encode_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Append input vectors (q, hidden) instead of tokens, at the next positions; returns the
         logits after the last one: (vocab,). Superposed decoding feeds mixtures of embeddings here."""
         n = embeddings.shape[0]
-        self.reserve(self.length + n)
-        positions = torch.arange(self.length, self.length + n, device=self.runner.device)
-        logits = self.runner.forward(self.keys, self.values, None, positions, self.length, embeddings=embeddings)
-        self.length += n
+        assert self.back == 0, "embedding passes append to a cache without a gap (a prompt view)"
+        self.reserve(n)
+        positions = torch.arange(self.front, self.front + n, device=self.runner.device)
+        logits = self.runner.forward(self.keys, self.values, None, positions, self.front, embeddings=embeddings)
+        self.front += n
         assert logits is not None
         return logits
 

@@ -1,13 +1,19 @@
 """Prompt layouts: which tokens the live cache holds for a document and a cursor.
 
-prefix-only: `[start] [context] prefix`
+document:    `[start] [context] text`                               (prefix-only models, PIE)
+prompt:      `[start] [context] prefix`                             (the baselines: the cache ends at the caret)
 FIM:         `[start] [context] <pre> prefix <suf> suffix <mid>`
 
-The cache's end is always the decode point. The token under (or just before) the
-cursor is left out of `prefix`; its text up to the cursor is returned as `heal`, and
-token healing makes the first decoded token restore it. Backing up over the last token
-even at a token boundary matters most at line starts, where byte-level BPE merges the
-newline with the next line's indentation.
+A document layout holds the whole (windowed) text, so it does not depend on the caret:
+the prompt is its first `decode_at` tokens, and decoding reads only those. In the other
+two the prompt is the whole layout. The token under (or just before) the cursor is left
+out of the prompt; its text up to the cursor is returned as `heal`, and token healing
+makes the first decoded token restore it. Backing up over the last token even at a token
+boundary matters most at line starts, where byte-level BPE merges the newline with the
+next line's indentation.
+
+Every slot also carries an identity (`uids`): a document token's survives edits, so a
+relayout (the caret or the window moved) can find where each entry's KV already is.
 """
 
 from __future__ import annotations
@@ -67,12 +73,19 @@ def start_token(tokenizer: PreTrainedTokenizerBase) -> int:
     raise ValueError("tokenizer has no <|endoftext|>, BOS or EOS token to start a document with")
 
 
+# Identities of the slots that are not document tokens (head slot i is -1 - i).
+PRE_UID, SUF_UID, MID_UID = -(1 << 40), -(1 << 40) - 1, -(1 << 40) - 2
+
+
 @dataclass(frozen=True)
 class Layout:
-    tokens: list[int]  # the whole prompt; the decode point is after the last one
-    heal: str  # document text between the end of `tokens`' prefix part and the cursor
+    tokens: list[int]  # what the cache holds
+    uids: list[int]  # an identity per slot: a document token's uid, or a head/marker identity
+    heal: str  # document text between the end of the prompt's prefix part and the cursor
+    decode_at: int  # the prompt is tokens[:decode_at]; decoding starts after it
     prefix_base: int  # layout index of document token `window_start`
     window_start: int  # first document token in the prompt
+    window_end: int  # one past the last document token of the prefix region (document layouts: past the caret)
     cursor_token: int  # document index of the healed token (prefix is [window_start, cursor_token))
     suffix_base: int  # layout index of document token `suffix_start` (FIM only, else -1)
     suffix_start: int  # first document token of the suffix (FIM only)
@@ -101,24 +114,38 @@ def build_layout(
     fim: FimIds | None,
     window_start: int,
     suffix_tokens: int,
+    window_end: int | None = None,
 ) -> Layout:
-    """Lay out `head` (start token + cross-file context), the document prefix and (FIM) suffix."""
+    """Lay out `head` (start token + cross-file context), the document prefix and (FIM) suffix.
+
+    `window_end` None: the prefix ends at the caret (prompt and FIM layouts); else a document
+    layout holding document tokens [window_start, window_end) (which must contain the caret).
+    """
     k = healed_token(doc, cursor)
     w = min(window_start, k)
+    e = k if window_end is None else max(window_end, k)
     heal = doc.text[doc.offsets[k] : cursor] if k < len(doc.ids) else ""
     tokens = list(head)
+    uids = [-1 - i for i in range(len(head))]
     if fim is not None:
         tokens.append(fim.prefix)
+        uids.append(PRE_UID)
     prefix_base = len(tokens)
-    tokens += doc.ids[w:k]
+    tokens += doc.ids[w:e]
+    uids += doc.uids[w:e]
+    decode_at = prefix_base + k - w
     if fim is None:
-        return Layout(tokens, heal, prefix_base, w, k, -1, k, k)
+        return Layout(tokens, uids, heal, decode_at, prefix_base, w, e, k, -1, k, k)
+    assert window_end is None, "FIM layouts end their prefix at the caret"
     tokens.append(fim.suffix)
+    uids.append(SUF_UID)
     # Tokens that start at or after the cursor; the rest of a token the cursor splits is
     # left out (the model usually re-creates it, and FIM stop rules trim any overlap).
     suffix_start = doc.token_index_at(cursor)
     suffix_end = min(len(doc.ids), suffix_start + suffix_tokens)
     suffix_base = len(tokens)
     tokens += doc.ids[suffix_start:suffix_end]
+    uids += doc.uids[suffix_start:suffix_end]
     tokens.append(fim.middle)
-    return Layout(tokens, heal, prefix_base, w, k, suffix_base, suffix_start, suffix_end)
+    uids.append(MID_UID)
+    return Layout(tokens, uids, heal, len(tokens), prefix_base, w, e, k, suffix_base, suffix_start, suffix_end)

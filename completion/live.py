@@ -1,18 +1,30 @@
 """LiveDocument: a document's text, its tokens and a KV cache kept in step with every edit.
 
-Invariant (tested): `tokens` is exactly `build_layout(tokenize(text), cursor)` and the
-KV cache holds one entry per token, computed at that token's position. Entries may be
-*stale* (computed under an older left context: positions >= `exact_len`) but never
-misplaced. An edit becomes token splices; PIE applies each splice by keeping the
-prefix, encoding the new tokens at their positions and rotating the keys of the
-shifted suffix by the position delta. `refresh()` re-encodes the stale part exactly.
+Invariant (tested): `tokens` is exactly the layout of a fresh tokenization of the text
+(`layout.py`) and the KV cache holds its first `len(kv)` tokens, each computed at its
+position. With PIE and a prefix-only model the layout is the whole (windowed) document,
+independent of the caret: a request decodes after the prompt's `decode_at` tokens and
+never re-encodes the text between an edit and the caret. Entries may be *stale*
+(computed under an older left context: positions >= `exact_len`) or missing (a document
+still growing, or evicted: positions >= len(kv)) but never misplaced.
+
+An edit becomes token splices; PIE applies each splice by keeping the prefix, encoding
+the new tokens at their positions and shifting the entries after it by the position
+delta (their keys rotated, lazily: see `kvcache.py`). A caret or window move that changes
+the layout is a relayout: entries move to their new slots, rotated and marked stale, and
+only tokens the cache never held are encoded. `refresh()` re-encodes the stale part
+exactly and grows the missing part, from the first inexact position on.
+
+The baselines (`prefix-reuse`, `full`) keep the last prompt, which ends at the caret, and
+do their work when a request comes, as a server without PIE would.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -20,15 +32,18 @@ import torch
 
 from completion.engine import Engine
 from completion.kvcache import KVCache
-from completion.layout import Layout, build_layout
+from completion.layout import Layout, build_layout, healed_token
 from completion.tokens import Splice, TokenizedText
+
+# Logits kept per document: after the last tokens encoded (what a request right after typing reads).
+LOGITS_KEPT = 16
 
 
 class UpdatePolicy(StrEnum):
-    PIE = "pie"  # rotate shifted keys, encode only new tokens
-    PREFIX_REUSE = "prefix-reuse"  # keep KV up to the first change, re-encode the rest (llama.cpp)
-    FULL = "full"  # re-encode everything (the exact reference)
-    NO_ROTATION = "no-rotation"  # reuse shifted KV unrotated: a deliberately broken baseline
+    PIE = "pie"  # the whole document cached; rotate shifted keys, encode only new tokens
+    PREFIX_REUSE = "prefix-reuse"  # the last prompt cached; a request keeps its common prefix (llama.cpp)
+    FULL = "full"  # every request encodes its prompt whole
+    NO_ROTATION = "no-rotation"  # as PIE, shifted KV reused unrotated: a deliberately broken baseline
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,15 @@ def map_cursor(cursor: int, edits: Sequence[TextEdit]) -> int:
     return cursor + shift
 
 
+@dataclass
+class EncodeCounts:
+    """Tokens run through the model for one document, by cause (`livekv/documentState` shows them)."""
+
+    edits: int = 0  # splices, relayouts (caret or window moves in FIM and long files), context steps
+    requests: int = 0  # on a request's path: the prompt's missing part, the last-token pass, baselines' work
+    refresh: int = 0  # idle time: stale entries re-encoded, missing ones grown
+
+
 class LiveDocument:
     def __init__(
         self,
@@ -86,15 +110,17 @@ class LiveDocument:
         window: int = 4096,
         suffix_tokens: int | None = None,
         policy: UpdatePolicy = UpdatePolicy.PIE,
+        encode: bool = True,
     ) -> None:
+        """`encode` False: tokenize only; the KV grows at idle time (`refresh`) or for a request (`prepare`)."""
         if window < 64:
             raise ValueError(f"window must be >= 64 tokens, got {window}")
         suffix_tokens = window // 8 if suffix_tokens is None else suffix_tokens
         if not 0 <= suffix_tokens <= window // 4:
             raise ValueError(f"suffix_tokens must be in [0, window/4], got {suffix_tokens}")
         self.engine = engine
-        if engine.rope is None and policy is not UpdatePolicy.FULL:
-            # No rotation possible: re-encode from the first change, or all of it when
+        if engine.rope is None and policy in (UpdatePolicy.PIE, UpdatePolicy.NO_ROTATION):
+            # No rotation possible: reuse the prompt's prefix, or re-encode it whole when
             # sliding-window layers cannot be cropped.
             policy = UpdatePolicy.FULL if engine.sliding_window else UpdatePolicy.PREFIX_REUSE
         self.policy = policy
@@ -107,12 +133,17 @@ class LiveDocument:
             raise ValueError(f"cursor {self.cursor} out of range for a text of length {len(text)}")
         self.context = context
         self._head = self._head_tokens(context)
-        self._window_start = 0
-        self.kv = KVCache(engine.runner)
-        self.tokens: list[int] = []  # what the KV cache holds, one entry per token
+        self._window = (0, len(self.doc.ids))  # document tokens [start, end) of the layout
+        self.kv = self._new_kv()
         self.exact_len = 0  # KV [0, exact_len) equals a full re-encode
-        self.next_logits: torch.Tensor | None = None  # logits after tokens[-1], when known
-        self._update([])
+        self._logits: dict[int, torch.Tensor] = {}  # prompt length -> logits after it, while still current
+        self.counts = EncodeCounts()
+        self._prepared = False  # baselines: the last `prepare` is still current (no edit or move since)
+        self.layout = self._compute_layout()
+        self.tokens = list(self.layout.tokens)  # what the cache holds; KV covers tokens[:len(kv)]
+        self.uids = list(self.layout.uids)
+        if encode:
+            self.counts.edits += self.refresh()
 
     # -- public API -------------------------------------------------------------------
 
@@ -126,72 +157,156 @@ class LiveDocument:
         return self.layout.heal
 
     @property
+    def prompt(self) -> list[int]:
+        """The tokens decoding continues: the layout up to the decode point."""
+        return self.tokens[: self.layout.decode_at]
+
+    @property
+    def defers(self) -> bool:
+        """Baselines keep the last prompt and do all their work when a request comes (`prepare`)."""
+        return self.policy in (UpdatePolicy.PREFIX_REUSE, UpdatePolicy.FULL)
+
+    @property
     def stale(self) -> int:
         """How many cached positions hold KV computed under an older left context."""
-        return len(self.tokens) - self.exact_len
+        return len(self.kv) - self.exact_len
+
+    @property
+    def missing(self) -> int:
+        """Layout tokens with no KV yet (a document still growing, or evicted)."""
+        return len(self.tokens) - len(self.kv)
 
     def apply_edits(self, edits: Sequence[TextEdit], cursor: int | None = None) -> UpdateStats:
-        """Apply non-overlapping ascending edits and patch the cache; the caret follows the edits
-        unless `cursor` (an offset into the new text) is given. Bad input raises ValueError and
-        changes nothing."""
+        """Apply non-overlapping ascending edits and patch the cache; the caret keeps its place in the
+        text (typing at it carries it along) unless `cursor` (an offset into the new text) is given.
+        Bad input raises ValueError and changes nothing."""
         new_length = validate_edits(edits, len(self.doc.text))
         if cursor is not None and not 0 <= cursor <= new_length:
             raise ValueError(f"cursor {cursor} out of range for a text of length {new_length}")
+        t0 = time.perf_counter()
+        self._prepared = False
         new_cursor = map_cursor(self.cursor, edits) if cursor is None else cursor
-        doc_splices = self._edit_document(edits)
-        # An evicted cache has nothing to patch: the diff in `_update` re-encodes it whole.
-        layout_splices = self._layout_splices(doc_splices) if self.tokens else []
+        runs = self._doc_runs()
+        w, e = self._window
+        encoded = 0
+        for s in self._edit_document(edits):
+            w, e = map_index(w, s, inside_to_end=False), map_index(e, s, inside_to_end=True)
+            if not self.defers:
+                encoded += self._splice_doc(s, runs)
         self.cursor = new_cursor
-        return self._update(layout_splices)
+        self._window = (w, e)
+        if not self.defers:
+            encoded += self._relayout(self._compute_layout())
+        self.counts.edits += encoded
+        return UpdateStats(encoded, len(self.kv) - encoded, time.perf_counter() - t0)
 
     def move_cursor(self, cursor: int) -> UpdateStats:
+        """Put the caret at `cursor`: no KV work in a document layout unless the window must move;
+        in FIM layouts the regions' entries move across it (rotated, marked stale)."""
         return self.apply_edits([], cursor)
 
     def set_context(self, context: str) -> UpdateStats:
         """Replace the cross-file context segment at the front (a splice like any other)."""
+        t0 = time.perf_counter()
+        old, self._head = self._head, self._head_tokens(context)
         self.context = context
-        self._head = self._head_tokens(context)
-        return self._update([])
+        self._prepared = False
+        encoded = 0
+        splice = diff_splice(old, self._head)
+        if splice is not None and not self.defers:
+            uids = tuple(-1 - i for i in range(splice.start, splice.start + len(splice.tokens)))
+            encoded = self._splice_layout(splice, uids)
+            encoded += self._relayout(self._compute_layout())
+        self.counts.edits += encoded
+        return UpdateStats(encoded, len(self.kv) - encoded, time.perf_counter() - t0)
 
-    def refresh(self, max_tokens: int | None = None) -> int:
-        """Re-encode up to `max_tokens` stale positions exactly; returns how many were done."""
-        n, e = len(self.tokens), self.exact_len
-        if e >= n:
-            return 0
-        end = n if max_tokens is None else min(n, e + max_tokens)
-        logits = self.kv.encode(self.tokens[e:end], at=e, want_logits=end == n)
-        self.exact_len = end
-        if end == n:
-            self.next_logits = logits
-        return end - e
+    def prepare(self, budget: int | None = None) -> bool:
+        """Make the prompt at the caret ready in the KV cache (a baseline does its work here, once per
+        call: `full` encodes the prompt whole). Returns False, doing nothing, when that needs more
+        than `budget` tokens encoded (a document that is still growing)."""
+        if self.defers:
+            layout = self._compute_layout()
+            kept = 0
+            if self.policy is UpdatePolicy.PREFIX_REUSE:
+                kept = common_prefix(self.tokens[: len(self.kv)], layout.tokens)
+            if kept == len(layout.tokens) and kept in self._logits:
+                return True
+            kept = min(kept, len(layout.tokens) - 1)  # at least one token runs, for the logits
+            need = len(layout.tokens) - kept
+            if budget is not None and need > budget:
+                return False
+            self.kv.crop(kept)
+            self._changed(kept)
+            logits = self.kv.encode(layout.tokens[kept:], at=kept, logits="last")
+            assert logits is not None
+            self.layout, self.tokens, self.uids = layout, list(layout.tokens), list(layout.uids)
+            self.exact_len = len(self.tokens)
+            self._keep_logits(len(self.tokens), logits)
+            self.counts.requests += len(layout.tokens) - kept
+            self._prepared = True
+            return True
+        start, end = len(self.kv), self.layout.decode_at
+        if end <= start:
+            return True
+        if budget is not None and end - start > budget:
+            return False
+        self._encode(start, end)
+        self.counts.requests += end - start
+        return True
 
     def prompt_logits(self) -> torch.Tensor:
-        """Logits for the token after the prompt; re-runs the last token if they are not known."""
-        if self.next_logits is None:
-            n = len(self.tokens)
-            # re-encoded in its slot, not cropped and appended: if the pass fails (out of memory),
-            # the cache still holds one entry per token
-            self.next_logits = self.kv.encode(self.tokens[-1:], at=n - 1, want_logits=True)
-            if self.exact_len == n - 1:
-                self.exact_len = n
-        assert self.next_logits is not None
-        return self.next_logits
+        """Logits for the token after the prompt; runs the prompt's last token if they are not known."""
+        if not (self.defers and self._prepared):
+            self.prepare()
+        p = self.layout.decode_at
+        logits = self._logits.get(p)
+        if logits is None:
+            # the prompt's last token runs again in the gap, seeing the entries before it: a request
+            # leaves the document's own entries exactly as they were
+            visible = torch.ones(1, p + 1, dtype=torch.bool)
+            visible[0, p - 1] = False
+            logits = self.kv.prompt_view(p).encode_tree(self.tokens[p - 1 : p], [p - 1], visible)[0]
+            self.counts.requests += 1
+            self._keep_logits(p, logits)
+        return logits
+
+    @contextmanager
+    def decoding(self) -> Iterator[tuple[KVCache, torch.Tensor]]:
+        """A cache of the prompt to decode on, and the logits after it. The cache writes into the
+        gap at the decode point, so the entries of the text after the caret are never touched."""
+        logits = self.prompt_logits()
+        yield self.kv.prompt_view(self.layout.decode_at), logits
+
+    def refresh(self, max_tokens: int | None = None) -> int:
+        """Re-encode up to `max_tokens` stale or missing positions exactly, from the first one that
+        is not exact (so the text just after an edit comes first); returns how many were done."""
+        n, e = len(self.tokens), self.exact_len
+        if e >= n or self.defers:
+            return 0
+        end = n if max_tokens is None else min(n, e + max_tokens)
+        self._encode(e, end)
+        return end - e
 
     def fork(self, policy: UpdatePolicy) -> LiveDocument:
         """A copy with its own cache and another update policy (for comparisons)."""
         other = copy.copy(self)
         other.doc = self.doc.copy()
         other.kv = self.kv.copy()
-        other.tokens = list(self.tokens)
+        other.kv.rope = self.engine.rope if policy is not UpdatePolicy.NO_ROTATION else None
+        other.tokens, other.uids, other._logits = list(self.tokens), list(self.uids), dict(self._logits)
+        other.counts = EncodeCounts()
         other.policy = policy
         return other
 
     def evict(self) -> None:
-        """Drop the KV cache to free memory; the next update re-encodes the document."""
-        self.kv = KVCache(self.engine.runner)
-        self.tokens, self.exact_len, self.next_logits = [], 0, None
+        """Drop the KV cache to free memory; it grows again at idle time or for a request."""
+        self.kv = self._new_kv()
+        self.exact_len, self._logits = 0, {}
 
     # -- internals --------------------------------------------------------------------
+
+    def _new_kv(self) -> KVCache:
+        return KVCache(self.engine.runner, rope=None if self.policy is UpdatePolicy.NO_ROTATION else self.engine.rope)
 
     def _head_tokens(self, context: str) -> list[int]:
         head = [self.engine.start]
@@ -200,6 +315,31 @@ class LiveDocument:
         if len(head) > self.window // 2:
             raise ValueError(f"context is {len(head)} tokens; at most window/2 = {self.window // 2} allowed")
         return head
+
+    def _encode(self, start: int, end: int) -> None:
+        """Encode layout tokens [start, end) in place (start <= len(kv)); a short run keeps the logits
+        after each of its tokens, which is what a request right after typing there reads."""
+        tokens = self.tokens[start:end]
+        rows = self.kv.encode(tokens, at=start, logits="all" if len(tokens) <= LOGITS_KEPT else "last")
+        self._changed(start)
+        if self.exact_len == start:  # attended to an exact prefix: exact too
+            self.exact_len = end
+        assert rows is not None
+        if rows.dim() == 1:
+            self._keep_logits(end, rows)
+        else:
+            for i, row in enumerate(rows):
+                self._keep_logits(start + i + 1, row)
+
+    def _keep_logits(self, prompt_len: int, logits: torch.Tensor) -> None:
+        self._logits[prompt_len] = logits
+        while len(self._logits) > LOGITS_KEPT:  # bounded: each row is a vocabulary of floats
+            del self._logits[next(iter(self._logits))]
+
+    def _changed(self, slot: int) -> None:
+        """Entry `slot` changed: logits after any prompt that contains it are out of date."""
+        for p in [p for p in self._logits if p > slot]:
+            del self._logits[p]
 
     def _edit_document(self, edits: Sequence[TextEdit]) -> list[Splice]:
         """Apply edits front to back; return document splices, each in the indexing left by the previous ones."""
@@ -210,148 +350,150 @@ class LiveDocument:
             shift += len(e.text) - (e.end - e.start)
             if s.start == s.end and not s.tokens:
                 continue
-            while splices and s.start < splices[-1].start + len(splices[-1].tokens):
-                s = self._merge(splices.pop(), s)
             splices.append(s)
         return splices
 
-    def _merge(self, first: Splice, second: Splice) -> Splice:
-        """One splice equal to `first` then `second` when they touch (indices of `first`'s input)."""
-        start = min(first.start, second.start)
-        end_mid = max(first.start + len(first.tokens), second.end)  # in the indexing after `first`
-        end_old = end_mid - first.delta
-        end_new = end_mid + second.delta
-        return Splice(start, end_old, tuple(self.doc.ids[start:end_new]))
-
-    def _layout_splices(self, doc_splices: list[Splice]) -> list[Splice]:
-        """Map document splices that fall inside the prompt's prefix or suffix regions to layout
-        splices; stop at the first one that straddles a region edge (the diff in `_update` covers it)."""
+    def _doc_runs(self) -> list[list[int]]:
+        """[slot, first, end) for each stretch of document tokens the cache holds in order."""
         lay = self.layout
-        w, k = lay.window_start, lay.cursor_token
-        js, je = lay.suffix_start, lay.suffix_end
-        pb, sb = lay.prefix_base, lay.suffix_base
-        out: list[Splice] = []
-        for s in doc_splices:
-            d = s.delta
-            if w <= s.start and s.end <= k:
-                out.append(Splice(pb + s.start - w, pb + s.end - w, s.tokens))
-                k, js, je, sb = k + d, js + d, je + d, sb + d
-            elif s.end <= w:  # before the window: only indices move
-                w, k, js, je = w + d, k + d, js + d, je + d
-            elif self.fim is not None and js <= s.start and s.end <= je:
-                out.append(Splice(sb + s.start - js, sb + s.end - js, s.tokens))
-                je += d
-            elif s.start >= (je if self.fim is not None else k + 1):
-                continue  # after everything the prompt shows
-            else:
-                break
-        self._window_start = max(0, w)
-        return out
+        runs = [[lay.prefix_base, lay.window_start, lay.window_end]]
+        if self.fim is not None:
+            runs.append([lay.suffix_base, lay.suffix_start, lay.suffix_end])
+        return runs
 
-    def _layout_at(self, window_start: int) -> Layout:
+    def _splice_doc(self, s: Splice, runs: list[list[int]]) -> int:
+        """Patch the cache for one document splice that falls inside a run of it; the runs after it
+        shift. A splice across a run's edge (and every one after it) is left to the relayout."""
+        patched, encoded = False, 0
+        for run in runs:
+            slot, first, end = run
+            if not patched and first <= s.start and s.end <= end:
+                uids = tuple(self.doc.uids[s.start : s.start + len(s.tokens)])
+                encoded = self._splice_layout(Splice(slot + s.start - first, slot + s.end - first, s.tokens), uids)
+                run[2] += s.delta
+                patched = True
+            elif s.end <= first:
+                run[0] += s.delta if patched else 0
+                run[1] += s.delta
+                run[2] += s.delta
+            elif s.start < end:  # across this run's edge
+                runs.clear()
+                return 0
+        return encoded
+
+    def _splice_layout(self, s: Splice, uids: tuple[int, ...]) -> int:
+        """PIE on one layout splice: the gap moves there, the new tokens are encoded into it, the
+        entries after it lag by the delta. Returns tokens encoded."""
+        n_kv = len(self.kv)
+        self.tokens[s.start : s.end] = s.tokens
+        self.uids[s.start : s.end] = uids
+        if s.start >= n_kv:  # after what is encoded: tokens only
+            return 0
+        if s.end > n_kv:  # across the encoded end: it ends at the splice
+            self.kv.crop(s.start)
+            self.exact_len = min(self.exact_len, s.start)
+            self._changed(s.start)
+            return 0
+        self.kv.splice(s.start, s.end, len(s.tokens))
+        self._changed(s.start)
+        if self.exact_len >= s.start:
+            self.exact_len = s.start
+        if not s.tokens:
+            return 0
+        self._encode(s.start, s.start + len(s.tokens))
+        return len(s.tokens)
+
+    def _relayout(self, layout: Layout) -> int:
+        """Make the cache hold `layout`: entries whose token it still shows move to their new slots
+        (keys rotated, stale from the first moved one), new tokens are encoded. Returns tokens encoded."""
+        if layout.uids == self.uids:
+            self.layout = layout
+            return 0
+        n_kv = len(self.kv)
+        where = {u: i for i, u in enumerate(self.uids[:n_kv])}
+        unencoded = set(self.uids[n_kv:])
+        src = [where.get(u, -1) for u in layout.uids]
+        kept = 0
+        while kept < min(len(src), n_kv) and src[kept] == kept and layout.tokens[kept] == self.tokens[kept]:
+            kept += 1
+        # The new cache covers layout [0, length): up to the first token not encoded before either.
+        length = kept
+        while length < len(src) and not (src[length] < 0 and layout.uids[length] in unencoded):
+            length += 1
+        moves: list[tuple[int, int, int]] = []
+        fresh: list[tuple[int, int]] = []
+        t = kept
+        while t < length:
+            u = t
+            if src[t] < 0:
+                while u < length and src[u] < 0:
+                    u += 1
+                fresh.append((t, u))
+            else:
+                while u < length and src[u] >= 0 and src[u] - src[t] == u - t:
+                    u += 1
+                moves.append((src[t], src[t] + u - t, t - src[t]))
+            t = u
+        self.kv.move(moves, length)
+        self._changed(kept)
+        self.layout, self.tokens, self.uids = layout, list(layout.tokens), list(layout.uids)
+        self.exact_len = min(self.exact_len, kept)
+        for lo, hi in fresh:
+            self._encode(lo, hi)
+        return sum(hi - lo for lo, hi in fresh)
+
+    def _compute_layout(self) -> Layout:
+        if self.fim is None and not self.defers:
+            return self._document_layout()
+        return self._prompt_layout()
+
+    def _layout_at(self, window_start: int, window_end: int | None = None) -> Layout:
         return build_layout(
             self.doc,
             self.cursor,
             head=self._head,
             fim=self.fim,
             window_start=window_start,
+            window_end=window_end,
             suffix_tokens=self.suffix_tokens,
         )
 
-    def _compute_layout(self) -> Layout:
+    def _document_layout(self) -> Layout:
+        """The whole text when it fits the window; else a window holding the caret with at least
+        half a window before it, moved only when the caret leaves that (so typing never moves it)."""
+        n = len(self.doc.ids)
+        room = self.window - len(self._head)
+        if n <= room:
+            self._window = (0, n)
+            return self._layout_at(0, n)
+        k = healed_token(self.doc, self.cursor)
+        w, e = self._window
+        slack = room // 8
+        fits = room - 2 * slack <= e - w <= room or (e == n and e - w <= room)
+        if not (fits and w <= k <= e and (w == 0 or k - w >= room // 2)):
+            e = min(n, max(k + slack, room))
+            w = self._char_start(e - room)
+            self._window = (w, e)
+        return self._layout_at(w, e)
+
+    def _prompt_layout(self) -> Layout:
         """Layout for the current text and cursor, moving the window start only when the
         prompt leaves [window - window/4, window] so typing does not shift it every key."""
-
-        lay = self._layout_at
-        layout = lay(self._window_start)
+        layout = self._layout_at(self._window[0])
         slack = self.window // 8
         if len(layout.tokens) > self.window or (
             layout.window_start > 0 and len(layout.tokens) < self.window - 2 * slack
         ):
             target = self.window - slack
-            w = max(0, layout.window_start + len(layout.tokens) - target)
-            while 0 < w < len(self.doc.ids) and self.doc.offsets[w - 1] == self.doc.offsets[w]:
-                w += 1  # never start inside a character split over tokens
-            layout = lay(w)
-        self._window_start = layout.window_start
+            layout = self._layout_at(self._char_start(max(0, layout.window_start + len(layout.tokens) - target)))
+        self._window = (layout.window_start, layout.window_end)
         return layout
 
-    def _update(self, layout_splices: list[Splice]) -> UpdateStats:
-        """Apply layout splices, then one more splice from diffing against the true layout."""
-        t0 = time.perf_counter()
-        encoded = self._apply(layout_splices)
-        # Two steps when the window start moves: first the cursor/text change under the old
-        # window, then the window move. A single diff of a prompt changed at both ends would
-        # find no common tail and re-encode everything in between.
-        first = self._layout_at(self._window_start)  # too long when the cursor jumped far ahead: skip it
-        steps = [first] if len(first.tokens) <= self.window + self.window // 4 else []
-        for layout in [*steps, self._compute_layout()]:
-            self.layout = layout
-            final = diff_splice(self.tokens, layout.tokens)
-            if final is not None:
-                encoded += self._apply([final])
-        assert self.tokens == self.layout.tokens
-        stats = UpdateStats(encoded, len(self.tokens) - encoded, time.perf_counter() - t0)
-        return stats
-
-    def _apply(self, splices: list[Splice]) -> int:
-        """Patch tokens and KV with running-index splices under the update policy; return tokens encoded."""
-        if not splices:
-            return 0
-        old_tokens = self.tokens
-        new_tokens = apply_splices(old_tokens, splices)
-        first = splices[0].start
-        policy = self.policy
-        if policy is UpdatePolicy.FULL or not old_tokens:
-            start = 0
-        elif policy is UpdatePolicy.PREFIX_REUSE:
-            start = first
-        else:
-            start = None
-        if start is not None:
-            if start == 0:
-                self.kv = KVCache(self.engine.runner)
-            else:
-                self.kv.crop(start)
-            self.next_logits = self.kv.encode(new_tokens[start:], want_logits=True) if len(new_tokens) > start else None
-            encoded = len(new_tokens) - start
-            self.exact_len = len(new_tokens) if self.exact_len >= start else self.exact_len
-        else:
-            encoded = self._apply_rotating(splices, len(old_tokens))
-            self.exact_len = min(self.exact_len, first)
-            if self.exact_len == first:
-                self.exact_len += len(splices[0].tokens)
-        self.tokens = new_tokens
-        return encoded
-
-    def _apply_rotating(self, splices: list[Splice], n_old: int) -> int:
-        """PIE: keep [0, first), move the old segments between and after the splices to their new
-        slots with keys rotated by the running delta, then encode each splice's tokens in place."""
-        rope = self.engine.rope if self.policy is UpdatePolicy.PIE else None
-        moves, delta, prev_end = [], 0, None
-        for s in splices:
-            if prev_end is not None:
-                moves.append((prev_end, s.start - delta, delta))
-            prev_end = s.end - delta
-            delta += s.delta
-        assert prev_end is not None
-        moves.append((prev_end, n_old, delta))
-        self.kv.move(moves, n_old + delta, rope)
-        logits = None
-        for s in splices:
-            logits = self.kv.encode(s.tokens, at=s.start, want_logits=True) if s.tokens else None
-        # Logits are only current if the last token of the sequence was just encoded.
-        self.next_logits = logits if prev_end == n_old and logits is not None else None
-        return sum(len(s.tokens) for s in splices)
-
-
-def apply_splices(tokens: list[int], splices: Sequence[Splice]) -> list[int]:
-    """Apply splices given in running indexing (each after the previous ones), ascending."""
-    out = list(tokens)
-    for s in splices:
-        assert 0 <= s.start <= s.end <= len(out), (s.start, s.end, len(out))
-        out[s.start : s.end] = s.tokens
-    return out
+    def _char_start(self, w: int) -> int:
+        """`w`, or the next token if w would start inside a character split over tokens."""
+        while 0 < w < len(self.doc.ids) and self.doc.offsets[w - 1] == self.doc.offsets[w]:
+            w += 1
+        return w
 
 
 def diff_splice(old: list[int], new: list[int]) -> Splice | None:
@@ -368,15 +510,36 @@ def diff_splice(old: list[int], new: list[int]) -> Splice | None:
     return Splice(p, len(old) - s, tuple(new[p : len(new) - s]))
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    p = 0
+    while p < n and a[p] == b[p]:
+        p += 1
+    return p
+
+
+def map_index(x: int, s: Splice, *, inside_to_end: bool) -> int:
+    """Where document token index x lands after splice s (an index inside the replaced
+    tokens goes to the start of the new ones, or their end)."""
+    if x <= s.start:
+        return x
+    if x >= s.end:
+        return x + s.delta
+    return s.start + len(s.tokens) if inside_to_end else s.start
+
+
 def fresh_layout(doc: LiveDocument) -> list[int]:
-    """The prompt a document with this text, cursor and context must hold (the invariant above),
-    from a fresh tokenization of its text and of its cross-file context."""
+    """The tokens a document with this text, cursor and context must hold (the invariant above),
+    from a fresh tokenization of its text and of its cross-file context (baselines: the prompt
+    they will hold once a request has prepared it)."""
+    document = doc.fim is None and not doc.defers
     return build_layout(
         TokenizedText(doc.engine.tokenizer, doc.text),
         doc.cursor,
         head=doc._head_tokens(doc.context),
         fim=doc.fim,
         window_start=doc.layout.window_start,
+        window_end=doc.layout.window_end if document else None,
         suffix_tokens=doc.suffix_tokens,
     ).tokens
 
@@ -384,7 +547,7 @@ def fresh_layout(doc: LiveDocument) -> list[int]:
 def kv_error(doc: LiveDocument) -> float:
     """Largest absolute difference between the document's KV and a full re-encode of its tokens."""
     ref = KVCache(doc.engine.runner)
-    ref.encode(doc.tokens)
-    n = len(doc.tokens)
-    keys = (doc.kv.keys[:, :, :n] - ref.keys[:, :, :n]).abs().max().item()
-    return max(keys, (doc.kv.values[:, :, :n] - ref.values[:, :, :n]).abs().max().item())
+    ref.encode(doc.tokens[: len(doc.kv)])
+    keys, values = doc.kv.dense()
+    ref_keys, ref_values = ref.dense()
+    return max((keys - ref_keys).abs().max().item(), (values - ref_values).abs().max().item())

@@ -123,14 +123,13 @@ def decode_superposed(
     t0 = time.perf_counter()
     search = Search(vocab, live.heal, stop, set(live.engine.tokenizer.all_special_ids), width)
     chain: list[Processor] = [search.healing, *processors]
-    prompt_len = len(live.tokens)
     embed = live.engine.runner.embed
     n = config.tokens_per_draft * width
-    logits = live.prompt_logits()
-    try:
+    prompt = live.prompt
+    with live.decoding() as (kv, logits):
         for step in range(max_tokens):
             logprobs = processed_logprobs(chain, search.alive, logits, config.tau)
-            contexts = [(live.tokens[-CONTEXT:] + d)[-CONTEXT:] for d in search.alive]
+            contexts = [(prompt[-CONTEXT:] + d)[-CONTEXT:] for d in search.alive]
             ids, scores = rescore(logprobs, contexts, n, config, ngrams)
             total = torch.tensor(search.scores, dtype=scores.dtype)[:, None] + scores  # (k, n)
             candidates = [
@@ -146,9 +145,7 @@ def decode_superposed(
             if time_budget is not None and time.perf_counter() - t0 > time_budget:
                 break
             x = superpose([d[-1] for d in search.alive], torch.tensor(search.scores), embed)
-            logits = live.kv.encode_embeddings(x[None])
-    finally:
-        live.kv.crop(prompt_len)
+            logits = kv.encode_embeddings(x[None])
     if should_stop is not None and should_stop():
         return []
     return search.results()

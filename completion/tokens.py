@@ -74,6 +74,7 @@ class TokenizedText:
     text: str
     ids: list[int]  # token ids of `text`, no special tokens added
     offsets: list[int]  # char offset where each token starts; same length as `ids`
+    uids: list[int]  # an identity per token that survives edits (new tokens get new ones): relayouts match on it
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, text: str) -> None:
         if not tokenizer.is_fast:
@@ -81,11 +82,14 @@ class TokenizedText:
         self.tokenizer = tokenizer
         self.text = text
         self.ids, self.offsets = fresh_tokenize(tokenizer, text)
+        self.uids = list(range(len(self.ids)))
+        self._next_uid = len(self.ids)
 
     def copy(self) -> TokenizedText:
         other = TokenizedText.__new__(TokenizedText)
         other.tokenizer, other.text = self.tokenizer, self.text
-        other.ids, other.offsets = list(self.ids), list(self.offsets)
+        other.ids, other.offsets, other.uids = list(self.ids), list(self.offsets), list(self.uids)
+        other._next_uid = self._next_uid
         return other
 
     def token_index_at(self, char: int) -> int:
@@ -118,6 +122,8 @@ class TokenizedText:
         self.text = new
         ids[i:j] = tokens
         offs[i:j] = window_offs[w0:w1]
+        self.uids[i:j] = range(self._next_uid, self._next_uid + len(tokens))
+        self._next_uid += len(tokens)
         if delta:
             shifted = i + len(tokens)
             offs[shifted:] = [o + delta for o in offs[shifted:]]

@@ -27,14 +27,14 @@ async def document_state(ls: LiveKVServer, params: object) -> dict[str, object]:
     check = params.get("check") is True if isinstance(params, dict) else getattr(params, "check", None) is True
     mirror = ls.mirrors.get(uri)
     engine_text = await asyncio.wrap_future(ls.worker.submit(ls.worker.text_of, uri))
-    cached_tokens = await asyncio.wrap_future(ls.worker.submit(ls.worker.cached_tokens, uri))
+    cache = await asyncio.wrap_future(ls.worker.submit(ls.worker.cache_state, uri))
     state: dict[str, object] = {
         "mirror": mirror.text if mirror else None,
         "workspace": ls.workspace.get_text_document(uri).source if mirror else None,
         "engine": engine_text,
         "cachedDocuments": len(ls.worker.store),
         "cacheBytes": ls.worker.store.nbytes,
-        "cachedTokens": cached_tokens,
+        **(cache or {"cachedTokens": 0}),
         "projectFiles": sorted(project.store.keys()) if (project := ls.worker.project) else [],
         "lastSuggestion": [{"tokens": d.tokens, "passes": d.passes} for d in last.drafts]
         if (last := ls.worker.last_answer)
@@ -49,12 +49,13 @@ def check_cache(worker: ModelWorker, uri: str) -> dict[str, object]:
     """On the worker thread: whether the document's cached tokens are fresh, then (after re-encoding
     its stale positions, as the idle refresh would) the largest difference from a full re-encode.
     A document without KV (evicted, uncached, unknown) has nothing to check: both are None."""
-    if uri not in worker.store or uri in worker.unencoded or not worker.store.get(uri).tokens:
+    if uri not in worker.store or uri in worker.unencoded or not len(worker.store.get(uri).kv):
         evicted = uri in worker.store and uri not in worker.unencoded
         return {"evicted": evicted, "tokensFresh": None, "kvMaxError": None, "staleBefore": 0}
     t0 = time.perf_counter()
     doc = worker.store.get(uri)
-    fresh = doc.tokens == fresh_layout(doc) and len(doc.kv) == len(doc.tokens)
+    doc.prepare()  # the baselines hold their last prompt until a request prepares the next
+    fresh = doc.tokens == fresh_layout(doc)
     stale = doc.stale
     doc.refresh()
     return {

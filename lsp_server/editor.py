@@ -48,13 +48,14 @@ class Editor:
     def __init__(self) -> None:
         self.client = LanguageClient("livekv-editor", "1")
         self.status: list[dict[str, Any]] = []
+        self.messages: list[str] = []  # the server's window/logMessage and window/showMessage texts, in order
         self.texts: dict[str, str] = {}
         self.versions: dict[str, int] = {}
         self.client.feature("livekv/status")(lambda params: self.status.append(_plain(params)))
         self.client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)(lambda params: None)
         self.client.feature(types.PROGRESS)(lambda params: None)
-        self.client.feature(types.WINDOW_LOG_MESSAGE)(lambda params: None)
-        self.client.feature(types.WINDOW_SHOW_MESSAGE)(lambda params: print(f"server: {params.message}"))
+        self.client.feature(types.WINDOW_LOG_MESSAGE)(lambda params: self.messages.append(params.message))
+        self.client.feature(types.WINDOW_SHOW_MESSAGE)(lambda params: self._shown(params))
 
     async def start(self, options: dict[str, Any], root: str, log_file: str | None = None) -> None:
         cmd = [sys.executable, "-m", "lsp_server.cli", "serve", *(["--log-file", log_file] if log_file else [])]
@@ -72,6 +73,10 @@ class Editor:
         )
         self.client.initialized(types.InitializedParams())
 
+    def _shown(self, params: types.ShowMessageParams) -> None:
+        self.messages.append(params.message)
+        print(f"server: {params.message}")
+
     async def stop(self) -> None:
         await self.client.shutdown_async(None)
         self.client.exit(None)
@@ -86,9 +91,19 @@ class Editor:
         )
         await self.state(uri)
 
+    def close(self, uri: str) -> None:
+        self.texts.pop(uri, None)
+        self.versions.pop(uri, None)
+        self.client.text_document_did_close(types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri)))
+
     async def state(self, uri: str) -> Any:
         """`livekv/documentState`: answered by the worker after everything sent before it."""
         return await self.client.protocol.send_request_async("livekv/documentState", {"uri": uri})
+
+    async def state_dict(self, uri: str) -> dict[str, Any]:
+        """`state(uri)` as plain dicts and lists (pygls hands unknown results over as named tuples)."""
+        state = to_plain(await self.state(uri))
+        return state if isinstance(state, dict) else {}
 
     def edit(self, uri: str, start: int, end: int, new: str) -> None:
         text = self.texts[uri]
@@ -138,6 +153,17 @@ def _plain(params: Any) -> dict[str, Any]:
     """The status notification's fields (pygls hands unknown params over as attribute objects)."""
     keys = ("latencyMs", "firstTokenMs", "model")
     return {k: params.get(k) if isinstance(params, dict) else getattr(params, k, None) for k in keys}
+
+
+def to_plain(value: Any) -> Any:
+    """A JSON value pygls decoded into named tuples (objects of an unknown method's result) as dicts and lists."""
+    if hasattr(value, "_fields"):
+        return {k: to_plain(getattr(value, k)) for k in value._fields}
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

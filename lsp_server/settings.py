@@ -15,6 +15,8 @@ from typing import Any
 from completion.formats import FORMATS
 from completion.suggest import DEFAULT_DRAFT_METHOD, DRAFT_METHODS
 
+UPDATE_POLICIES = ("pie", "prefix-reuse", "full")  # what servers offer (live.py has one more, for tests)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -25,7 +27,7 @@ class Settings:
     memory_budget_mb: int = 1024  # KV memory shared by all open documents
     max_file_bytes: int = 2_000_000  # larger (or binary) documents are not cached
     time_budget_ms: int = 3000  # wall-clock limit of one suggestion
-    use_pie: bool = True  # False: re-encode on every change (for comparison)
+    update_policy: str = "pie"  # pie; the baselines: prefix-reuse (llama.cpp: the last prompt's common prefix), full
     weights: str = "fp32"  # weight format of the runner: fp32, bf16, int8, int8-wo, int4-wo
     device: str = "cpu"  # "cuda" (or "cuda:N") runs the model on a GPU when there is one
     multiline: bool = False  # suggest to the end of the block instead of the end of the line
@@ -96,6 +98,8 @@ def _check(name: str, value: Any) -> str | None:
         return None if value in FORMATS else f"must be one of {', '.join(FORMATS)}"
     if name == "draft_method":
         return None if value in DRAFT_METHODS else f"must be one of {', '.join(DRAFT_METHODS)}"
+    if name == "update_policy":
+        return None if value in UPDATE_POLICIES else f"must be one of {', '.join(UPDATE_POLICIES)}"
     if name == "device":
         return None if isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d+)?", value) else "must be cpu or cuda[:N]"
     if expected == "bool":

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
@@ -51,7 +51,11 @@ from monitors.syntax import complete_statements
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-REFRESH_CHUNK = 16  # stale tokens re-encoded per background step (~50-100 ms on 2 CPU cores)
+REFRESH_CHUNK = 32  # stale or missing tokens encoded per background step (~100 ms on 2 CPU cores)
+# A request encodes at most this many missing tokens of a document still growing (just opened, or
+# evicted); past that it is answered from a short preview: the last PREVIEW_TOKENS before the caret.
+FIRST_ANSWER_TOKENS = 256
+PREVIEW_TOKENS = 256
 CONTEXT_STEP_CHARS = 300  # cross-file context grows by about this much per background step
 QUERY_LINES = 30  # lines above the cursor that pick the cross-file snippets
 OnFault = Callable[[str, Exception], None]  # (where, the error): called on the thread where it happened
@@ -105,10 +109,10 @@ class ModelWorker:
         self._to_index: dict[str, str] = {}  # open documents' newest text, not yet in the project index
         self._indexed: dict[str, str] = {}  # the text last indexed per open document
         self.latest: dict[str, int] = {}  # newest version per document, written by the event loop
-        # Documents whose newest text is not in a cache yet, encoded whole at the next request: with
-        # usePie=false every changed document (the baseline PIE is measured against), and any document
-        # whose cache a fault dropped.
+        # Documents whose cache a fault dropped: their newest text, opened again at the next request.
         self.unencoded: dict[str, str] = {}
+        # Short caches at the caret of documents still growing: what their first answers decode on.
+        self.previews: dict[str, LiveDocument] = {}
         self.last_answer: Answer | None = None
         self.background_steps = 0
 
@@ -248,7 +252,11 @@ class ModelWorker:
             if recent is not None and self.engine is not None and not self._pending and not self._closed:
                 uri, doc = recent
                 with self._updating(uri, doc.text):
-                    more = self._step_context(uri, doc) or doc.refresh(REFRESH_CHUNK) > 0
+                    grown = doc.refresh(REFRESH_CHUNK)
+                    doc.counts.refresh += grown
+                    more = grown > 0 or self._step_context(uri, doc)
+                if not doc.missing:
+                    self.previews.pop(uri, None)
                 self.background_steps += 1
         except Exception as err:  # as in `_run`; the chain starts again after the next job
             self.on_fault("the model worker (background step)", err)
@@ -335,10 +343,17 @@ class ModelWorker:
             return
         if self.engine is None:
             return
-        policy = UpdatePolicy.PIE if self.settings.use_pie else UpdatePolicy.FULL
+        self.previews.pop(uri, None)
         with self._updating(uri, text):
-            # the caret is unknown until the first edit or request: the whole (windowed) file is encoded
-            doc = LiveDocument(self.engine, text, window=self.settings.context_tokens, policy=policy)
+            # Nothing is encoded yet: the first request encodes what its caret needs (or answers from a
+            # preview) and the cache grows at idle time, so opening a file never waits for all of it.
+            doc = LiveDocument(
+                self.engine,
+                text,
+                window=self.settings.context_tokens,
+                policy=UpdatePolicy(self.settings.update_policy),
+                encode=False,
+            )
         self.store.add(uri, doc)
 
     def change(self, uri: str, edits: list[TextEdit], text_after: str) -> None:
@@ -348,17 +363,19 @@ class ModelWorker:
         if reason is not None:
             self.open(uri, text_after)  # says why and drops the cache
             return
-        if uri in self.unencoded or (not self.settings.use_pie and uri in self.store):
+        if uri in self.unencoded:
             self.unencoded[uri] = text_after
             return
         if uri not in self.store:
             self.open(uri, text_after)
             return
         doc = self.store.get(uri)
-        shift = sum(len(e.text) - (e.end - e.start) for e in edits[:-1])
-        caret = edits[-1].start + shift + len(edits[-1].text)  # where the caret is after typing
+        # The caret stays where the last request put it (typing at it carries it along): an edit
+        # elsewhere is a splice of the whole-document cache, and coming back costs nothing.
         with self._updating(uri, text_after):
-            doc.apply_edits(edits, cursor=caret)
+            doc.apply_edits(edits)
+            if (preview := self.previews.get(uri)) is not None:
+                preview.apply_edits(edits)
         if doc.text != text_after:  # cannot happen unless a bug: resynchronise rather than drift
             log.error("cache text drifted from the client's for %s; re-opening", uri)
             self.open(uri, text_after)
@@ -368,18 +385,34 @@ class ModelWorker:
             return self.unencoded[uri]
         return self.store.get(uri).text if uri in self.store else None
 
-    def cached_tokens(self, uri: str) -> int:
-        """Tokens in the document's KV cache (0 if it has none)."""
-        return len(self.store.get(uri).kv) if uri in self.store else 0
+    def cache_state(self, uri: str) -> dict[str, object]:
+        """The document's cache in numbers (`livekv/documentState`): tokens held, missing and stale,
+        the decode point, and the tokens run through the model for it so far, by cause."""
+        if uri not in self.store:
+            return {"cachedTokens": 0}
+        doc = self.store.get(uri)
+        preview = self.previews.get(uri)
+        return {
+            "cachedTokens": len(doc.kv),
+            "layoutTokens": len(doc.tokens),
+            "missingTokens": doc.missing,
+            "staleTokens": doc.stale,
+            "decodeAt": doc.layout.decode_at,
+            "updatePolicy": str(doc.policy),
+            "encoded": asdict(doc.counts),
+            "previewEncoded": asdict(preview.counts) if preview is not None else None,
+        }
 
     def close(self, uri: str) -> None:
         self.store.close(uri)
+        self.previews.pop(uri, None)
         self.unencoded.pop(uri, None)
         self._indexed.pop(uri, None)
         self._queue_for_index(uri, None)
 
     def _ready(self, req: Request) -> LiveDocument | None:
-        """The document at the request's cursor, or None if it is unknown, uncached or superseded."""
+        """The cache to decode on at the request's cursor (the document's, or while it is still
+        growing and far from the caret, its preview), or None if unknown, uncached or superseded."""
         if self.engine is None or self._superseded(req):
             return None
         if req.uri in self.unencoded:
@@ -389,7 +422,23 @@ class ModelWorker:
         doc = self.store.get(req.uri)
         with self._updating(req.uri, doc.text):
             doc.move_cursor(req.offset)
-        return doc
+            if doc.prepare(budget=None if doc.defers else FIRST_ANSWER_TOKENS):  # a baseline does all it needs
+                self.previews.pop(req.uri, None)
+                return doc
+            preview = self.previews.get(req.uri)
+            if preview is None:
+                preview = LiveDocument(
+                    self.engine,
+                    doc.text,
+                    cursor=req.offset,
+                    window=PREVIEW_TOKENS,
+                    policy=UpdatePolicy.PREFIX_REUSE,
+                    encode=False,
+                )
+                self.previews[req.uri] = preview
+            preview.move_cursor(req.offset)
+            preview.prepare()
+        return preview
 
     @contextmanager
     def _updating(self, uri: str, text: str) -> Iterator[None]:
@@ -399,6 +448,7 @@ class ModelWorker:
             yield
         except Exception:
             self.store.close(uri)
+            self.previews.pop(uri, None)
             self.unencoded[uri] = text
             raise
 

@@ -43,11 +43,11 @@ def test_healing_allows_only_tokens_that_recreate_the_text(vocab: Vocabulary) ->
 
 def test_decode_leaves_the_cache_as_it_found_it(tiny_engine: Callable[[str], Engine], vocab: Vocabulary) -> None:
     live = LiveDocument(tiny_engine("llama"), CODE, cursor=CODE.index("total\n") + 3, fim=False)
-    tokens, keys = list(live.tokens), live.kv.keys[:, :, : len(live.kv)].clone()
+    tokens, keys = list(live.tokens), live.kv.dense()[0].clone()
     out = decode(live, vocab, max_tokens=8)
     assert out.tokens and vocab.decode(out.tokens).startswith(live.heal.encode())
     assert live.tokens == tokens and len(live.kv) == len(tokens)
-    assert torch.equal(live.kv.keys[:, :, : len(live.kv)], keys)
+    assert torch.equal(live.kv.dense()[0], keys)
 
 
 def test_embedded_model_heals_mid_identifier_and_completes(embedded: LoadedModel) -> None:

@@ -49,8 +49,8 @@ ONE_LINE_EDIT = TextEdit(EDIT_AT, EDIT_AT, "        total = quantity * 2  # rest
 
 def layers(kv: KVCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """A snapshot of every layer's keys and values (the buffer itself is written in place)."""
-    n = len(kv)
-    return [(kv.keys[i, :, :n].clone(), kv.values[i, :, :n].clone()) for i in range(kv.keys.shape[0])]
+    keys, values = kv.dense()
+    return [(keys[i].clone(), values[i].clone()) for i in range(keys.shape[0])]
 
 
 def full_encode(engine: Engine, tokens: list[int]) -> KVCache:
@@ -60,8 +60,9 @@ def full_encode(engine: Engine, tokens: list[int]) -> KVCache:
 
 
 def max_diff(a: KVCache, b: KVCache, start: int, end: int) -> float:
-    keys = (a.keys[:, :, start:end] - b.keys[:, :, start:end]).abs().max().item()
-    values = (a.values[:, :, start:end] - b.values[:, :, start:end]).abs().max().item()
+    (a_keys, a_values), (b_keys, b_values) = a.dense(), b.dense()
+    keys = (a_keys[:, :, start:end] - b_keys[:, :, start:end]).abs().max().item()
+    values = (a_values[:, :, start:end] - b_values[:, :, start:end]).abs().max().item()
     return max(keys, values)
 
 
@@ -72,7 +73,7 @@ def test_pie_matches_full_reencode_where_it_must(tiny_engine: Callable[[str], En
     before, old_tokens = layers(live.kv), list(live.tokens)
     stats = live.apply_edits([ONE_LINE_EDIT])
     after_text = SOURCE[:EDIT_AT] + ONE_LINE_EDIT.text + SOURCE[EDIT_AT:]
-    ref = LiveDocument(engine, after_text, fim=False, policy=UpdatePolicy.FULL)
+    ref = LiveDocument(engine, after_text, fim=False)  # encoded from scratch: exact
     assert live.tokens == ref.tokens
     splice = diff_splice(old_tokens, live.tokens)
     assert splice is not None
@@ -109,8 +110,9 @@ def test_every_policy_keeps_tokens_and_cache_length_in_step(
 ) -> None:
     live = LiveDocument(tiny_engine("llama"), SOURCE, fim=False, policy=policy)
     live.apply_edits([TextEdit(10, 12, ""), ONE_LINE_EDIT, TextEdit(len(SOURCE) - 5, len(SOURCE), "x)\n")])
-    assert len(live.kv) == len(live.tokens)
-    if policy in (UpdatePolicy.FULL, UpdatePolicy.PREFIX_REUSE):
+    assert live.prepare()  # the baselines do their work here, when a request comes
+    assert len(live.kv) == len(live.tokens) and live.tokens == fresh_layout(live)
+    if live.defers:
         assert live.stale == 0
 
 
@@ -124,7 +126,7 @@ def test_deletion_needs_no_forward_pass(tiny_engine: Callable[[str], Engine]) ->
 
 def test_bad_edits_raise_and_change_nothing(tiny_engine: Callable[[str], Engine]) -> None:
     live = LiveDocument(tiny_engine("llama"), SOURCE, fim=False)
-    text, tokens, kv_len, keys = live.text, list(live.tokens), len(live.kv), live.kv.keys[:, :, : len(live.kv)].clone()
+    text, tokens, kv_len, keys = live.text, list(live.tokens), len(live.kv), live.kv.dense()[0].clone()
     bad = [
         ([TextEdit(5, 3, "x")], None),
         ([TextEdit(0, len(SOURCE) + 1, "")], None),
@@ -137,7 +139,7 @@ def test_bad_edits_raise_and_change_nothing(tiny_engine: Callable[[str], Engine]
         with pytest.raises(ValueError):
             live.apply_edits(edits, cursor)
         assert live.text == text and live.tokens == tokens and len(live.kv) == kv_len
-        assert torch.equal(live.kv.keys[:, :, : len(live.kv)], keys)
+        assert torch.equal(live.kv.dense()[0], keys)
 
 
 def test_map_cursor_follows_typing_and_shifts() -> None:
@@ -210,9 +212,11 @@ def test_store_evicts_least_recently_used_caches(tiny_engine: Callable[[str], En
         store.add(name, LiveDocument(engine, SOURCE, fim=False))
     assert store.nbytes <= store.budget_bytes
     assert len(store.get("a").kv) == 0 or len(store.get("b").kv) == 0  # an older one was evicted
-    doc = store.get("a")  # using an evicted document re-encodes it
-    doc.move_cursor(len(doc.text) - 1)
-    assert len(doc.kv) == len(doc.tokens)
+    doc = store.get("a")  # an evicted document grows its cache again: first what a request needs
+    doc.move_cursor(len(doc.text) // 2)
+    assert doc.prepare() and len(doc.kv) == doc.layout.decode_at < len(doc.tokens)
+    doc.refresh()
+    assert len(doc.kv) == len(doc.tokens) and doc.stale == 0
     with pytest.raises(KeyError, match="unknown document"):
         store.get("nope")
 
@@ -228,7 +232,7 @@ def test_rope_pie_cannot_patch_falls_back_to_exact_reencoding(tokenizer: PreTrai
     live = LiveDocument(engine, SOURCE, fim=False)
     assert live.policy is UpdatePolicy.PREFIX_REUSE
     live.apply_edits([ONE_LINE_EDIT])
-    assert live.stale == 0
+    assert live.prepare() and live.stale == 0 and live.tokens == fresh_layout(live)
 
 
 def test_architectures_the_runner_lacks_are_refused_by_name(tokenizer: PreTrainedTokenizerBase) -> None:

@@ -82,10 +82,10 @@ def test_move_rotates_keys_to_their_new_positions(shift: int) -> None:
     """Moving slots [20, 50) by `shift` (overlapping itself) equals encoding them there, in layer 0."""
     model = tiny_model("llama", VOCAB)
     runner, rope = Runner(model), rotary_params(model)
-    kv = KVCache(runner)
+    kv = KVCache(runner, rope=rope)
     kv.encode(IDS[:50])
     values = kv.values[:, :, 20:50].clone()
-    kv.move([(20, 50, shift)], 50 + shift, rope)
+    kv.move([(20, 50, shift)], 50 + shift)
     assert len(kv) == 50 + shift
     assert torch.equal(kv.values[:, :, 20 + shift : 50 + shift], values)
     # layer-0 keys depend on the token and its position only
@@ -120,7 +120,7 @@ def test_a_buffer_grown_while_decoding_can_be_patched_after_it() -> None:
     with torch.inference_mode():
         kv.encode(IDS[:10])
         kv.reserve(kv.capacity + 1)
-    kv.move([(2, 10, 3)], 13, None)
+    kv.move([(2, 10, 3)], 13)
     kv.encode(IDS[:3], at=2)
     assert len(kv) == 13
 
@@ -129,3 +129,37 @@ def test_a_buffer_grown_while_decoding_can_be_patched_after_it() -> None:
 def test_cpu_only_formats_are_refused_on_a_gpu_before_anything_is_built(weight_format: str) -> None:
     with pytest.raises(ValueError, match="CPU kernels only"):
         Runner(tiny_model("llama", VOCAB), weight_format, "cuda")
+
+
+def test_gap_moves_and_lagging_keys_equal_an_eager_cache() -> None:
+    """Splices at the gap leave the keys after it lagging; moving the gap across them (both ways) and
+    closing it gives the keys and values of a cache moved and rotated at once, to float tolerance."""
+    model = tiny_model("llama", VOCAB)
+    runner, rope = Runner(model), rotary_params(model)
+    gap, eager = KVCache(runner, rope=rope), KVCache(runner, rope=rope)
+    gap.encode(IDS[:60])
+    eager.encode(IDS[:60])
+    steps = [(40, 42, 5), (44, 44, 3), (10, 20, 0), (30, 31, 1), (55, 55, 2)]  # (start, end, new) each
+    for start, end, new in steps:
+        gap.splice(start, end, new)
+        gap.encode(IDS[:new], at=start) if new else None
+        n = len(eager)
+        eager.move([(end, n, new - (end - start))], n + new - (end - start))
+        eager.encode(IDS[:new], at=start) if new else None
+        assert len(gap) == len(eager)
+    gap.gap_to(5)  # everything after slot 5 now lags
+    (gk, gv), (ek, ev) = gap.dense(), eager.dense()
+    assert (gk - ek).abs().max().item() <= 1e-4 and (gv - ev).abs().max().item() <= 1e-4
+
+
+def test_a_prompt_view_writes_into_the_gap_only() -> None:
+    kv = KVCache(Runner(tiny_model("llama", VOCAB)))
+    kv.encode(IDS[:50])
+    keys, values = (t.clone() for t in kv.dense())
+    view = kv.prompt_view(20)
+    assert len(view) == 20
+    view.encode(IDS[50:60])
+    view.encode_scored(IDS[60:64])
+    assert len(kv) == 50
+    after_keys, after_values = kv.dense()
+    assert torch.equal(after_keys, keys) and torch.equal(after_values, values)

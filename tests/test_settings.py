@@ -6,13 +6,15 @@ from lsp_server.settings import Settings
 
 
 def test_camel_case_keys_map_to_typed_fields() -> None:
-    s, problems = Settings.from_json({"maxTokens": 64, "modelPath": "/m", "useSlidingWindow": 1, "usePie": False})
-    assert (s.max_tokens, s.model_path, s.use_pie) == (64, "/m", False)
+    s, problems = Settings.from_json(
+        {"maxTokens": 64, "modelPath": "/m", "useSlidingWindow": 1, "updatePolicy": "full"}
+    )
+    assert (s.max_tokens, s.model_path, s.update_policy) == (64, "/m", "full")
     assert problems == ["unknown setting 'useSlidingWindow' ignored"]
 
 
 def test_bad_values_keep_the_default_and_say_why() -> None:
-    s, problems = Settings.from_json({"threads": 0, "maxTokens": "3", "usePie": "yes", "weights": "int3"})
+    s, problems = Settings.from_json({"threads": 0, "maxTokens": "3", "updatePolicy": "lazy", "weights": "int3"})
     assert s == Settings()
     assert len(problems) == 4 and "between 1 and 256" in problems[0] and "integer" in problems[1]
 

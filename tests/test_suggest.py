@@ -26,13 +26,13 @@ def never(text: str) -> int | None:
 
 
 def snapshot(live: LiveDocument) -> tuple[str, int, list[int], int, torch.Tensor]:
-    return live.text, live.cursor, list(live.tokens), len(live.kv), live.kv.keys[:, :, : len(live.kv)].clone()
+    return live.text, live.cursor, list(live.tokens), len(live.kv), live.kv.dense()[0].clone()
 
 
 def assert_unchanged(live: LiveDocument, before: tuple[str, int, list[int], int, torch.Tensor]) -> None:
     text, cursor, tokens, kv_len, keys = before
     assert (live.text, live.cursor, live.tokens, len(live.kv)) == (text, cursor, tokens, kv_len)
-    assert torch.equal(live.kv.keys[:, :, : len(live.kv)], keys)
+    assert torch.equal(live.kv.dense()[0], keys)
 
 
 def scripted(live: LiveDocument, text: str) -> Processor:

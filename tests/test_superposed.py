@@ -46,13 +46,13 @@ def engine(tiny_engine: Callable[[str], Engine]) -> Engine:
 
 def snapshot(live: LiveDocument) -> tuple[list[int], int, torch.Tensor, torch.Tensor]:
     n = len(live.kv)
-    return list(live.tokens), n, live.kv.keys[:, :, :n].clone(), live.kv.values[:, :, :n].clone()
+    return list(live.tokens), n, live.kv.dense()[0].clone(), live.kv.dense()[1].clone()
 
 
 def assert_as_found(live: LiveDocument, before: tuple[list[int], int, torch.Tensor, torch.Tensor]) -> None:
     tokens, n, keys, values = before
     assert live.tokens == tokens and len(live.kv) == n
-    assert torch.equal(live.kv.keys[:, :, :n], keys) and torch.equal(live.kv.values[:, :, :n], values)
+    assert torch.equal(live.kv.dense()[0], keys) and torch.equal(live.kv.dense()[1], values)
 
 
 # -- the runner's embeddings input ---------------------------------------------------------------
@@ -63,7 +63,7 @@ def test_an_embedding_row_fed_as_a_vector_is_the_token(engine: Engine) -> None:
     by_token, by_vector = KVCache(engine.runner), KVCache(engine.runner)
     by_token.encode(ids[:-1])
     by_vector.encode(ids[:-1])
-    want = by_token.encode(ids[-1:], want_logits=True)
+    want = by_token.encode(ids[-1:], logits="last")
     x = superpose([ids[-1]], torch.tensor([-3.25]), engine.runner.embed)  # one draft: weight exactly 1.0
     assert torch.equal(x, engine.runner.embed[ids[-1]])
     got = by_vector.encode_embeddings(x[None])
@@ -155,13 +155,16 @@ def test_processors_apply_to_every_draft(engine: Engine, vocab: Vocabulary, meth
 
 
 @pytest.mark.parametrize("method", ["superposed", "beam"])
-def test_cancellation_stops_every_draft(engine: Engine, vocab: Vocabulary, method: str) -> None:
+def test_cancellation_stops_every_draft(
+    engine: Engine, vocab: Vocabulary, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     live = LiveDocument(engine, DOCS[0], fim=False)
     live.prompt_logits()
     before = snapshot(live)
     polls = 0
     passes = 0
-    forward = live.kv.encode_embeddings if method == "superposed" else live.kv.encode_tree
+    name = "encode_embeddings" if method == "superposed" else "encode_tree"
+    forward = getattr(KVCache, name)
 
     def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
         nonlocal passes
@@ -173,7 +176,7 @@ def test_cancellation_stops_every_draft(engine: Engine, vocab: Vocabulary, metho
         polls += 1
         return polls > 2
 
-    setattr(live.kv, "encode_embeddings" if method == "superposed" else "encode_tree", counting)
+    monkeypatch.setattr(KVCache, name, counting)  # the decode's cache is a view of the document's
     run = decode_superposed if method == "superposed" else decode_beam
     assert run(live, vocab, width=3, max_tokens=20, stop=never, should_stop=stop_after_two) == []
     assert passes == 2  # no pass after the poll that said stop

@@ -1,0 +1,137 @@
+"""`livekv bench latency`: where the flows type, how the targets are judged, and every flow run through
+the real server (a tiny random model: the protocol and the bookkeeping, not the speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+from benchmarks.latency import (
+    DEFAULT_LINE,
+    Row,
+    indented,
+    judge,
+    line_start_near,
+    line_to_type,
+    paste_block,
+    prepare,
+    statement_starts,
+    token_starts,
+    tokens_between,
+)
+
+SOURCE = "class Shop:\n" + "".join(
+    f"    def item_{i}(self, count):\n"
+    f'        """Item {i}: (price\n        times count."""\n'
+    f"        total = self.items[{i}].price * count + self.tax\n"
+    f"        return total\n\n"
+    for i in range(30)
+)
+
+
+def test_the_document_is_cut_where_the_user_writes(tokenizer: PreTrainedTokenizerBase) -> None:
+    doc = prepare("shop.py", SOURCE, tokenizer)
+    assert doc.line.startswith("total = self.items[") and doc.line_start >= 0.85 * len(doc.text)
+    assert doc.text[doc.line_start : doc.caret] + doc.pending == doc.line and doc.pending
+    assert doc.text[doc.caret] == "\n" and doc.far < doc.line_start
+    head = doc.text[doc.line_start : doc.caret]
+    assert head.count("[") == head.count("]")  # cut where the brackets are closed: the rest lexes as code
+    assert doc.tokens == len(token_starts(tokenizer, doc.text))
+
+
+def test_statements_skip_strings_and_brackets() -> None:
+    text = 'x = (1,\n     2)\n"""doc\ny = 3\n"""\n# note\nz = 4\n'
+    assert [text[s : text.find("\n", s)] for s in statement_starts(text)] == ["x = (1,", '"""doc', "# note", "z = 4"]
+
+
+def test_lines_are_typed_about_the_asked_distance_away(tokenizer: PreTrainedTokenizerBase) -> None:
+    doc = prepare("shop.py", SOURCE, tokenizer)
+    starts = token_starts(tokenizer, doc.text)
+    for tokens in (5, 50, 500):
+        at = line_start_near(doc.text, starts, doc.caret, tokens, above=True)
+        assert at < doc.caret and abs(tokens_between(starts, at, doc.caret) - tokens) <= max(5, tokens // 5)
+        assert at in statement_starts(doc.text)  # a new line opened above a statement, not inside one
+    below = line_start_near(doc.text, starts, doc.caret, 100, above=False)
+    assert below > doc.caret and abs(tokens_between(starts, doc.caret, below) - 100) <= 20
+    indent, code = line_to_type(doc.text, below)
+    assert indent.strip() == "" and code in (DEFAULT_LINE, doc.text[below:].split("\n")[0].strip())
+    assert line_to_type("    def f(self):\n", 0) == ("    ", DEFAULT_LINE)  # a block header is not copied
+
+
+def test_the_paste_is_twenty_whole_lines() -> None:
+    block = paste_block(SOURCE)
+    assert block.count("\n") == 20 and "\ndef item_" in block  # whole lines, their common indentation removed
+    assert indented("a\n\n  b\n", "    ") == "    a\n\n      b\n"
+
+
+def row(flow: str, step: str, policy: str, first: float, whole: float) -> Row:
+    return Row(flow, step, policy, "keystroke", 3, first, first, whole, whole, None, None, 0)
+
+
+def test_targets_are_met_missed_or_not_comparable() -> None:
+    rows = [
+        row("a", "typing", "pie", 50, 700),
+        row("b", "5 tokens above", "pie", 60, 790),
+        row("b", "2000 tokens above", "pie", 200, 900),
+        row("b", "2000 tokens above", "prefix-reuse", 5000, 5600),
+    ]
+    judge(rows)
+    near, far, baseline = rows[1].targets, rows[2].targets, rows[3].targets
+    assert [t["met"] for t in near] == [True, True] and near[1]["limit_ms"] == 800
+    assert [t["met"] for t in far] == [False, False, False] and far[2]["value"] == 25.0
+    assert baseline == [] and rows[0].targets == []
+    alone = [row("b", "2000 tokens above", "pie", 100, 800)]
+    judge(alone)
+    assert [t["met"] for t in alone[0].targets] == [True, None, None]  # no flow (a), no prefix-reuse run
+
+
+def test_every_flow_runs_through_the_server(tmp_path: Path, tiny_model_dir: str) -> None:
+    files = []
+    for name in ("shop.py", "store.py"):
+        path = tmp_path / name
+        path.write_text(SOURCE)
+        files.append(str(path))
+    out_json = tmp_path / "latency.json"
+    args = ["--model-path", tiny_model_dir, "--policies", "pie", "full", "--repeats", "1", "--baseline-repeats", "1"]
+    args += ["--requests", "1", "--distances", "5", "50", "--files", *files, "--json", str(out_json)]
+    out = subprocess.run(
+        [sys.executable, "-m", "lsp_server.cli", "bench", "latency", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out_json.read_text())
+    measured = [s for s in report["samples"] if s["measured"]]
+    steps = {(s["flow"], s["step"], s["policy"]) for s in measured}
+    expected = {
+        ("a", "typing"),
+        ("b", "5 tokens above"),
+        ("b", "50 tokens above"),
+        ("c", "100 tokens below"),
+        ("d", "jump to B"),
+        ("d", "back to A"),
+        ("e", "to document 2"),
+        ("e", "back to document 1"),
+        ("f", "after paste"),
+        ("f", "after undo"),
+    }
+    assert steps == {(flow, step, policy) for flow, step in expected for policy in ("pie", "full")}
+    assert all(s["seconds"] > 0 and s["suggestion"] is not None for s in measured)
+    assert {s["since"] for s in measured if s["flow"] in "de"} == {"request"}
+    assert {s["since"] for s in measured if s["flow"] in "abc"} == {"keystroke"}
+    assert all(s["distance_tokens"] > 0 for s in measured if s["flow"] in "bcdf")
+    for s in measured:  # the server's cache work, where it reports it
+        assert s["encoded"] is None or all(n >= 0 for n in s["encoded"].values())
+    servers = report["servers"]
+    assert servers["full"]["differs_from_defaults"]["updatePolicy"] == "full"
+    for server in servers.values():
+        assert server["differs_from_defaults"]["indexWorkspace"] is False
+        assert server["differs_from_defaults"]["modelPath"] == tiny_model_dir
+    assert report["plan"]["repeats"] == {"pie": 1, "full": 1}
+    assert len(report["summary"]) == 2 * len(expected)
+    assert "| (b) | 5 tokens above (" in out.stdout and "first token p50 <= 150 ms" in out.stdout
