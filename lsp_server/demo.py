@@ -2,10 +2,12 @@
 
 It starts `livekv serve` as a subprocess and acts as its LSP client: opens a real Python
 file (the standard library's textwrap.py) with one line emptied, then edits it the way a
-person would (deletes a line, puts it back, renames a name, types part of a line key by
-key with pauses) and asks for an inline completion after each step and at each pause in
-the typing, printing every suggestion with its keystroke-to-suggestion latency. It ends
-with a summary table.
+person would (deletes a line, puts it back, renames a name, adds a line at the top of the
+file far above the cursor, types part of a line key by key with pauses) and asks for an
+inline completion after each step and at each pause in the typing, printing every
+suggestion with its keystroke-to-suggestion latency and the tokens the server ran through
+the model for it (`livekv/documentState`: a suggestion after an edit anywhere costs the
+new tokens, not a re-read). It ends with a summary table.
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ def session(text: str) -> tuple[str, int, str, list[Step]]:
         edits = [TextEdit(h, h + len(names[0]), names[0] + "_v2") for h in hits]
         cursor += 3 * len(hits)
         steps.append(Step(f"rename {names[0]} -> {names[0]}_v2 above the cursor ({len(hits)} places)", edits, cursor))
+    top = doc.find("\n", doc.find("\nimport ") + 1) + 1  # after the first import: far above the cursor
+    line = "import functools  # added far above the cursor\n"
+    steps.append(
+        Step(
+            f"add a line at the top, {cursor - top} characters above the cursor",
+            [TextEdit(top, top, line)],
+            cursor + len(line),
+        )
+    )
+    cursor += len(line)
     indent = len(target) - len(target.lstrip())
     typed = target[: indent + max(3, len(target.strip()) // 2)]
     steps.append(Step(f"type {typed.strip()!r}, one key at a time", [], cursor + len(typed), typed))
@@ -96,39 +108,54 @@ async def play(path: Path, options: dict) -> list[tuple[str, Answer]]:
         uri = f"file://{root}/{path.name}"
         await editor.open(uri, text)
         print(
-            f"server started, model loaded and {path.name} ({len(text)} chars) encoded in "
-            f"{time.perf_counter() - t0:.1f}s; the line being written is {target.strip()!r}\n"
+            f"server started, model loaded and {path.name} ({len(text)} chars) opened in "
+            f"{time.perf_counter() - t0:.1f}s (its cache grows while you pause); "
+            f"the line being written is {target.strip()!r}\n"
         )
         for step in steps:
             if not step.typed:
+                before = await encoded(editor, uri)
                 for e in sorted(step.edits, key=lambda e: -e.start):  # back to front: offsets stay valid
                     editor.edit(uri, e.start, e.end, e.text)
                 pressed = time.perf_counter()
-                results.append((step.description, await show(editor, uri, step.cursor, pressed, step.description)))
+                answer = await show(editor, uri, step.cursor, pressed, step.description, before)
+                results.append((step.description, answer))
                 continue
             at = step.cursor - len(step.typed)
             print(f"- {step.description}")
+            before = await encoded(editor, uri)
             for i, ch in enumerate(step.typed):
                 editor.edit(uri, at + i, at + i, ch)
                 pressed = time.perf_counter()
                 nxt = step.typed[i + 1] if i + 1 < len(step.typed) else " "
                 if (nxt in PAUSE_BEFORE and ch not in PAUSE_BEFORE) or i + 1 == len(step.typed):
                     label = f"typed {step.typed[: i + 1].strip()!r}"
-                    results.append((label, await show(editor, uri, at + i + 1, pressed, "  " + label)))
+                    results.append((label, await show(editor, uri, at + i + 1, pressed, "  " + label, before)))
+                    before = await encoded(editor, uri)
                 else:
                     await asyncio.sleep(TYPING_GAP)
         await editor.stop()
     return results
 
 
-async def show(editor: Editor, uri: str, offset: int, pressed: float, label: str) -> Answer:
+async def show(editor: Editor, uri: str, offset: int, pressed: float, label: str, before: int) -> Answer:
+    """Ask at `offset`; print the suggestion, its latency and the tokens encoded since `before`."""
     answer = await editor.inline(uri, offset, since=pressed)
     first = (
         "" if answer.first_token_seconds is None else f", first token after {1000 * answer.first_token_seconds:.0f} ms"
     )
+    cost = await encoded(editor, uri) - before
     print(f"- {label}\n    suggestion {answer.text!r} in {1000 * answer.seconds:.0f} ms{first}")
+    print(f"    the server encoded {cost} tokens for the keystrokes and the request")
     await asyncio.sleep(0.3)  # reading the ghost text
     return answer
+
+
+async def encoded(editor: Editor, uri: str) -> int:
+    """Tokens the server has run through the model for the document's edits and requests so far
+    (the idle-time refresh and growth are not counted: nobody waits for them)."""
+    counts = (await editor.state_dict(uri)).get("encoded") or {}
+    return int(counts.get("edits", 0)) + int(counts.get("requests", 0))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,6 +163,17 @@ async def document_state(client: LanguageClient, uri: str) -> dict[str, Any]:
     return out
 
 
+async def cache_state(client: LanguageClient, uri: str) -> dict[str, Any]:
+    """The document's cache in numbers (`livekv/documentState`): tokens held, missing and stale, the
+    decode point, and the tokens run through the model for it so far by cause (edits, requests, refresh)."""
+    state = await client.protocol.send_request_async("livekv/documentState", {"uri": uri})
+    keys = ("cachedTokens", "layoutTokens", "missingTokens", "staleTokens", "decodeAt", "updatePolicy")
+    out = {key: getattr(state, key) for key in keys}
+    out["encoded"] = {key: getattr(state.encoded, key) for key in ("edits", "requests", "refresh")}
+    out["preview"] = state.previewEncoded is not None
+    return out
+
+
 async def assert_in_sync(doc: Doc) -> None:
     """The server's mirror, pygls workspace and engine cache all hold exactly the client's text."""
     state = await document_state(doc.client, doc.uri)

@@ -6,8 +6,9 @@ handlers do) while the worker thread, its background steps and the indexing thre
 Some stretches are played with the worker held at a gate, so that events pile up in its queue in a known
 order; others with pauses that let background work start between them. A plain dict of texts is the
 sequential model. After each schedule:
-- every document's engine text is the model's, its tokens are a fresh tokenization of its layout, and
-  after a full refresh its KV equals a full re-encode;
+- every document's engine text is the model's (and its preview's, while it has one), its tokens are a
+  fresh tokenization of its layout, and after a full refresh its KV equals a full re-encode and a greedy
+  answer at its caret is token-identical to a freshly encoded document's;
 - every suggestion that came back was decoded on the text of its own version (recorded on the worker
   thread when decoding began), and a request superseded while it waited in the queue got no answer;
 - once the folder has been walked, the project index holds each open document's final tokens.
@@ -27,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from completion.decode import decode
 from completion.drafter import Drafter
 from completion.engine import Engine
 from completion.live import LiveDocument, TextEdit, fresh_layout, kv_error
@@ -57,6 +59,16 @@ edits = st.tuples(
     st.integers(0, 6),
     st.one_of(st.text(ALPHABET, max_size=8), st.sampled_from(["shelf.add(item)\n", "    return shelf.items\n"])),
 )
+# Edits relative to the caret of the document's last request: above it, below it, or at it (the server
+# moves the caret only for requests, so coming back after an edit elsewhere must cost no re-encode).
+near_caret = st.tuples(
+    st.just("edit-near"),
+    st.integers(0, 2),
+    st.sampled_from(["above", "below", "at"]),
+    st.floats(0, 1),
+    st.integers(0, 3),
+    st.one_of(st.text(ALPHABET, max_size=8), st.sampled_from(["shelf.add(item)\n", "x = 1\n" * 4])),
+)
 requests = st.tuples(st.sampled_from(["complete", "popup"]), st.integers(0, 2), st.floats(0, 1))
 others = st.one_of(
     st.tuples(st.just("cancel")),
@@ -67,7 +79,7 @@ others = st.one_of(
     st.tuples(st.just("release")),
     st.tuples(st.just("index")),  # walk the workspace folder into the project index (its own thread)
 )
-schedules = st.lists(st.one_of(edits, edits, requests, others), min_size=5, max_size=30)
+schedules = st.lists(st.one_of(edits, near_caret, requests, others), min_size=5, max_size=30)
 
 
 @dataclass
@@ -94,6 +106,7 @@ class Editor:
     queued_behind_gate: list[Sent] = field(default_factory=list)
     walks: list[threading.Thread] = field(default_factory=list)
     walked: bool = False
+    carets: dict[str, int] = field(default_factory=dict)  # the offset of each document's last request
 
     def open_all(self) -> None:
         for uri, text in zip(self.uris, START, strict=True):
@@ -106,9 +119,16 @@ class Editor:
         kind, *args = event
         if kind == "edit":
             self.edit(self.uris[args[0]], *args[1:])
+        elif kind == "edit-near":
+            uri = self.uris[args[0]]
+            where, fraction, delete, insert = args[1:]
+            n, caret = len(self.texts[uri]), min(self.carets.get(uri, 0), len(self.texts[uri]))
+            start = {"above": caret * fraction, "below": caret + (n - caret) * fraction, "at": caret}[where]
+            self.edit(uri, start / n if n else 0.0, delete, insert)
         elif kind in ("complete", "popup"):
             uri = self.uris[args[0]]
             req = Request(uri, self.versions[uri], round(args[1] * len(self.texts[uri])))
+            self.carets[uri] = req.offset
             fn = self.worker.complete if kind == "complete" else self.worker.popup
             sent = Sent(req, kind, self.worker.submit(fn, req))
             self.sent.append(sent)
@@ -239,11 +259,15 @@ def test_edits_interleaved_with_completions_background_work_and_indexing(
             for uri in editor.uris:
                 doc = worker.store.get(uri)
                 assert doc.text == editor.texts[uri]
-                if doc.tokens:  # an evicted cache holds nothing until its next update
-                    assert doc.tokens == fresh_layout(doc)
-                    assert len(doc.kv) == len(doc.tokens)
-                    doc.refresh()
-                    assert kv_error(doc) <= 1e-4
+                if uri in worker.previews:
+                    assert worker.previews[uri].text == doc.text
+                assert doc.tokens == fresh_layout(doc)
+                assert len(doc.kv) <= len(doc.tokens)  # evicted or still growing: what is there is in place
+                doc.refresh()
+                assert len(doc.kv) == len(doc.tokens) and kv_error(doc) <= 1e-4
+                if doc.layout.window_start == 0:
+                    fresh = LiveDocument(doc.engine, doc.text, cursor=doc.cursor, context=doc.context, window=512)
+                    assert decode(doc, vocab, max_tokens=4).tokens == decode(fresh, vocab, max_tokens=4).tokens
             return True
 
         assert on_worker(worker, check) is True  # a worker job that raises answers None

@@ -13,6 +13,7 @@ from transformers import PreTrainedTokenizerBase
 
 from completion.engine import Engine
 from completion.kvcache import KVCache
+from completion.layout import FIM_TEMPLATES
 from completion.live import LiveDocument, TextEdit, UpdatePolicy, diff_splice, fresh_layout, map_cursor
 from completion.runner import RunnerUnsupported
 from completion.store import DocumentStore
@@ -272,3 +273,54 @@ def test_refresh_in_slices_converges_to_a_full_reencode(tiny_engine: Callable[[s
     assert slices == -(-stale // 40)
     assert max_diff(live.kv, full_encode(engine, live.tokens), 0, len(live.tokens)) <= 1e-4
     assert live.refresh() == 0
+
+
+@pytest.fixture(scope="module", params=[t.name for t in FIM_TEMPLATES])
+def fim_template_engine(request: pytest.FixtureRequest, tokenizer: PreTrainedTokenizerBase) -> Engine:
+    """A tiny model whose vocabulary has one FIM template's three markers."""
+    template = next(t for t in FIM_TEMPLATES if t.name == request.param)
+    tok = copy.deepcopy(tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": [template.prefix, template.suffix, template.middle]})
+    engine = Engine.from_model(tiny_model("llama", len(tok)), tok)
+    assert engine.fim is not None and engine.fim.template == template
+    return engine
+
+
+def test_fim_regions_follow_the_caret_by_moving_entries_not_re_encoding(fim_template_engine: Engine) -> None:
+    """A caret move shifts tokens between the prefix and suffix regions: their entries move (rotated,
+    stale) and only the suffix's new tail and the markers' neighbours are encoded; after a refresh the
+    cache equals a full re-encode, for each of the four FIM templates."""
+    live = LiveDocument(fim_template_engine, SOURCE, cursor=EDIT_AT, suffix_tokens=400)
+    for offset in (EDIT_AT + 120, EDIT_AT - 200, EDIT_AT - 190, len(SOURCE) - 3):
+        moved = abs(live.doc.token_index_at(offset) - live.doc.token_index_at(live.cursor))
+        stats = live.move_cursor(offset)
+        assert live.tokens == fresh_layout(live)
+        assert stats.encoded <= moved + 2  # at most the suffix's new tail and <mid>; the regions are moved
+        assert stats.reused >= len(live.tokens) - moved - 2
+    assert live.stale > 0
+    live.refresh()
+    assert max_diff(live.kv, full_encode(fim_template_engine, live.tokens), 0, len(live.tokens)) <= 1e-4
+
+
+def test_moving_the_caret_in_a_document_layout_encodes_nothing(tiny_engine: Callable[[str], Engine]) -> None:
+    live = LiveDocument(tiny_engine("llama"), SOURCE, fim=False, cursor=len(SOURCE))
+    keys = live.kv.dense()[0].clone()
+    for offset in (10, EDIT_AT, len(SOURCE) // 2, len(SOURCE)):
+        assert live.move_cursor(offset).encoded == 0
+        assert live.prompt == fresh_layout(live)[: live.layout.decode_at] and live.tokens == fresh_layout(live)
+    assert torch.equal(live.kv.dense()[0], keys)
+
+
+def test_long_file_window_moves_by_relayout_and_a_far_jump_re_encodes(tiny_engine: Callable[[str], Engine]) -> None:
+    """A window holds the caret; leaving it moves the window (entries kept, only new tokens encoded);
+    a jump further than a window shares nothing, so everything is encoded."""
+    text = SOURCE * 30  # about 3,000 tokens: either end is more than a window from the middle
+    live = LiveDocument(tiny_engine("llama"), text, fim=False, window=512, cursor=len(text) // 2)
+    w = live.layout.window_start
+    small = live.move_cursor(live.doc.offsets[live.layout.window_end - 1] + 40)  # just past the window's end
+    assert live.layout.window_start > w and 0 < small.encoded < 200 and small.reused > 300
+    assert live.tokens == fresh_layout(live)
+    far = live.move_cursor(len(text) if w > len(live.doc.ids) // 2 else 0)
+    assert far.encoded >= len(live.tokens) - 1
+    live.refresh()
+    assert max_diff(live.kv, full_encode(live.engine, live.tokens), 0, len(live.tokens)) <= 1e-4

@@ -27,7 +27,7 @@ export const SERVER_KEYS = [
   "timeBudgetMs",
   "debounceMs",
   "idleRefreshMs",
-  "usePie",
+  "updatePolicy",
   "monitorMembers",
   "monitorImports",
   "monitorKeywords",
