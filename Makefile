@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VSCODE := editors/vscode
 NODE_STAMP := $(VSCODE)/node_modules/.installed
 
-.PHONY: setup demo test bench-edits bench-latency bench-speed bench-monitors bench-syntax bench-drafting bench-drafts bench-soak lint clean vsix
+.PHONY: setup demo test bench-cache bench-edits bench-latency bench-speed bench-monitors bench-syntax bench-drafting bench-drafts bench-soak lint clean vsix
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -32,6 +32,9 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+bench-cache: setup
+	HF_HUB_OFFLINE=1 $(BIN)/livekv bench cache --json benchmarks/results/cache.json
 
 bench-edits: setup
 	HF_HUB_OFFLINE=1 $(BIN)/livekv bench edits --json benchmarks/results/edits.json

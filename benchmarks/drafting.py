@@ -258,7 +258,7 @@ def run_position(
     }
     hf_reference = reference.tokens
     for name, pld in (("hf-greedy", False), ("hf-pld", True)):
-        tokens, seconds = hf_generate(loaded, live.tokens, len(reference.tokens), pld)
+        tokens, seconds = hf_generate(loaded, live.prompt, len(reference.tokens), pld)
         record["seconds"][name] = seconds  # type: ignore[index]
         t = tallies[name]
         t.tokens += len(tokens)

@@ -146,7 +146,7 @@ def run_position(
         live.prompt_logits()
         # room for the widest request's tokens now: a buffer growing inside one timed request (a copy
         # of the whole cache) would be charged to whichever method happens to run first
-        live.kv.reserve(len(live.kv) + max(args.ks + args.multiline_ks) * MODES[mode].max_tokens + 1)
+        live.kv.reserve(max(args.ks + args.multiline_ks) * MODES[mode].max_tokens + 1)  # the gap decoding writes into
         ks = args.ks if mode == "line" else args.multiline_ks
         trials += mode_trials(live, vocab, store, ngrams, sc["id"], mode, target, ks, args.with_drafting, rows)
     return trials

@@ -1,11 +1,23 @@
 """Edit benchmark: after an edit, how fast is the cache ready and how good is the next line?
 
-For each scenario one cache of the `before` prefix is encoded, then forked per method:
-`full` (re-encode everything), `pie` (rotate shifted keys, encode new tokens),
-`prefix-reuse` (re-encode from the first changed token, as llama.cpp's prompt cache
-does) and `no-rotation` (reuse shifted keys unrotated: the broken baseline that shows
-the harness can see errors). Each method applies the edits, then greedily decodes the
-next line. A second part times a one-line insertion in the middle of 4k-token contexts.
+Each scenario follows the server's flow: the user's caret is where the target line will be
+written (mapped back to the text before the edits), a request there has been answered, then
+the edits arrive (anywhere: above the caret, below it, at it) and the next request asks at
+the caret. Per method:
+- `pie` (the server's default): the whole `before` document cached (encoded once, then
+  forked), the edits spliced in (new tokens encoded, shifted keys rotated), the request at the
+  caret decodes on that cache, before any idle refresh;
+- `prefix-reuse` (llama.cpp's prompt cache): the cache holds the last prompt, which ended at the
+  caret; the request keeps its common prefix with the new prompt and encodes the rest;
+- `full`: the request encodes its prompt whole (the exact reference);
+- `no-rotation`: as pie with shifted keys left unrotated (the broken baseline that shows the
+  harness can see errors).
+Each method then greedily decodes the next line; the target's NLL is teacher-forced. A second
+part times a one-line insertion in the middle of 4k-token documents, the request at the end.
+
+Scenarios are JSON lines with `id`, `before`, `edits` ([{start, end, text}], offsets into
+`before`, ascending), `cursor` (an offset into the edited text) and `target` (the next line);
+`kind`, `edit_type` and `source` are optional labels.
 
     livekv bench edits [--scenarios FILE.jsonl] [--limit N] [--context-tokens 4096] [--json OUT]
 """
@@ -76,11 +88,8 @@ def target_nll(live: LiveDocument, target: str) -> float:
     choice still moves the likelihood of the real line. The cache is left as found.
     """
     tokens = live.engine.tokenizer(live.heal + target + "\n", add_special_tokens=False).input_ids
-    n = len(live.tokens)
-    try:
-        logits = torch.cat([live.prompt_logits()[None], live.kv.encode_scored(tokens[:-1])])
-    finally:
-        live.kv.crop(n)
+    with live.decoding() as (kv, first):
+        logits = torch.cat([first[None], kv.encode_scored(tokens[:-1])])
     logp = torch.log_softmax(logits, dim=-1)
     return -logp[torch.arange(len(tokens)), torch.tensor(tokens)].mean().item()
 
@@ -98,44 +107,51 @@ def window_cut(engine: Engine, text: str, limit: int) -> int:
 def run_scenario(
     engine: Engine, vocab: Vocabulary, sc: dict, context_tokens: int, methods: Sequence[UpdatePolicy] = METHODS
 ) -> list[Trial] | None:
-    """All methods on one scenario; None when an edit falls outside the context window."""
+    """All methods on one scenario, in the server's flow; None when an edit falls outside the context window."""
     before, target, cursor = sc["before"], sc["target"], sc["cursor"]
     after = apply_edits(before, sc["edits"])
-    cut = window_cut(engine, after[:cursor], context_tokens)
+    cut = window_cut(engine, after[:cursor], context_tokens - 256)
     if any(e["start"] < cut for e in sc["edits"]):
         return None
-    shift = sum(len(e["text"]) - (e["end"] - e["start"]) for e in sc["edits"])
     edits = [TextEdit(e["start"] - cut, e["end"] - cut, e["text"]) for e in sc["edits"]]
-    base = LiveDocument(
-        engine,
-        before[cut:],
-        cursor=cursor - shift - cut,
-        fim=False,
-        window=context_tokens + 256,
-        policy=UpdatePolicy.FULL,
-    )
-    first_edit_token = base.doc.token_index_at(edits[0].start)
-    distance = max(0, base.layout.cursor_token - first_edit_token)
+    caret_before = unmap_cursor(cursor - cut, edits)  # where the user was when the last request came
+    window = context_tokens
+    documents = {
+        UpdatePolicy.PIE: LiveDocument(engine, before[cut:], cursor=caret_before, fim=False, window=window),
+        UpdatePolicy.PREFIX_REUSE: LiveDocument(
+            engine, before[cut:], cursor=caret_before, fim=False, window=window, policy=UpdatePolicy.PREFIX_REUSE
+        ),
+    }
+    documents[UpdatePolicy.PREFIX_REUSE].prepare()  # the last request's prompt is what it holds
+    first_edit_token = documents[UpdatePolicy.PIE].doc.token_index_at(edits[0].start)
+    distance = max(0, documents[UpdatePolicy.PIE].layout.cursor_token - first_edit_token)
     trials: list[Trial] = []
     full_prediction = ""
     for method in methods:
-        live = base.fork(method)
-        stats = live.apply_edits(edits, cursor=cursor - cut)
+        if method is UpdatePolicy.FULL:
+            live = LiveDocument(engine, before[cut:], cursor=caret_before, fim=False, window=window, policy=method)
+        elif method is UpdatePolicy.PREFIX_REUSE:
+            live = documents[method]
+        else:
+            live = documents[UpdatePolicy.PIE].fork(method)
+        spent = live.counts.edits + live.counts.requests
+        stats = live.apply_edits(edits)  # the caret keeps its place; the request below names it
+        live.move_cursor(cursor - cut)
         assert live.text == after[cut:]
-        out = decode(live, vocab, max_tokens=MAX_NEW_TOKENS)
+        out = decode(live, vocab, max_tokens=MAX_NEW_TOKENS)  # its first token includes the request's cache work
         if method is UpdatePolicy.FULL:
             full_prediction = out.text
         trials.append(
             Trial(
                 scenario=sc["id"],
                 method=method.value,
-                kind=sc["kind"],
-                edit_type=sc["edit_type"],
-                context_tokens=len(live.tokens),
+                kind=sc.get("kind", ""),
+                edit_type=sc.get("edit_type", ""),
+                context_tokens=len(live.prompt),
                 distance_tokens=distance,
                 update_s=stats.seconds,
                 ttft_s=stats.seconds + out.first_token_seconds,
-                encoded=stats.encoded,
+                encoded=live.counts.edits + live.counts.requests - spent,
                 prediction=out.text,
                 target=target,
                 exact=out.text.rstrip() == target.rstrip(),
@@ -145,6 +161,19 @@ def run_scenario(
             )
         )
     return trials
+
+
+def unmap_cursor(cursor: int, edits: Sequence[TextEdit]) -> int:
+    """The offset in the text before `edits` of a caret at `cursor` after them (inside new text: its start)."""
+    shift = 0
+    for e in edits:
+        new_start = e.start + shift
+        if cursor < new_start:
+            break
+        if cursor <= new_start + len(e.text):
+            return e.start
+        shift += len(e.text) - (e.end - e.start)
+    return cursor - shift
 
 
 def mid_file_edits(engine: Engine, vocab: Vocabulary, scenarios: list[dict], count: int, tokens: int) -> list[dict]:
@@ -162,12 +191,13 @@ def mid_file_edits(engine: Engine, vocab: Vocabulary, scenarios: list[dict], cou
         rest = text[mid:]
         indent = rest[: len(rest) - len(rest.lstrip(" "))]
         line = f"{indent}total_count = compute_total(items, start=0)\n"
-        base = LiveDocument(engine, text, fim=False, window=tokens + 512, policy=UpdatePolicy.FULL)
+        base = LiveDocument(engine, text, fim=False, window=tokens + 512)  # the caret at the end
+        base.prompt_logits()  # the request before the edit
         row: dict = {"scenario": sc["id"], "context_tokens": len(base.tokens)}
         for method in (UpdatePolicy.FULL, UpdatePolicy.PIE):
             live = base.fork(method)
             stats = live.apply_edits([TextEdit(mid, mid, line)])
-            out = decode(live, vocab, max_tokens=1)
+            out = decode(live, vocab, max_tokens=1)  # the request at the caret: its cache work, then a token
             row[f"{method.value}_update_s"] = stats.seconds
             row[f"{method.value}_ttft_s"] = stats.seconds + out.first_token_seconds
         rows.append(row)

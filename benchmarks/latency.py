@@ -42,9 +42,10 @@ since the previous reading, summed over the flow's documents: what that step cos
 The flows run against three servers that differ only by `updatePolicy`: "pie" (the default:
 rotate shifted keys, encode new tokens), "prefix-reuse" (llama.cpp: keep the common prefix with
 the last prompt, encode the rest) and "full" (encode every prompt whole). All other settings are
-the defaults except `indexWorkspace: false` (no project folder to read); the JSON lists every
-setting that differs from the defaults, and the messages each server sent about its settings (a
-server that does not know `updatePolicy` says so and runs pie: the table marks such rows).
+the defaults except `indexWorkspace: false` (no project folder to read) and any given with
+`--set`; the JSON lists every setting that differs from the defaults, and the messages each
+server sent (a server that does not know `updatePolicy` says so and runs pie: the table marks
+such rows).
 `idleRefreshMs` is left at its default: background refresh runs while the user pauses (0.4 s
 reading, 0.6 s moving the caret), and its tokens count under `refresh`.
 
@@ -615,12 +616,23 @@ FLOW_FUNCTIONS: dict[str, Callable[[Session, list[Prepared], Plan], Awaitable[li
 # -- servers ---------------------------------------------------------------------------------
 
 
-def server_options(policy: str, weights: str, model_path: str | None) -> dict[str, Any]:
-    """The settings sent: the policy, no workspace indexing, the defaults otherwise."""
+def server_options(policy: str, weights: str, model_path: str | None, extra: dict[str, Any]) -> dict[str, Any]:
+    """The settings sent: the policy, no workspace indexing, `extra` (--set), the defaults otherwise."""
     options: dict[str, Any] = {"updatePolicy": policy, "indexWorkspace": False, "weights": weights}
     if model_path is not None:
         options["modelPath"] = model_path
-    return options
+    return options | extra
+
+
+def setting(arg: str) -> tuple[str, Any]:
+    """`--set maxTokens=8`: a setting's camelCase key and its JSON value."""
+    key, sep, value = arg.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{arg!r}: expected KEY=JSON")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{arg!r}: the value is not JSON ({err})") from None
 
 
 def differs_from_defaults(options: dict[str, Any]) -> dict[str, Any]:
@@ -647,7 +659,7 @@ async def run_policy(
 ) -> dict[str, Any]:
     """Start one server with `policy`, run the flows in it, stop it; its samples and what it said."""
     editor = Editor()
-    options = server_options(policy, args.weights, args.model_path)
+    options = server_options(policy, args.weights, args.model_path, dict(args.set))
     samples: list[Sample] = []
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -693,11 +705,11 @@ def load_tokenizer(model_path: str | None) -> Any:
 # -- the summary, the targets, the table -------------------------------------------------
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def ms(values: list[float], q: float) -> float | None:
+def ms(values: list[float], q: int) -> float | None:
     return round(1000 * pct(values, q), 1) if values else None
 
 
@@ -809,7 +821,7 @@ def print_table(rows: list[Row], servers: dict[str, dict[str, Any]], file: Any =
 
     print(
         "| flow | step | server | n | to first token p50 / p95 (ms) | to suggestion p50 / p95 (ms) "
-        "| tokens encoded per request, median: edits / requests / refresh | targets |",
+        "| tokens encoded in the step, median: edits / requests / refresh | targets |",
         file=file,
     )
     print("|---|---|---|---|---|---|---|---|", file=file)
@@ -820,8 +832,9 @@ def print_table(rows: list[Row], servers: dict[str, dict[str, Any]], file: Any =
         step = r.step if r.distance_tokens is None else f"{r.step} ({r.distance_tokens})"
         clock = {"keystroke": "", "request": " †", "change": " ‡"}[r.since]
         targets = "; ".join(_verdict(t) for t in r.targets) or "-"
+        n = f"{r.n} ({r.empty_suggestions} empty)" if r.empty_suggestions else str(r.n)
         print(
-            f"| ({r.flow}) | {step}{clock} | {server} | {r.n} | {pair(r.first_token_p50_ms, r.first_token_p95_ms)} "
+            f"| ({r.flow}) | {step}{clock} | {server} | {n} | {pair(r.first_token_p50_ms, r.first_token_p95_ms)} "
             f"| {pair(r.suggestion_p50_ms, r.suggestion_p95_ms)} | {enc} | {targets} |",
             file=file,
         )
@@ -860,6 +873,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--weights", default="fp32", choices=FORMATS, help="the servers' weight format")
     ap.add_argument("--model-path", default=None, help="the servers' modelPath (default: the embedded model)")
+    ap.add_argument(
+        "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write samples, summary and plan here")
     args = ap.parse_args(argv)
     stdlib = Path(sysconfig.get_paths()["stdlib"])

@@ -98,7 +98,8 @@ def time_prefill(engine: Engine, ids: list[int], n: int) -> float:
 
 
 def time_pie_edit(engine: Engine, text: str, tokens: int, full: bool) -> dict[str, float]:
-    """A one-line insertion in the middle of a `tokens`-token document: PIE (and a full re-encode)."""
+    """A one-line insertion in the middle of a `tokens`-token document and the request at its end (the
+    logits after the prompt, as a suggestion needs): PIE, and a full re-encode of the prompt."""
     ids = engine.tokenizer(text).input_ids
     doc = engine.tokenizer.decode(ids[: tokens - 1])
     doc = doc[: doc.rfind("\n") + 1]
@@ -107,8 +108,10 @@ def time_pie_edit(engine: Engine, text: str, tokens: int, full: bool) -> dict[st
     out = {}
     for policy in (UpdatePolicy.PIE, UpdatePolicy.FULL) if full else (UpdatePolicy.PIE,):
         live = LiveDocument(engine, doc, fim=False, window=tokens + 512, policy=policy)
+        live.prompt_logits()  # the request before the edit
         t0 = finished(engine.runner.device)
         live.apply_edits([TextEdit(mid, mid, line)])
+        live.prompt_logits()
         out[policy.value] = 1000 * (finished(engine.runner.device) - t0)
         out["tokens"] = len(live.tokens)
     return out

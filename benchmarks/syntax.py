@@ -201,7 +201,7 @@ def run_point(
     return Trial(
         path=point.path,
         line=point.line,
-        context_tokens=len(live.tokens),
+        context_tokens=len(live.prompt),
         plain=plain,
         monitored=monitored,
         completed=completed,

@@ -230,6 +230,8 @@ class LiveDocument:
             if self.policy is UpdatePolicy.PREFIX_REUSE:
                 kept = common_prefix(self.tokens[: len(self.kv)], layout.tokens)
             if kept == len(layout.tokens) and kept in self._logits:
+                self.layout = layout  # the same tokens; the caret (and so the healed text) may differ
+                self._prepared = True
                 return True
             kept = min(kept, len(layout.tokens) - 1)  # at least one token runs, for the logits
             need = len(layout.tokens) - kept

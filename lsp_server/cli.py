@@ -19,6 +19,7 @@ import importlib
 import logging
 
 BENCHMARKS = {
+    "cache": "benchmarks.cache",
     "edits": "benchmarks.edits",
     "latency": "benchmarks.latency",
     "speed": "benchmarks.speed",
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="livekv",
         description="Code completion over a live, edit-patched KV cache (PIE).",
         epilog="`livekv <command> --help` describes each command's options "
-        "(serve, complete, demo, bench edits|latency|speed|monitors|syntax|drafting|drafts|soak).",
+        "(serve, complete, demo, bench cache|edits|latency|speed|monitors|syntax|drafting|drafts|soak).",
     )
     ap.add_argument("--log-level", default="WARNING", help="logging level for stderr (default WARNING)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -45,12 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (default)")
     mode.add_argument("--tcp", type=int, metavar="PORT", help="listen on 127.0.0.1:PORT instead (never other hosts)")
     serve.add_argument("--log-file", help="also write logs to this file")
-    bench = sub.add_parser("bench", help="reproducible measurements (JSON out, one table printed)")
+    # add_help off: `livekv bench edits --help` reaches the suite's own parser, which lists its options
+    bench = sub.add_parser("bench", help="reproducible measurements (JSON out, one table printed)", add_help=False)
     bench.add_argument(
         "suite",
+        nargs="?",
         choices=list(BENCHMARKS),
-        help="edits: update latency and next-line quality after edits; "
-        "latency: keystroke-to-suggestion through the real server, PIE vs --no-pie; "
+        help="cache: the whole-document cache's cost per caret move, decode step and far edit; "
+        "edits: update latency and next-line quality after edits, in the server's flow; "
+        "latency: keystroke-to-suggestion through the real server in six editing flows, per update policy; "
         "speed: decode, draft-pass, prefill and PIE costs per weight format; "
         "monitors: the identifier after `obj.` with and without the jedi monitor; "
         "syntax: multi-line suggestions that keep the file parseable, with and without the syntax monitor; "
@@ -85,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             server.start_io()
         return 0
     if args.command == "bench":
+        if args.suite is None:
+            bench.print_help()
+            return 0 if rest in ([], ["-h"], ["--help"]) else 2
         return importlib.import_module(BENCHMARKS[args.suite]).main(rest)
     if args.command == "complete":
         from lsp_server.complete import main as complete

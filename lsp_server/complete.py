@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     vocab = Vocabulary(engine.tokenizer, engine.runner.vocab_size)
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    doc = LiveDocument(engine, text, cursor=cursor)
+    doc = LiveDocument(engine, text, cursor=cursor, encode=False)
+    doc.prepare()  # the text before the cursor: a one-off answer needs nothing after it
     encode_s = time.perf_counter() - t0
     options = CompletionOptions(max_tokens=args.max_tokens, multiline=args.multiline, drafts=args.drafts)
     drafts = inline(doc, vocab, options)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     popup_s = time.perf_counter() - t0
     result = {
         "model": loaded.name,
-        "prompt_tokens": len(doc.tokens),
+        "prompt_tokens": len(doc.prompt),
         "load_seconds": load_s,
         "encode_seconds": encode_s,
         "drafts": [asdict(d) for d in drafts],
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"{loaded.name}: loaded in {load_s:.1f}s; {len(doc.tokens)} prompt tokens encoded in {encode_s:.1f}s")
+    print(f"{loaded.name}: loaded in {load_s:.1f}s; {len(doc.prompt)} prompt tokens encoded in {encode_s:.1f}s")
     for d in drafts:
         print(f"inline ({1000 * d.first_token_seconds:.0f} ms to first token, {1000 * d.seconds:.0f} ms): {d.text!r}")
     if not drafts:

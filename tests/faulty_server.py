@@ -94,7 +94,7 @@ def install(kind: str, switch: Path, hang: float) -> None:
     elif kind == "sync-bug":
         sync.did_change = failing(sync.did_change, switch, raiser(KeyError("injected didChange bug")))
     elif kind == "change-bug":
-        real_apply_edits, real_rotating = live.LiveDocument.apply_edits, live.LiveDocument._apply_rotating
+        real_apply_edits, real_splice = live.LiveDocument.apply_edits, live.LiveDocument._splice_layout
         editing = [False]  # inside an edit from a didChange while the fault is on
 
         def apply_edits(doc: live.LiveDocument, edits: Any, cursor: int | None = None) -> Any:
@@ -104,14 +104,14 @@ def install(kind: str, switch: Path, hang: float) -> None:
             finally:
                 editing[0] = False
 
-        def rotating(doc: live.LiveDocument, splices: Any, n_old: int) -> int:
-            encoded = real_rotating(doc, splices, n_old)  # the text and the KV are patched ...
+        def splice(doc: live.LiveDocument, s: Any, uids: Any) -> int:
+            encoded = real_splice(doc, s, uids)  # the text, tokens and KV are patched ...
             if editing[0]:
-                raise KeyError("injected bug in the cache update")  # ... the token list is not
+                raise KeyError("injected bug in the cache update")  # ... the layout and window are not
             return encoded
 
         live.LiveDocument.apply_edits = apply_edits  # type: ignore[method-assign]
-        live.LiveDocument._apply_rotating = rotating  # type: ignore[method-assign]
+        live.LiveDocument._splice_layout = splice  # type: ignore[method-assign]
     elif kind == "complete-bug":
         suggest.postprocess = failing(suggest.postprocess, switch, raiser(KeyError("injected bug after decoding")))
     elif kind == "refresh-bug":

@@ -196,9 +196,13 @@ async def inline(client: LanguageClient, uri: str, position: types.Position) -> 
     return result
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition", interval: float = 0.05
+) -> None:
     """Wait until `check()` (sync or async) is truthy. The timeout only bounds a failing test's wait;
-    it is far above the time the condition takes, so no assertion depends on speed."""
+    it is far above the time the condition takes, so no assertion depends on speed. A check that asks
+    the server for the result of idle-time work must poll less often than `idleRefreshMs`: every
+    request postpones that work."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -208,4 +212,4 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 60.0, what: s
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)

@@ -1,4 +1,4 @@
-"""The command line, run for real: `livekv complete`, `livekv bench latency` (a short session), `--help`."""
+"""The command line, run for real: `livekv complete`, `--help` (`livekv bench latency` has its own test file)."""
 
 from __future__ import annotations
 
@@ -50,29 +50,3 @@ def test_complete_rejects_a_position_outside_the_file(tmp_path: Path) -> None:
     path.write_text(SOURCE)
     out = livekv("complete", str(path), "--line", "60", "--col", "1")
     assert out.returncode == 2 and "line 60 is outside the file" in out.stderr
-
-
-@pytest.mark.integration
-def test_latency_benchmark_runs_a_typing_session_through_the_server(tmp_path: Path) -> None:
-    source = tmp_path / "shop.py"
-    body = "".join(f"    def item_{i}(self):\n        return self.items[{i}].price * self.count\n\n" for i in range(40))
-    source.write_text("class Shop:\n" + body)
-    out = livekv(
-        "bench",
-        "latency",
-        "--files",
-        str(source),
-        "--modes",
-        "pie",
-        "--requests",
-        "2",
-        "--json",
-        str(tmp_path / "l.json"),
-    )
-    assert out.returncode == 0, out.stderr
-    report = json.loads((tmp_path / "l.json").read_text())
-    samples = report["samples"]
-    assert len(samples) == 2 and all(s["mode"] == "pie" and s["to_suggestion"] > 0 for s in samples)
-    assert all(s["to_first_token"] is not None and s["to_first_token"] <= s["to_suggestion"] for s in samples)
-    assert report["summary"]["pie"]["requests"] == 2
-    assert "| pie | 2 |" in out.stdout

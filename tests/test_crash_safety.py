@@ -279,11 +279,11 @@ async def test_a_bug_in_did_change(client: LanguageClient) -> None:
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_bug_in_the_cache_update(client: LanguageClient) -> None:
-    """The fault hits half-way: the document's text and KV are patched, its token list is not."""
+    """The fault hits half-way: the document's text, tokens and KV are patched, its layout is not."""
     since = len(client.messages)
     doc = opened(client, "change_bug.py", SOURCE)
     async with fault("change-bug"):
-        doc.replace(0, 0, "# a\n")  # an edit above: PIE moves the KV below it
+        doc.replace(0, 0, "# a\n")  # an edit above: PIE splices the cache there
         await assert_in_sync(doc)  # the cache was dropped; the text kept
         assert await suggestion(doc) == await clean(client, doc)  # rebuilt whole for the request
         doc.replace(0, 0, "# b\n")  # fails again on the rebuilt cache

@@ -38,7 +38,7 @@ async def grown(doc: Doc) -> dict:
         state = await cache_state(doc.client, doc.uri)
         return state["missingTokens"] == 0 and state["staleTokens"] == 0
 
-    await eventually(done, what="the document's cache to grow whole and exact", timeout=300)
+    await eventually(done, what="the document's cache to grow whole and exact", timeout=300, interval=0.5)
     return await cache_state(doc.client, doc.uri)
 
 

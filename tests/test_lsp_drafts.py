@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import pytest_lsp
-from lsp_helpers import EDITORS, SERVER, Doc, document_state, initialize, inline, pos
+from lsp_helpers import EDITORS, SERVER, Doc, cache_state, document_state, eventually, initialize, inline, pos
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
@@ -48,6 +48,12 @@ def doc(client: LanguageClient, request: pytest.FixtureRequest) -> Iterator[Doc]
 @pytest.mark.asyncio(loop_scope="module")
 async def test_three_superposed_drafts_each_replace_the_partial_word(client: LanguageClient, doc: Doc) -> None:
     caret = doc.type(len(doc.text), "    tot")
+
+    async def grown() -> bool:  # the idle time has encoded the whole document: nothing more will grow
+        state = await cache_state(client, doc.uri)
+        return state["missingTokens"] == 0 and state["staleTokens"] == 0
+
+    await eventually(grown, what="the cache to grow whole", interval=1.0)  # > idleRefreshMs
     cached = (await document_state(client, doc.uri))["cachedTokens"]
     result = await inline(client, doc.uri, doc.position(caret))
     assert len(result.items) == 3

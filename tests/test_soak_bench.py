@@ -72,6 +72,7 @@ def test_rss_slope_is_fitted_over_the_second_half() -> None:
 
 def test_check_cache_passes_a_patched_cache_and_catches_broken_ones(worker: ModelWorker) -> None:
     worker.open(URI, SOURCE)
+    worker.store.get(URI).refresh()  # grown whole, as the idle time would
     at = SOURCE.index("    return item.cost * 7")
     end = len(SOURCE)
     edits = [TextEdit(at, at, "    total = 0\n"), TextEdit(end, end, "#")]  # the caret stays at the end
@@ -113,7 +114,7 @@ def test_a_short_soak_runs_through_the_server_and_checks_as_it_goes(tmp_path: Pa
     report = json.loads(out_json.read_text())
     summary = report["summary"]
     assert (
-        summary["events"] == 200
+        200 <= summary["events"] <= 201  # the last action may send two (a completion, then the keystroke)
         and summary["invariants"]["violations"] == 0
         and "server_errors" in summary["invariants"]
     )

@@ -1,0 +1,165 @@
+"""`livekv bench cache`: what the whole-document cache costs per caret move, per decode step and per edit.
+
+The live cache holds the whole document in a gap buffer (`completion/kvcache.py`): decoding at a
+caret reads the entries before it and writes into the gap there. This measures, on real Python from
+the standard library with the embedded model and the server's default settings, at 1k and 4k
+cached tokens, through `LiveDocument` as the server drives it:
+
+- caret move: `move_cursor` (the server's call when a request names a new caret; no forward pass),
+  then the gap's move to it when the request decodes there (a memory copy of the entries between);
+- decode step at a caret in the middle, with the text after it in the cache, against one at the end
+  of a cache that holds only the prompt (the first round's layout): the same attention work;
+- an edit far above the caret (half the document away), then the prompt ready at the old caret
+  (`prepare` + the logits after it), against the `prefix-reuse` baseline doing its request-time work;
+- memory: bytes held per 1k tokens, the gap and growth room included.
+
+    livekv bench cache [--sizes 1024 4096] [--weights fp32] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.speed import corpus
+from completion.engine import Engine
+from completion.formats import FORMATS
+from completion.kvcache import KVCache
+from completion.live import LiveDocument, TextEdit, UpdatePolicy
+from completion.model import load_model
+
+STEPS = 12  # decode steps timed per case (median taken)
+MOVES = 5  # caret moves timed per case (median taken)
+
+
+def document(engine: Engine, ids: list[int], tokens: int) -> str:
+    """About `tokens` tokens of real Python, cut at a line end."""
+    text = engine.tokenizer.decode(ids[:tokens])
+    return text[: text.rfind("\n") + 1]
+
+
+def ms(seconds: float) -> float:
+    return round(1000 * seconds, 2)
+
+
+def time_caret_moves(live: LiveDocument) -> dict[str, float]:
+    """A caret jump by half the document and back: move_cursor, then the gap's move at the request."""
+    far, near = len(live.text) // 2, len(live.text)
+    moves, gaps, encoded = [], [], 0
+    for _ in range(MOVES):
+        for offset in (far, near):
+            t0 = time.perf_counter()
+            encoded += live.move_cursor(offset).encoded
+            t1 = time.perf_counter()
+            live.kv.prompt_view(live.layout.decode_at)
+            t2 = time.perf_counter()
+            moves.append(t1 - t0)
+            gaps.append(t2 - t1)
+    distance = abs(live.doc.token_index_at(far) - live.doc.token_index_at(near))
+    return {
+        "distance_tokens": distance,
+        "move_cursor_ms": ms(statistics.median(moves)),
+        "gap_move_ms": ms(statistics.median(gaps)),
+        "encoded_tokens": encoded,
+    }
+
+
+def time_steps(kv: KVCache, tokens: list[int]) -> float:
+    """Median seconds of a one-token decode pass appended to `kv` (a prompt view)."""
+    times = []
+    for tok in tokens[:STEPS]:
+        t0 = time.perf_counter()
+        kv.encode([tok], logits="last")
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_decode_step(live: LiveDocument, ids: list[int]) -> dict[str, float]:
+    """A decode step at a caret in the middle of the whole-document cache, and after a cache of that prompt alone."""
+    live.move_cursor(len(live.text) // 2)
+    prompt = live.prompt
+    in_document = time_steps(live.kv.prompt_view(len(prompt)), ids)
+    alone = KVCache(live.engine.runner)
+    alone.encode(prompt)
+    prompt_only = time_steps(alone, ids)
+    return {"prompt_tokens": len(prompt), "document_ms": ms(in_document), "prompt_only_ms": ms(prompt_only)}
+
+
+def time_far_edit(engine: Engine, text: str, window: int) -> dict[str, float]:
+    """A line typed half the document above the caret (as one change), then the prompt at the caret made
+    ready: PIE against prefix-reuse (the cache up to the first changed token, llama.cpp's reuse)."""
+    at = text.find("\n", len(text) // 2) + 1
+    line = text[at : text.find("\n", at) + 1]
+    out: dict[str, float] = {}
+    for policy in (UpdatePolicy.PIE, UpdatePolicy.PREFIX_REUSE):
+        live = LiveDocument(engine, text, fim=False, window=window, policy=policy)
+        live.prompt_logits()
+        t0 = time.perf_counter()
+        stats = live.apply_edits([TextEdit(at, at, line)])
+        t1 = time.perf_counter()
+        before = live.counts.requests
+        live.prompt_logits()
+        t2 = time.perf_counter()
+        out[f"{policy.value}_edit_ms"] = ms(t1 - t0)
+        out[f"{policy.value}_ready_ms"] = ms(t2 - t1)
+        out[f"{policy.value}_encoded"] = stats.encoded + live.counts.requests - before
+    out["speedup_ready_x"] = round(
+        (out["prefix-reuse_edit_ms"] + out["prefix-reuse_ready_ms"]) / (out["pie_edit_ms"] + out["pie_ready_ms"]), 1
+    )
+    return out
+
+
+def measure(engine: Engine, ids: list[int], tokens: int, window: int) -> dict:
+    text = document(engine, ids, tokens)
+    live = LiveDocument(engine, text, fim=False, window=window)
+    row: dict = {"tokens": len(live.tokens), "bytes_per_1k_tokens": round(1000 * live.kv.nbytes / len(live.kv))}
+    row["caret_move"] = time_caret_moves(live)
+    row["decode_step"] = time_decode_step(live, ids[tokens : tokens + STEPS])
+    row["far_edit"] = time_far_edit(engine, text, window)
+    return row
+
+
+def print_table(rows: list[dict], file=sys.stdout) -> None:
+    print(
+        "| tokens | caret move: move_cursor / gap move (ms), distance | decode step mid-document / prompt-only (ms) "
+        "| edit half a document above, then ready at the caret: pie / prefix-reuse (ms), tokens encoded "
+        "| bytes per 1k tokens |",
+        file=file,
+    )
+    print("|---|---|---|---|---|", file=file)
+    for r in rows:
+        c, d, e = r["caret_move"], r["decode_step"], r["far_edit"]
+        pie = e["pie_edit_ms"] + e["pie_ready_ms"]
+        reuse = e["prefix-reuse_edit_ms"] + e["prefix-reuse_ready_ms"]
+        print(
+            f"| {r['tokens']} | {c['move_cursor_ms']:.2f} / {c['gap_move_ms']:.1f}, {c['distance_tokens']} tokens "
+            f"({c['encoded_tokens']} encoded) | {d['document_ms']:.1f} / {d['prompt_only_ms']:.1f} "
+            f"| {pie:.0f} / {reuse:.0f} ({e['speedup_ready_x']}x), {e['pie_encoded']} / {e['prefix-reuse_encoded']} "
+            f"| {r['bytes_per_1k_tokens'] / 2**20:.1f} MB |",
+            file=file,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="livekv bench cache", description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--sizes", type=int, nargs="*", default=[1024, 4000], help="document sizes in tokens (at most contextTokens)"
+    )
+    ap.add_argument("--weights", default="fp32", choices=FORMATS, help="weight format (the server's default: fp32)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (the server's default: 2)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    engine = Engine.from_loaded(load_model(threads=args.threads), args.weights)
+    _, ids = corpus(engine.tokenizer, max(args.sizes) + STEPS + 64)
+    window = 4096  # the server's default contextTokens
+    rows = [measure(engine, ids, n, window) for n in args.sizes]
+    print_table(rows)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"weights": args.weights, "threads": args.threads, "context_tokens": window, "rows": rows}
+        args.json.write_text(json.dumps(payload, indent=1))
+    return 0
