@@ -84,12 +84,16 @@ class Editor:
         self._drain.cancel()
 
     async def open(self, uri: str, text: str) -> None:
-        """Open a document and wait until the server's cache holds it (the user starts typing later)."""
+        """Open a document and wait until the server holds it (the user starts typing later)."""
+        self.open_now(uri, text)
+        await self.state(uri)
+
+    def open_now(self, uri: str, text: str) -> None:
+        """Send didOpen and return at once (a request may follow straight away)."""
         self.texts[uri], self.versions[uri] = text, 1
         self.client.text_document_did_open(
             types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, text))
         )
-        await self.state(uri)
 
     def close(self, uri: str) -> None:
         self.texts.pop(uri, None)

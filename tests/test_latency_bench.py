@@ -131,11 +131,13 @@ def test_every_flow_runs_through_the_server(tmp_path: Path, tiny_model_dir: str)
         ("e", "back to document 1"),
         ("f", "after paste"),
         ("f", "after undo"),
+        ("g", "first suggestion after open"),
     }
     assert steps == {(flow, step, "full") for flow, step in expected}
     assert all(s["seconds"] > 0 and s["suggestion"] is not None for s in measured)
     assert {s["since"] for s in measured if s["flow"] in "de"} == {"request"}
     assert {s["since"] for s in measured if s["flow"] in "abc"} == {"keystroke"}
+    assert {s["since"] for s in measured if s["flow"] == "g"} == {"open"}
     assert all(s["distance_tokens"] > 0 for s in measured if s["flow"] in "bcdf")
     for s in measured:  # the server's cache work, where it reports it
         assert s["encoded"] is None or all(n >= 0 for n in s["encoded"].values())
