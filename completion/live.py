@@ -387,9 +387,10 @@ class LiveDocument:
         """PIE on one layout splice: the gap moves there, the new tokens are encoded into it, the
         entries after it lag by the delta. Returns tokens encoded."""
         n_kv = len(self.kv)
+        complete = n_kv == len(self.tokens)
         self.tokens[s.start : s.end] = s.tokens
         self.uids[s.start : s.end] = uids
-        if s.start >= n_kv:  # after what is encoded: tokens only
+        if s.start > n_kv or (s.start == n_kv and not complete):  # after what is encoded: tokens only
             return 0
         if s.end > n_kv:  # across the encoded end: it ends at the splice
             self.kv.crop(s.start)

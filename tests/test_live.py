@@ -186,6 +186,16 @@ def test_cache_tokens_equal_layout_of_fresh_tokenization(
     assert max_diff(live.kv, full_encode(engine, live.tokens), 0, len(live.tokens)) <= 1e-4
 
 
+def test_appending_at_the_end_with_the_caret_elsewhere_is_encoded(tiny_engine: Callable[[str], Engine]) -> None:
+    """The splice lands just past the last encoded entry: a complete cache stays complete."""
+    engine = tiny_engine("llama")
+    live = LiveDocument(engine, SOURCE, cursor=EDIT_AT, window=4096, suffix_tokens=16)
+    live.move_cursor(0)
+    live.apply_edits([TextEdit(len(live.text), len(live.text), "x")])
+    assert live.missing == 0 and len(live.kv) == len(live.tokens) == len(fresh_layout(live))
+    assert max_diff(live.kv, full_encode(engine, live.tokens), 0, len(live.tokens)) <= 1e-4
+
+
 def test_long_file_keeps_a_window_and_stays_exact_after_refresh(tiny_engine: Callable[[str], Engine]) -> None:
     engine = tiny_engine("llama")
     text = SOURCE * 6
