@@ -1,6 +1,6 @@
 """`livekv bench cache`: what the whole-document cache costs per caret move, per decode step and per edit.
 
-The live cache holds the whole document in a gap buffer (`completion/kvcache.py`): decoding at a
+The live cache holds the whole document in a gap buffer (`completion/live/kvcache.py`): decoding at a
 caret reads the entries before it and writes into the gap there. This measures, on real Python from
 the standard library with the embedded model and the server's default settings, at 1k and 4k
 cached tokens, through `LiveDocument` as the server drives it:
@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 from benchmarks.speed import corpus
-from completion.engine import Engine
-from completion.formats import FORMATS
-from completion.kvcache import KVCache
-from completion.live import LiveDocument, TextEdit, UpdatePolicy
-from completion.model import load_model
+from completion.live.document import LiveDocument, TextEdit, UpdatePolicy
+from completion.live.kvcache import KVCache
+from completion.model.engine import Engine
+from completion.model.formats import FORMATS
+from completion.model.loading import load_model
 
 STEPS = 12  # decode steps timed per case (median taken)
 MOVES = 5  # caret moves timed per case (median taken)

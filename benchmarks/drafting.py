@@ -63,16 +63,16 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from benchmarks.speed import time_passes
-from completion.datastore import ProjectStore
-from completion.decode import Completion, decode
-from completion.drafter import Drafter
-from completion.engine import Engine
-from completion.live import LiveDocument
-from completion.model import LoadedModel, load_model
-from completion.project import ProjectIndex
-from completion.stops import StopRule, stop_at_newline
-from completion.vocab import Vocabulary
-from completion.workspace import python_files
+from completion.decoding.decode import Completion, decode
+from completion.decoding.stops import StopRule, stop_at_newline
+from completion.drafting.datastore import ProjectStore
+from completion.drafting.drafter import Drafter
+from completion.live.document import LiveDocument
+from completion.model.engine import Engine
+from completion.model.loading import LoadedModel, load_model
+from completion.model.vocab import Vocabulary
+from completion.project.files import python_files
+from completion.project.token_store import ProjectIndex
 
 SEED = 0
 MODES = {"line": (48, stop_at_newline), "multiline": (64, None), "prose": (64, None)}

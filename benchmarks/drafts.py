@@ -15,7 +15,7 @@ position; the modes differ only after the cursor. For each k in --ks (line mode;
 and --multiline-ks (3-line mode; 1 3 by default, to keep a default run within 20 minutes on
 2 cores) and each
 method (`branches`, `superposed`, `beam`, `greedy-runs`; `--alphas` adds superposed variants
-with other n-gram weights) the drafts go through `completion.suggest.inline`, the server's
+with other n-gram weights) the drafts go through `completion.decoding.suggest.inline`, the server's
 code path: deduplicated and post-processed, no monitors. k = 1 is plain greedy decoding for
 every method (the reference), run once; `greedy+drafting` is the same with the server's
 retrieval drafter (same output, fewer passes) for reference. Nothing is decoded twice per
@@ -42,15 +42,15 @@ from pathlib import Path
 
 from benchmarks.edits import DEFAULT_SCENARIOS, edit_similarity, select, window_cut
 from benchmarks.scenarios import apply_edits
-from completion.datastore import ProjectStore
-from completion.drafter import Drafter
-from completion.engine import Engine
-from completion.live import LiveDocument, TextEdit
-from completion.model import load_model
-from completion.ngrams import NgramModel
-from completion.suggest import DRAFT_METHODS, CompletionOptions, inline
-from completion.superposed import SuperposedConfig
-from completion.vocab import Vocabulary
+from completion.decoding.suggest import DRAFT_METHODS, CompletionOptions, inline
+from completion.decoding.superposed import SuperposedConfig
+from completion.drafting.datastore import ProjectStore
+from completion.drafting.drafter import Drafter
+from completion.drafting.ngrams import NgramModel
+from completion.live.document import LiveDocument, TextEdit
+from completion.model.engine import Engine
+from completion.model.loading import load_model
+from completion.model.vocab import Vocabulary
 
 MODES = {
     "line": CompletionOptions(max_tokens=48, time_budget=None),

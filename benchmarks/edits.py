@@ -37,12 +37,12 @@ from pathlib import Path
 import torch
 
 from benchmarks.scenarios import apply_edits
-from completion.decode import decode
-from completion.engine import Engine
-from completion.formats import FORMATS
-from completion.live import LiveDocument, TextEdit, UpdatePolicy
-from completion.model import load_model
-from completion.vocab import Vocabulary
+from completion.decoding.decode import decode
+from completion.live.document import LiveDocument, TextEdit, UpdatePolicy
+from completion.model.engine import Engine
+from completion.model.formats import FORMATS
+from completion.model.loading import load_model
+from completion.model.vocab import Vocabulary
 
 DEFAULT_SCENARIOS = Path(__file__).parent / "data" / "edits.jsonl"
 METHODS = (UpdatePolicy.FULL, UpdatePolicy.PIE, UpdatePolicy.PREFIX_REUSE, UpdatePolicy.NO_ROTATION)

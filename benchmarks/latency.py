@@ -80,7 +80,7 @@ from itertools import cycle
 from pathlib import Path
 from typing import Any
 
-from completion.formats import FORMATS
+from completion.model.formats import FORMATS
 from lsp_server.editor import Answer, Editor
 
 POLICIES = ("pie", "prefix-reuse", "full")
@@ -715,8 +715,8 @@ async def run_policy(
 
 
 def load_tokenizer(model_path: str | None) -> Any:
-    """The server's tokenizer (from `completion.model.load_model`; the weights are dropped)."""
-    from completion.model import load_model
+    """The server's tokenizer (from `completion.model.loading.load_model`; the weights are dropped)."""
+    from completion.model.loading import load_model
 
     loaded = load_model(model_path, threads=1)
     tokenizer = loaded.tokenizer

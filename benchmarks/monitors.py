@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.edits import select
-from completion.decode import decode
-from completion.engine import Engine
-from completion.formats import FORMATS
-from completion.live import LiveDocument
-from completion.model import load_model
-from completion.vocab import Vocabulary
+from completion.decoding.decode import decode
+from completion.live.document import LiveDocument
+from completion.model.engine import Engine
+from completion.model.formats import FORMATS
+from completion.model.loading import load_model
+from completion.model.vocab import Vocabulary
 from monitors.analysis import Query
 from monitors.base import MonitorStats, Site
 from monitors.chain import MonitorConfig, Monitors

@@ -742,7 +742,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from completion.model import load_model  # heavy; only the CLI needs it
+    from completion.model.loading import load_model  # heavy; only the CLI needs it
 
     tokenizer = load_model().tokenizer
 

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from completion.engine import Engine
-from completion.formats import FORMATS
-from completion.kvcache import KVCache
-from completion.live import LiveDocument, TextEdit, UpdatePolicy
-from completion.model import load_model
-from completion.runner import CPU_ONLY_FORMATS, Runner
+from completion.live.document import LiveDocument, TextEdit, UpdatePolicy
+from completion.live.kvcache import KVCache
+from completion.model.engine import Engine
+from completion.model.formats import FORMATS
+from completion.model.loading import load_model
+from completion.model.runner import CPU_ONLY_FORMATS, Runner
 
 CACHED = (256, 1024, 4096)
 PASS_SIZES = (1, 2, 4, 8, 16)

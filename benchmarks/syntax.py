@@ -34,12 +34,12 @@ from pathlib import Path
 
 import torch
 
-from completion.engine import Engine
-from completion.formats import FORMATS
-from completion.live import LiveDocument
-from completion.model import load_model
-from completion.suggest import CompletionOptions, inline
-from completion.vocab import Vocabulary
+from completion.decoding.suggest import CompletionOptions, inline
+from completion.live.document import LiveDocument
+from completion.model.engine import Engine
+from completion.model.formats import FORMATS
+from completion.model.loading import load_model
+from completion.model.vocab import Vocabulary
 from monitors.base import MonitorStats, Site
 from monitors.syntax import SyntaxMonitor, complete_statements
 

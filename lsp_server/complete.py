@@ -14,12 +14,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from completion.engine import Engine
-from completion.formats import FORMATS
-from completion.live import LiveDocument
-from completion.model import ModelLoadError, load_model
-from completion.suggest import CompletionOptions, inline, popup
-from completion.vocab import Vocabulary
+from completion.decoding.suggest import CompletionOptions, inline, popup
+from completion.live.document import LiveDocument
+from completion.model.engine import Engine
+from completion.model.formats import FORMATS
+from completion.model.loading import ModelLoadError, load_model
+from completion.model.vocab import Vocabulary
 
 
 def offset_of(text: str, line: int, col: int) -> int:

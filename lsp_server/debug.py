@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from completion.live import fresh_layout, kv_error
+from completion.live.document import fresh_layout, kv_error
 
 if TYPE_CHECKING:
     from lsp_server.server import LiveKVServer

@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from completion.formats import FORMATS
-from completion.live import TextEdit
+from completion.live.document import TextEdit
+from completion.model.formats import FORMATS
 from lsp_server.editor import Answer, Editor
 
 DEFAULT_FILE = Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"

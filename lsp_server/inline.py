@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from completion.suggest import partial_word_start
+from completion.decoding.suggest import partial_word_start
 from lsp_server.positions import Lines, position_at
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from completion.formats import FORMATS
-from completion.suggest import DEFAULT_DRAFT_METHOD, DRAFT_METHODS
+from completion.decoding.suggest import DEFAULT_DRAFT_METHOD, DRAFT_METHODS
+from completion.model.formats import FORMATS
 
 UPDATE_POLICIES = ("pie", "prefix-reuse", "full")  # what servers offer (live.py has one more, for tests)
 
@@ -32,7 +32,7 @@ class Settings:
     device: str = "cpu"  # "cuda" (or "cuda:N") runs the model on a GPU when there is one
     multiline: bool = False  # suggest to the end of the block instead of the end of the line
     drafts: int = 1  # inline suggestions per request (more than 1: decoded by draft_method)
-    draft_method: str = DEFAULT_DRAFT_METHOD  # branches, superposed, beam or greedy-runs (see completion/suggest.py)
+    draft_method: str = DEFAULT_DRAFT_METHOD  # branches, superposed, beam or greedy-runs (decoding/suggest.py)
     popup_items: int = 6  # textDocument/completion items per request (0: no popup items)
     cross_file_chars: int = 1200  # budget of snippets from other files in front of the prompt (0: none)
     index_workspace: bool = True  # read the workspace's .py files (cross-file snippets, drafting)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from completion.live import TextEdit
+from completion.live.document import TextEdit
 from lsp_server.positions import Lines, PositionError, offset_at
 
 if TYPE_CHECKING:

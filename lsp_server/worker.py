@@ -32,18 +32,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
-from completion.context import SnippetIndex
-from completion.decode import Processor, TokenHealing
-from completion.drafter import Drafter
-from completion.engine import Engine
-from completion.live import LiveDocument, TextEdit, UpdatePolicy
-from completion.model import ModelLoadError, load_model
-from completion.ngrams import NgramModel
-from completion.project import IndexReport, ProjectIndex
-from completion.store import DocumentStore
-from completion.suggest import CompletionOptions, Draft, PopupItem, inline, popup
-from completion.superposed import SuperposedConfig
-from completion.vocab import Vocabulary
+from completion.decoding.decode import Processor, TokenHealing
+from completion.decoding.suggest import CompletionOptions, Draft, PopupItem, inline, popup
+from completion.decoding.superposed import SuperposedConfig
+from completion.drafting.drafter import Drafter
+from completion.drafting.ngrams import NgramModel
+from completion.live.document import LiveDocument, TextEdit, UpdatePolicy
+from completion.live.store import DocumentStore
+from completion.model.engine import Engine
+from completion.model.loading import ModelLoadError, load_model
+from completion.model.vocab import Vocabulary
+from completion.project.snippets import SnippetIndex
+from completion.project.token_store import IndexReport, ProjectIndex
 from lsp_server.settings import Settings
 from monitors.base import MonitorStats, Site
 from monitors.chain import MonitorConfig, Monitors

@@ -1,6 +1,6 @@
 """What every monitor shares: where the suggestion is, and the text decoded so far.
 
-A monitor is a logits processor, `(generated_ids, logits) -> logits` (see completion.decode),
+A monitor is a logits processor, `(generated_ids, logits) -> logits` (see completion.decoding.decode),
 pure in `generated`: side-by-side branches call it with different token lists, and the same
 list always gets the same answer. It reads the text as bytes: the document before the prompt's
 end, the decoded tokens, then the part of the healed text no token has produced yet (token
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from completion.vocab import Vocabulary
+from completion.model.vocab import Vocabulary
 
 TAIL_CHARS = 2000  # document text before the suggestion that monitors look at (jedi gets all of it)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from completion.decode import Processor
-from completion.vocab import Vocabulary
+from completion.decoding.decode import Processor
+from completion.model.vocab import Vocabulary
 from monitors import triggers
 from monitors.analysis import Analyzer
 from monitors.base import MonitorStats, Site

@@ -23,7 +23,7 @@ from typing import Any
 from jedi.file_io import FileIO
 from jedi.inference import InferenceState
 
-from completion.workspace import looks_private
+from completion.project.files import looks_private
 
 _original = InferenceState.parse_and_get_code
 

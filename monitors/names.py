@@ -22,7 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import numpy as np
 import torch
 
-from completion.vocab import Vocabulary
+from completion.model.vocab import Vocabulary
 from monitors.analysis import Analyzer, Names, Query
 from monitors.base import MonitorStats, Site, Transcript, Written, add_where, keep_only
 from monitors.triggers import Trigger, TriggerFn

@@ -78,7 +78,7 @@ from typing import NamedTuple
 
 import torch
 
-from completion.vocab import Vocabulary
+from completion.model.vocab import Vocabulary
 from monitors.base import MonitorStats, Site
 
 CAP_LINES = 300  # how far before the cursor the document is lexed to find the region

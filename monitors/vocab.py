@@ -3,7 +3,7 @@
 A static analyzer answers with names (members of an object, modules); the decoder needs
 the tokens that keep the text on one of them: a token is allowed if its bytes are a prefix
 of a legal name's rest, or the whole rest followed by a byte that ends an identifier
-(`append(`, `name)\\n`). With the vocabulary sorted by bytes (completion.vocab), the tokens
+(`append(`, `name)\\n`). With the vocabulary sorted by bytes (completion.model.vocab), the tokens
 that start with a name's rest are one contiguous span, and a per-token table of "how many
 identifier bytes does this token start with" picks the ones that end the name right there,
 so a mask costs one bisection and one vectorised comparison per name: never a loop over
@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from completion.vocab import Vocabulary
+from completion.model.vocab import Vocabulary
 
 ASSIGNMENT = re.compile(rb" ?([\w\x80-\xff]*)=(?!=)")  # a token that writes `name=` (or `=` after a name)
 _IDENT = np.zeros(256, dtype=bool)

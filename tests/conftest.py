@@ -14,9 +14,9 @@ from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedToken
 from transformers.models.llama import LlamaConfig
 from transformers.models.qwen2 import Qwen2Config
 
-from completion.engine import Engine
-from completion.model import LoadedModel, load_model
-from completion.vocab import Vocabulary
+from completion.model.engine import Engine
+from completion.model.loading import LoadedModel, load_model
+from completion.model.vocab import Vocabulary
 from monitors.vocab import NameMasks
 
 torch.set_num_threads(2)

@@ -40,7 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 import jedi
 import torch
 
-from completion import live, project, runner, suggest
+from completion.decoding import suggest
+from completion.live import document as live
+from completion.model import runner
+from completion.project import token_store as project
 from lsp_server import cli, inline, settings, sync
 from monitors import analysis
 

@@ -7,11 +7,11 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from completion.branches import decode_branches
-from completion.decode import decode
-from completion.engine import Engine
-from completion.live import LiveDocument
-from completion.vocab import Vocabulary
+from completion.decoding.branches import decode_branches
+from completion.decoding.decode import decode
+from completion.live.document import LiveDocument
+from completion.model.engine import Engine
+from completion.model.vocab import Vocabulary
 
 CODE = "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n        self.it"
 

@@ -1,4 +1,5 @@
-"""Cross-file context: folder walk filters, retrieval, exclusion, budget, LRU, stability (completion/context.py)."""
+"""Cross-file context: folder walk filters, retrieval, exclusion, budget, LRU, stability
+(completion/project/snippets.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from completion.context import SnippetIndex, identifiers
+from completion.project.snippets import SnippetIndex, identifiers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -287,7 +288,7 @@ def test_open_buffers_are_not_overwritten_by_the_disk(workspace: Path) -> None:
 def test_render_is_stable_across_processes(workspace: Path) -> None:
     """Same index state and query give the same string, whatever the hash seed (set order varies with it)."""
     script = (
-        "import sys; from completion.context import SnippetIndex\n"
+        "import sys; from completion.project.snippets import SnippetIndex\n"
         "index = SnippetIndex(chunk_lines=8, stride=4)\n"
         "index.index_folder(sys.argv[1]); index.touch(sys.argv[1] + '/main.py')\n"
         f"sys.stdout.write(index.render({QUERY + MAIN!r}, exclude=None, budget_chars=2000))\n"

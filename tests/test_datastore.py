@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from completion.datastore import KEY_TOKENS, MAX_MATCH, ProjectStore, majority_path, match_lengths
+from completion.drafting.datastore import KEY_TOKENS, MAX_MATCH, ProjectStore, majority_path, match_lengths
 
 # a small alphabet makes repeats (and so matches) common
 TOKENS = st.lists(st.integers(0, 4), min_size=0, max_size=60)

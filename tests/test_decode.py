@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from completion.decode import TokenHealing, decode
-from completion.engine import Engine
-from completion.live import LiveDocument
-from completion.model import LoadedModel
-from completion.vocab import Vocabulary
+from completion.decoding.decode import TokenHealing, decode
+from completion.live.document import LiveDocument
+from completion.model.engine import Engine
+from completion.model.loading import LoadedModel
+from completion.model.vocab import Vocabulary
 
 CODE = "def add(a, b):\n    total = a + b\n    return total\n\n\ndef main():\n    print(add(1, 2))\n"
 

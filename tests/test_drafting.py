@@ -15,13 +15,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from completion.datastore import ProjectStore
-from completion.decode import Completion, Sampling, decode
-from completion.drafter import DraftConfig, Drafter
-from completion.engine import Engine
-from completion.live import LiveDocument
-from completion.stops import stop_at_newline
-from completion.vocab import Vocabulary
+from completion.decoding.decode import Completion, Sampling, decode
+from completion.decoding.stops import stop_at_newline
+from completion.drafting.datastore import ProjectStore
+from completion.drafting.drafter import DraftConfig, Drafter
+from completion.live.document import LiveDocument
+from completion.model.engine import Engine
+from completion.model.vocab import Vocabulary
 from monitors import triggers
 from monitors.analysis import Analyzer
 from monitors.base import MonitorStats, Site

@@ -16,9 +16,9 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from completion.engine import Engine
-from completion.formats import FORMATS, make_linear
-from completion.live import LiveDocument, TextEdit, UpdatePolicy
+from completion.live.document import LiveDocument, TextEdit, UpdatePolicy
+from completion.model.engine import Engine
+from completion.model.formats import FORMATS, make_linear
 from tests.conftest import tiny_model
 
 LINEAR_TOLERANCE = {"fp32": 1e-6, "bf16": 0.01, "int8-wo": 0.02, "int8": 0.04, "int4-wo": 0.15}

@@ -28,13 +28,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from completion.decode import decode
-from completion.drafter import Drafter
-from completion.engine import Engine
-from completion.live import LiveDocument, TextEdit, fresh_layout, kv_error
-from completion.ngrams import NgramModel
-from completion.project import ProjectIndex
-from completion.vocab import Vocabulary
+from completion.decoding.decode import decode
+from completion.drafting.drafter import Drafter
+from completion.drafting.ngrams import NgramModel
+from completion.live.document import LiveDocument, TextEdit, fresh_layout, kv_error
+from completion.model.engine import Engine
+from completion.model.vocab import Vocabulary
+from completion.project.token_store import ProjectIndex
 from lsp_server.settings import Settings
 from lsp_server.worker import ModelWorker, Request, fs_path
 

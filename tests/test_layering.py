@@ -23,7 +23,7 @@ def imported(path: Path) -> set[str]:
     return names
 
 
-ENGINE = sorted([*ROOT.glob("completion/*.py"), *ROOT.glob("monitors/*.py")])
+ENGINE = sorted([*ROOT.glob("completion/**/*.py"), *ROOT.glob("monitors/*.py")])
 
 
 @pytest.mark.parametrize("path", ENGINE, ids=lambda p: str(p.relative_to(ROOT)))

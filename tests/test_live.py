@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerBase
 
-from completion.engine import Engine
-from completion.kvcache import KVCache
-from completion.layout import FIM_TEMPLATES
-from completion.live import LiveDocument, TextEdit, UpdatePolicy, diff_splice, fresh_layout, map_cursor
-from completion.runner import RunnerUnsupported
-from completion.store import DocumentStore
+from completion.live.document import LiveDocument, TextEdit, UpdatePolicy, diff_splice, fresh_layout, map_cursor
+from completion.live.kvcache import KVCache
+from completion.live.layout import FIM_TEMPLATES
+from completion.live.store import DocumentStore
+from completion.model.engine import Engine
+from completion.model.runner import RunnerUnsupported
 from tests.conftest import TINY, tiny_model
 
 SOURCE = '''import os

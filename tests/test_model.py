@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from completion import model as model_module
-from completion.model import LoadedModel, ModelLoadError, load_model
+from completion.model import loading as model_module
+from completion.model.loading import LoadedModel, ModelLoadError, load_model
 
 
 def test_missing_path_names_what_was_tried(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from completion.vocab import Vocabulary
+from completion.model.vocab import Vocabulary
 from monitors.base import add_where, keep_only
 from monitors.vocab import NameMasks, is_ident_byte
 

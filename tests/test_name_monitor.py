@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from completion.decode import decode
-from completion.engine import Engine
-from completion.live import LiveDocument
-from completion.suggest import popup
-from completion.vocab import Vocabulary
+from completion.decoding.decode import decode
+from completion.decoding.suggest import popup
+from completion.live.document import LiveDocument
+from completion.model.engine import Engine
+from completion.model.vocab import Vocabulary
 from monitors import triggers
 from monitors.analysis import Analyzer, Names, Query
 from monitors.base import MonitorStats, Site

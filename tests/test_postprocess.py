@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from completion.postprocess import EditContext, postprocess
+from completion.decoding.postprocess import EditContext, postprocess
 
 
 def pp(completion: str, prefix: str = "", suffix: str = "", *, multiline: bool = True) -> str | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from transformers import PreTrainedTokenizerBase
 
-from completion.project import ProjectIndex
+from completion.project.token_store import ProjectIndex
 
 LEDGER = "class Ledger:\n    def total(self):\n        return sum(self.entries)\n"
 

@@ -9,7 +9,7 @@ from transformers.models.gpt2 import GPT2Config
 from transformers.models.llama import LlamaConfig
 from transformers.models.mistral import MistralConfig
 
-from completion.rope import PieUnsupported, RotaryParams, rotary_params, rotate_keys
+from completion.model.rope import PieUnsupported, RotaryParams, rotary_params, rotate_keys
 from tests.conftest import TINY, tiny_model
 
 VOCAB = 500

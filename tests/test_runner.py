@@ -8,9 +8,9 @@ from transformers import AutoModelForCausalLM
 from transformers.models.mistral import MistralConfig
 from transformers.models.qwen3 import Qwen3Config
 
-from completion.kvcache import KVCache
-from completion.rope import rotary_params
-from completion.runner import Runner
+from completion.live.kvcache import KVCache
+from completion.model.rope import rotary_params
+from completion.model.runner import Runner
 from tests.conftest import TINY, tiny_model
 
 VOCAB = 300

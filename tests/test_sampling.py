@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from completion.decode import GREEDY, Sampling, decode
-from completion.engine import Engine
-from completion.live import LiveDocument
-from completion.vocab import Vocabulary
+from completion.decoding.decode import GREEDY, Sampling, decode
+from completion.live.document import LiveDocument
+from completion.model.engine import Engine
+from completion.model.vocab import Vocabulary
 
 LOGITS = torch.tensor([0.5, 1.0, -2.0, 3.0, 2.9, 0.0, -1.0, 2.5, 0.1, 0.2, -0.5, 1.5, 2.0, -3.0, 0.3, 0.4])
 ARGMAX = 3

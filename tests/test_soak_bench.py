@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.soak import server_errors, slope_per_1k, state_problems
-from completion.engine import Engine
-from completion.live import TextEdit
+from completion.live.document import TextEdit
+from completion.model.engine import Engine
 from lsp_server.debug import check_cache
 from lsp_server.settings import Settings
 from lsp_server.worker import ModelWorker

@@ -15,8 +15,8 @@ from benchmarks.speed import (
     time_passes,
     time_prefill,
 )
-from completion.engine import Engine
-from completion.kvcache import KVCache
+from completion.live.kvcache import KVCache
+from completion.model.engine import Engine
 
 
 def test_decode_and_pass_timings_use_the_cache_they_are_given(tiny_engine: Callable[[str], Engine]) -> None:

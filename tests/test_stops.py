@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from completion.stops import BlockEnd, StopRule, SuffixOverlap, first_stop, indent_of, stop_at_newline
+from completion.decoding.stops import BlockEnd, StopRule, SuffixOverlap, first_stop, indent_of, stop_at_newline
 
 
 def never(text: str) -> int | None:

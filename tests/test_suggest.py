@@ -9,13 +9,13 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from completion.decode import GREEDY, Processor, Sampling, decode
-from completion.engine import Engine
-from completion.live import LiveDocument, TextEdit
-from completion.model import LoadedModel
-from completion.stops import indent_of
-from completion.suggest import CompletionOptions, inline, partial_word_start, popup
-from completion.vocab import Vocabulary
+from completion.decoding.decode import GREEDY, Processor, Sampling, decode
+from completion.decoding.stops import indent_of
+from completion.decoding.suggest import CompletionOptions, inline, partial_word_start, popup
+from completion.live.document import LiveDocument, TextEdit
+from completion.model.engine import Engine
+from completion.model.loading import LoadedModel
+from completion.model.vocab import Vocabulary
 
 STACK = "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n        self.it"
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -14,18 +14,24 @@ import numpy as np
 import pytest
 import torch
 
-from completion.beam import Search, decode_beam
-from completion.branches import Branch
-from completion.datastore import ProjectStore
-from completion.decode import TokenHealing, decode
-from completion.engine import Engine
-from completion.kvcache import KVCache
-from completion.live import LiveDocument
-from completion.ngrams import MODEL_WEIGHT, WEIGHTS, NgramModel
-from completion.stops import LineLimit, stop_at_newline
-from completion.suggest import DRAFT_METHODS, CompletionOptions, inline
-from completion.superposed import SuperposedConfig, decode_superposed, rescore, superpose, superposition_weights
-from completion.vocab import Vocabulary
+from completion.decoding.beam import Search, decode_beam
+from completion.decoding.branches import Branch
+from completion.decoding.decode import TokenHealing, decode
+from completion.decoding.stops import LineLimit, stop_at_newline
+from completion.decoding.suggest import DRAFT_METHODS, CompletionOptions, inline
+from completion.decoding.superposed import (
+    SuperposedConfig,
+    decode_superposed,
+    rescore,
+    superpose,
+    superposition_weights,
+)
+from completion.drafting.datastore import ProjectStore
+from completion.drafting.ngrams import MODEL_WEIGHT, WEIGHTS, NgramModel
+from completion.live.document import LiveDocument
+from completion.live.kvcache import KVCache
+from completion.model.engine import Engine
+from completion.model.vocab import Vocabulary
 
 DOCS = [
     "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n        self.it",

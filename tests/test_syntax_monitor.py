@@ -15,10 +15,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from benchmarks.syntax import document_at, select_points, splice_valid, statement_starts, stdlib_root
-from completion.decode import decode
-from completion.engine import Engine
-from completion.live import LiveDocument
-from completion.vocab import Vocabulary
+from completion.decoding.decode import decode
+from completion.live.document import LiveDocument
+from completion.model.engine import Engine
+from completion.model.vocab import Vocabulary
 from monitors.base import MonitorStats, Site
 from monitors.syntax import Lex, SyntaxMonitor, complete_statements, lex
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from completion.tokens import Splice, TokenizedText, fresh_tokenize
+from completion.live.tokens import Splice, TokenizedText, fresh_tokenize
 
 SOURCES = [inspect.getsource(m) for m in (textwrap, string, json.decoder, inspect)]
 LARGE = inspect.getsource(inspect)[:16384]

@@ -25,7 +25,7 @@ from lsp_helpers import SERVER, Doc, eventually
 from lsprotocol import converters, types
 from pytest_lsp import LanguageClient, client_capabilities
 
-from completion.formats import FORMATS
+from completion.model.formats import FORMATS
 from lsp_server import settings as server_settings
 from lsp_server.settings import Settings
 

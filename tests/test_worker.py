@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import torch
 
-from completion.engine import Engine
-from completion.live import LiveDocument, TextEdit, fresh_layout, kv_error
-from completion.vocab import Vocabulary
+from completion.live.document import LiveDocument, TextEdit, fresh_layout, kv_error
+from completion.model.engine import Engine
+from completion.model.vocab import Vocabulary
 from lsp_server.settings import Settings
 from lsp_server.worker import CONTEXT_STEP_CHARS, ModelWorker, Request
 

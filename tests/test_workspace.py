@@ -1,5 +1,5 @@
 """Which workspace files the engine may read: .gitignore, symlinks, size, binary and secret filters, skipped
-folders, stopping, unreadable entries (completion/workspace.py), the same rules for open documents
+folders, stopping, unreadable entries (completion/project/files.py), the same rules for open documents
 (`shared_path`), and the context index walking with it."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from completion.context import SnippetIndex
-from completion.workspace import looks_private, python_files, read_text, shared_path
+from completion.project.files import looks_private, python_files, read_text, shared_path
+from completion.project.snippets import SnippetIndex
 
 CODE = "def helper(value):\n    return value\n"
 

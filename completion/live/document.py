@@ -30,10 +30,10 @@ from enum import StrEnum
 
 import torch
 
-from completion.engine import Engine
-from completion.kvcache import KVCache
-from completion.layout import Layout, build_layout, healed_token
-from completion.tokens import Splice, TokenizedText
+from completion.live.kvcache import KVCache
+from completion.live.layout import Layout, build_layout, healed_token
+from completion.live.tokens import Splice, TokenizedText
+from completion.model.engine import Engine
 
 # Logits kept per document: after the last tokens encoded (what a request right after typing reads).
 LOGITS_KEPT = 16

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from completion.decode import Processor, TokenHealing
-from completion.live import LiveDocument
-from completion.stops import StopRule
-from completion.vocab import Vocabulary
+from completion.decoding.decode import Processor, TokenHealing
+from completion.decoding.stops import StopRule
+from completion.live.document import LiveDocument
+from completion.model.vocab import Vocabulary
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import torch
 
-from completion.rope import RotaryParams, rotate_keys, rotation
-from completion.runner import Runner
+from completion.model.rope import RotaryParams, rotate_keys, rotation
+from completion.model.runner import Runner
 
 # Prefill chunk: bounds the attention scratch memory of long encodes.
 ENCODE_CHUNK = 1024

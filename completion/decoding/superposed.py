@@ -40,13 +40,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from completion.beam import Search, processed_logprobs
-from completion.branches import Branch
-from completion.decode import Processor
-from completion.live import LiveDocument
-from completion.ngrams import ORDERS, NgramModel
-from completion.stops import StopRule
-from completion.vocab import Vocabulary
+from completion.decoding.beam import Search, processed_logprobs
+from completion.decoding.branches import Branch
+from completion.decoding.decode import Processor
+from completion.decoding.stops import StopRule
+from completion.drafting.ngrams import ORDERS, NgramModel
+from completion.live.document import LiveDocument
+from completion.model.vocab import Vocabulary
 
 CONTEXT = max(ORDERS) - 1  # tokens of context the n-grams read
 

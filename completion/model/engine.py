@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from completion.layout import FimIds, detect_fim, start_token
-from completion.model import LoadedModel
-from completion.rope import PieUnsupported, RotaryParams, rotary_params
-from completion.runner import Runner
+from completion.live.layout import FimIds, detect_fim, start_token
+from completion.model.loading import LoadedModel
+from completion.model.rope import PieUnsupported, RotaryParams, rotary_params
+from completion.model.runner import Runner
 
 log = logging.getLogger(__name__)
 

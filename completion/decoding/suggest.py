@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from completion.beam import decode_beam
-from completion.branches import Branch, decode_branches
-from completion.decode import GREEDY, Processor, Sampling, TokenHealing, decode
-from completion.drafter import Drafter
-from completion.live import LiveDocument
-from completion.ngrams import NgramModel
-from completion.postprocess import EditContext, postprocess
-from completion.stops import BlockEnd, LineLimit, StopRule, SuffixOverlap, first_stop, stop_at_newline
-from completion.superposed import SuperposedConfig, decode_superposed
-from completion.vocab import Vocabulary
+from completion.decoding.beam import decode_beam
+from completion.decoding.branches import Branch, decode_branches
+from completion.decoding.decode import GREEDY, Processor, Sampling, TokenHealing, decode
+from completion.decoding.postprocess import EditContext, postprocess
+from completion.decoding.stops import BlockEnd, LineLimit, StopRule, SuffixOverlap, first_stop, stop_at_newline
+from completion.decoding.superposed import SuperposedConfig, decode_superposed
+from completion.drafting.drafter import Drafter
+from completion.drafting.ngrams import NgramModel
+from completion.live.document import LiveDocument
+from completion.model.vocab import Vocabulary
 
 _PARTIAL_WORD = re.compile(r"(?![0-9])\w+$")  # Python identifiers are Unicode
 _WORD = re.compile(r"\w*")

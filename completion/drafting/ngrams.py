@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from completion.datastore import SEPARATOR, ProjectStore
+from completion.drafting.datastore import SEPARATOR, ProjectStore
 
 ORDERS = (2, 3, 4)
 WEIGHTS = {2: 0.01, 3: 0.04, 4: 0.15}  # the paper's interpolation weights for these orders

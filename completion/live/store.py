@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from completion.live import LiveDocument
+from completion.live.document import LiveDocument
 
 
 class DocumentStore:

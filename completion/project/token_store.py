@@ -20,8 +20,8 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
-from completion.datastore import ProjectStore
-from completion.workspace import python_files, read_text, shared_path
+from completion.drafting.datastore import ProjectStore
+from completion.project.files import python_files, read_text, shared_path
 
 log = logging.getLogger(__name__)
 MAX_FILE_BYTES = 500_000  # larger files are generated or data, not code worth drafting from

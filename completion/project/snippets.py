@@ -24,7 +24,7 @@ from itertools import compress
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from completion.workspace import python_files, read_text, shared_path
+from completion.project.files import python_files, read_text, shared_path
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LINE_BREAK = re.compile(r"\r\n?|\n")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from completion.datastore import MAX_MATCH, ProjectStore, majority_path, match_lengths
+from completion.drafting.datastore import MAX_MATCH, ProjectStore, majority_path, match_lengths
 
 LONG_MATCH = 4  # prompt matches this long are trusted: full-length drafts, even while drafting pauses
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from completion.drafter import Drafter
-from completion.live import LiveDocument
-from completion.stops import StopRule, stop_at_newline
-from completion.vocab import Vocabulary
+from completion.decoding.stops import StopRule, stop_at_newline
+from completion.drafting.drafter import Drafter
+from completion.live.document import LiveDocument
+from completion.model.vocab import Vocabulary
 
 Processor = Callable[[list[int], torch.Tensor], torch.Tensor]
 

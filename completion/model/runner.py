@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from completion.formats import FORMATS, Linear, make_linear
-from completion.smooth import activation_ranges, smoothing_scales
+from completion.model.formats import FORMATS, Linear, make_linear
+from completion.model.smooth import activation_ranges, smoothing_scales
 
 SUPPORTED_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 CPU_ONLY_FORMATS = frozenset({"int8", "int4-wo"})  # fbgemm, and the CPU int4 packing

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from transformers import PreTrainedTokenizerBase
 
 if TYPE_CHECKING:
-    from completion.tokens import TokenizedText
+    from completion.live.tokens import TokenizedText
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from completion.branches import Branch
-from completion.decode import Processor, TokenHealing
-from completion.live import LiveDocument
-from completion.stops import StopRule
-from completion.vocab import Vocabulary
+from completion.decoding.branches import Branch
+from completion.decoding.decode import Processor, TokenHealing
+from completion.decoding.stops import StopRule
+from completion.live.document import LiveDocument
+from completion.model.vocab import Vocabulary
 
 Candidate = tuple[float, int, int]  # (score of the extended draft, index of the alive draft it extends, token)
 

@@ -1,0 +1,1 @@
+"""The project: the one folder walk, its token store for drafting and its snippets for cross-file context."""
