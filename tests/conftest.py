@@ -1,21 +1,28 @@
-"""Shared fixtures: tiny randomly initialised models built from configs (fast, exact), and the
-embedded model for integration tests."""
+"""Shared fixtures: tiny randomly initialised models built from configs (fast, exact), the embedded
+model's tokenizer alone, and the embedded model itself for integration tests.
+
+Two tiers: `-m "not integration"` (`make test-fast`) never loads the embedded model's weights; a test that
+does, in process or in a server it starts, is marked `integration`. In process this is checked: loading the
+embedded model outside an integration test fails that test."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 from transformers.models.llama import LlamaConfig
 from transformers.models.qwen2 import Qwen2Config
 
+from completion.model import loading
 from completion.model.engine import Engine
-from completion.model.loading import LoadedModel, load_model
+from completion.model.loading import LoadedModel, ModelLoadError, load_model
 from completion.model.vocab import Vocabulary
 from monitors.vocab import NameMasks
 
@@ -69,14 +76,80 @@ def tiny_model(kind: str, vocab_size: int, seed: int = 0) -> torch.nn.Module:
     return model.eval().requires_grad_(False)
 
 
+# -- the embedded model: weights for integration tests only ----------------------------------------------
+
+try:
+    EMBEDDED_GGUF: Path | None = loading.embedded_model_path().resolve()
+except ModelLoadError:  # not installed: the tests that need it fail on their own, naming the package
+    EMBEDDED_GGUF = None
+
+_running: pytest.Item | None = None  # the test being set up, run or torn down (None: collection, session end)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    global _running
+    _running = item  # before setup: session and module fixtures are made in the first test that asks
+    try:
+        return (yield)
+    finally:
+        _running = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The plain case named before the session fixture is made (a failed one would fail every later user)."""
+    if "embedded" in getattr(item, "fixturenames", ()) and item.get_closest_marker("integration") is None:
+        pytest.fail(f"{item.nodeid} uses the embedded model: mark it integration", pytrace=False)
+
+
+def _is_embedded(source: Path) -> bool:
+    """The embedded GGUF, or a conversion of it (whatever the cache folder: it records its source)."""
+    if EMBEDDED_GGUF is None:
+        return False
+    record = source / "livekv-source.json"
+    if source.is_dir() and record.is_file():
+        source = Path(json.loads(record.read_text())["gguf"])
+    return source.resolve() == EMBEDDED_GGUF
+
+
+def _guarded(load: Callable[..., object]) -> Callable[..., object]:
+    def guard(source: Path, *args: object) -> object:
+        if _is_embedded(Path(source)) and (_running is None or _running.get_closest_marker("integration") is None):
+            where = _running.nodeid if _running is not None else "outside any test (collection?)"
+            pytest.fail(f"{where}: a unit test loaded the embedded model: mark it integration", pytrace=False)
+        return load(source, *args)
+
+    return guard
+
+
+# Every in-process load of weights goes through one of these two (load_model looks them up at each call).
+loading._load_hf_dir = _guarded(loading._load_hf_dir)  # type: ignore[assignment]
+loading._convert_gguf = _guarded(loading._convert_gguf)  # type: ignore[assignment]
+
+
 @pytest.fixture(scope="session")
 def embedded() -> LoadedModel:
     return load_model(threads=2)
 
 
+def embedded_tokenizer() -> PreTrainedTokenizerBase:
+    """The embedded model's tokenizer without its weights: from the converted cache when there is one
+    (under a second; load_model takes its tokenizer from there too), else read from the GGUF's metadata
+    (about ten seconds; nothing is dequantized, nothing is cached)."""
+    if EMBEDDED_GGUF is None:
+        loading.embedded_model_path()  # raises ModelLoadError, saying how to install it
+    assert EMBEDDED_GGUF is not None
+    converted = loading._conversion_dir(EMBEDDED_GGUF)
+    if (converted / "config.json").is_file():
+        return AutoTokenizer.from_pretrained(converted, local_files_only=True)
+    return AutoTokenizer.from_pretrained(EMBEDDED_GGUF.parent, gguf_file=EMBEDDED_GGUF.name, local_files_only=True)
+
+
 @pytest.fixture(scope="session")
-def tokenizer(embedded: LoadedModel) -> PreTrainedTokenizerBase:
-    return embedded.tokenizer
+def tokenizer() -> PreTrainedTokenizerBase:
+    """The embedded tokenizer alone: unit tests get it without the embedded model's weights."""
+    return embedded_tokenizer()
 
 
 @pytest.fixture(scope="session")
