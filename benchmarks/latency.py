@@ -660,7 +660,7 @@ def setting(arg: str) -> tuple[str, Any]:
 
 def differs_from_defaults(options: dict[str, Any]) -> dict[str, Any]:
     """The settings in `options` that are not the server's defaults (an unknown key counts)."""
-    from lsp_server.settings import Settings
+    from completion.settings import Settings
 
     defaults = Settings()
     missing = object()

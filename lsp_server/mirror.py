@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from lsp_server.positions import Lines
 
 # Weight of the newest keystroke interval in the running average.
 EWMA = 0.3
@@ -16,6 +18,14 @@ class Mirror:
     text: str
     last_change: float = 0.0  # time.monotonic() of the last change
     interval: float = PAUSE  # running average of the time between changes while typing
+    _lines: tuple[str, Lines] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def lines(self) -> Lines:
+        """The text's lines, computed once per text: a request converts several positions against them."""
+        if self._lines is None or self._lines[0] is not self.text:
+            self._lines = (self.text, Lines.of(self.text))
+        return self._lines[1]
 
     def typed(self, now: float) -> None:
         gap = now - self.last_change

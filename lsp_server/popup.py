@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from lsp_server.positions import Lines, position_at
+from lsp_server.positions import position_at
 
 if TYPE_CHECKING:
     from lsp_server.server import LiveKVServer
@@ -26,7 +26,7 @@ async def completion(ls: LiveKVServer, params: types.CompletionParams) -> types.
     items = await ls.on_worker(ls.worker.popup, req)
     if not items or not ls.current(req):
         return EMPTY
-    lines = Lines.of(ls.mirrors[req.uri].text)
+    lines = ls.mirrors[req.uri].lines
     out = []
     for rank, item in enumerate(items):
         line, character = position_at(lines, item.start, ls.encoding)

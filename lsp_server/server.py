@@ -23,13 +23,14 @@ from lsprotocol import types
 from pygls.exceptions import FeatureRequestError, JsonRpcException
 from pygls.lsp.server import LanguageServer
 
+from completion.project.workspace import fs_path
+from completion.settings import RESTART_SETTINGS, Settings
 from lsp_server import debug, inline, popup, sync
 from lsp_server.faults import fault_kind, fault_message, guarded, resyncing
 from lsp_server.mirror import Mirror
-from lsp_server.positions import Lines, PositionError, offset_at
+from lsp_server.positions import PositionError, offset_at
 from lsp_server.protocol import LiveKVProtocol
-from lsp_server.settings import Settings
-from lsp_server.worker import ModelWorker, Request, fs_path
+from lsp_server.worker import ModelWorker, Request
 
 VERSION = "0.2.0"
 T = TypeVar("T")
@@ -51,10 +52,10 @@ class LiveKVServer(LanguageServer):
         self._faults_lock = threading.Lock()  # faults come from the worker and jedi threads too
         self.mirrors: dict[str, Mirror] = {}
         self.encoding = "utf-16"
-        self.roots: list[str] = []
         self.client_progress = False
         self.client_watches_files = False  # the client can register workspace/didChangeWatchedFiles
         self.started = False  # `initialized` has been handled (it loads the model)
+        self.indexing: asyncio.Future[None] | None = None  # a walk started by a setting turned on
 
     def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
         """Serve over stdio with livekv's reader (`LiveKVProtocol.serve_io`) instead of pygls' loop."""
@@ -112,10 +113,10 @@ class LiveKVServer(LanguageServer):
         mirror = self.mirrors.get(uri)
         if mirror is None:  # closed, or never opened
             self.worker.latest.pop(uri, None)
-            self.worker.submit(self.worker.close, uri)
+            self.worker.submit(self.worker.session.close, uri)
             return
         self.worker.latest[uri] = mirror.version
-        self.worker.submit(self.worker.open, uri, mirror.text)
+        self.worker.submit(self.worker.session.open, uri, mirror.text)
         known = self.workspace.text_documents.get(uri)
         language = known.language_id if known is not None and known.language_id else "python"
         self.workspace.put_text_document(types.TextDocumentItem(uri, language, mirror.version, mirror.text))
@@ -138,7 +139,7 @@ class LiveKVServer(LanguageServer):
             self.log.info("request for unknown document %s", uri)
             return None
         try:
-            offset = offset_at(Lines.of(mirror.text), position.line, position.character, self.encoding)
+            offset = offset_at(mirror.lines, position.line, position.character, self.encoding)
         except PositionError as err:
             self.log.info("request at a bad position in %s: %s", uri, err)
             return None
@@ -169,9 +170,19 @@ class LiveKVServer(LanguageServer):
             {
                 "latencyMs": round(1000 * seconds),
                 "firstTokenMs": None if first_token_seconds is None else round(1000 * first_token_seconds),
-                "model": self.worker.model_name,
+                "model": self.worker.session.model_name,
             },
         )
+
+    async def index_workspace(self) -> None:
+        """Walk each workspace folder once (on the indexing thread) into the indexes the settings use,
+        with a progress report."""
+        roots = self.worker.session.workspace.roots
+        if not (wants_walk(self.settings) and roots):
+            return
+        reports = [self.worker.index_root(root) for root in roots]
+        done = asyncio.gather(*map(asyncio.wrap_future, reports))
+        await self.progress("indexing workspace", done, lambda: f"{sum(r.files for r in done.result() if r)} files")
 
     async def progress(self, title: str, work: asyncio.Future[object], message: object = None) -> None:
         """Show `$/progress` for `work` when the client supports it (token created first, as LSP requires)."""
@@ -202,7 +213,7 @@ def initialize(ls: LiveKVServer, params: types.InitializeParams) -> None:
     ls.client_watches_files = bool(watched and watched.dynamic_registration)
     folders = params.workspace_folders or []
     uris = [f.uri for f in folders] or ([params.root_uri] if params.root_uri else [])
-    ls.roots = ls.worker.roots = [p for u in uris if (p := fs_path(u)) is not None]
+    ls.worker.session.workspace.roots = [p for u in uris if (p := fs_path(u)) is not None]
     ls.report_settings(problems)
 
 
@@ -211,14 +222,14 @@ async def initialized(ls: LiveKVServer, params: types.InitializedParams) -> None
         ls.log.warning("initialized received again; ignored")
         return
     ls.started = True
-    loading = asyncio.wrap_future(ls.worker.submit(ls.worker.load))
-    await ls.progress("loading model", loading, lambda: ls.worker.model_name or "failed")
-    if ls.worker.load_error:
-        ls.show(f"model not loaded, completions are off: {ls.worker.load_error}", types.MessageType.Error)
+    loading = asyncio.wrap_future(ls.worker.submit(ls.worker.session.load, ls.fault))
+    await ls.progress("loading model", loading, lambda: ls.worker.session.model_name or "failed")
+    if ls.worker.session.load_error:
+        ls.show(f"model not loaded, completions are off: {ls.worker.session.load_error}", types.MessageType.Error)
         return
-    ls.window_log_message(types.LogMessageParams(types.MessageType.Info, f"livekv: {ls.worker.model_name} ready"))
-    if not (ls.settings.index_workspace and ls.roots):
-        return
+    ls.window_log_message(
+        types.LogMessageParams(types.MessageType.Info, f"livekv: {ls.worker.session.model_name} ready")
+    )
     if ls.client_watches_files:  # the project index follows files saved, created and deleted outside the editor
         watcher = types.FileSystemWatcher(glob_pattern="**/*.py")
         options = types.DidChangeWatchedFilesRegistrationOptions(watchers=[watcher])
@@ -227,22 +238,7 @@ async def initialized(ls: LiveKVServer, params: types.InitializedParams) -> None
             await ls.client_register_capability_async(types.RegistrationParams([registration]))
         except Exception as err:  # a client that refuses loses only the file watching
             ls.log.warning("client refused to watch files (%s); the project index follows open documents only", err)
-    done = asyncio.get_running_loop().create_future()
-
-    def index() -> None:
-        files = 0
-        try:
-            count = sum(ls.worker.index_folder(root) for root in ls.roots) if ls.settings.cross_file_chars > 0 else 0
-            ls.log.info("indexed %d workspace files for cross-file context", count)
-            reports = [ls.worker.index_project(root).result() for root in ls.roots] if ls.settings.drafting else []
-            files = max(count, sum(r.files for r in reports if r is not None))
-        except Exception as err:  # a fault like any other: the index is partial, the progress still ends
-            ls.fault("workspace indexing", err)
-        finally:
-            done.get_loop().call_soon_threadsafe(done.set_result, files)
-
-    threading.Thread(target=index, name="livekv-index", daemon=True).start()
-    await ls.progress("indexing workspace", done, lambda: f"{done.result()} files")
+    await ls.index_workspace()
 
 
 def did_change_watched_files(ls: LiveKVServer, params: types.DidChangeWatchedFilesParams) -> None:
@@ -254,10 +250,22 @@ def did_change_watched_files(ls: LiveKVServer, params: types.DidChangeWatchedFil
 def did_change_configuration(ls: LiveKVServer, params: types.DidChangeConfigurationParams) -> None:
     settings, problems = Settings.from_json(params.settings, base=ls.settings)
     ls.report_settings(problems)
-    restart = ("model_path", "threads", "weights", "device")
-    if any(getattr(settings, f) != getattr(ls.settings, f) for f in restart):
-        ls.show("model settings (modelPath, threads, weights, device) take effect after a restart")
-    ls.settings = ls.worker.settings = settings
+    if changed := [f for f in RESTART_SETTINGS if getattr(settings, f) != getattr(ls.settings, f)]:
+        ls.show(f"{', '.join(map(camel, changed))} take effect after a restart")
+    old, ls.settings = ls.settings, settings
+    ls.worker.apply_settings(settings)
+    if ls.started and ls.worker.session.engine is not None and wants_walk(settings) and not wants_walk(old):
+        ls.indexing = asyncio.ensure_future(ls.index_workspace())  # turned on: the walk starts now
+
+
+def wants_walk(s: Settings) -> bool:
+    """Whether the settings read the workspace's files: for cross-file snippets or for drafting."""
+    return s.index_workspace and (s.cross_file_chars > 0 or s.drafting)
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.title() for w in rest)
 
 
 def shutdown(ls: LiveKVServer, params: None) -> None:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def did_open(ls: LiveKVServer, params: types.DidOpenTextDocumentParams) -> None:
     doc = params.text_document
     ls.open_mirror(doc.uri, doc.version, doc.text)
-    ls.worker.submit(ls.worker.open, doc.uri, doc.text)
+    ls.worker.submit(ls.worker.session.open, doc.uri, doc.text)
 
 
 def did_change(ls: LiveKVServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -42,7 +42,7 @@ def did_change(ls: LiveKVServer, params: types.DidChangeTextDocumentParams) -> N
         ls.show(f"change to {uri} ignored: {err}; the document may be out of sync, please reopen it")
         return
     for edit, text_after in steps:
-        ls.worker.submit(ls.worker.change, uri, [edit], text_after)
+        ls.worker.submit(ls.worker.session.change, uri, [edit], text_after)
     if steps:
         mirror.text = steps[-1][1]
     mirror.version = version
@@ -83,4 +83,4 @@ def did_close(ls: LiveKVServer, params: types.DidCloseTextDocumentParams) -> Non
     uri = params.text_document.uri
     ls.mirrors.pop(uri, None)
     ls.worker.latest.pop(uri, None)
-    ls.worker.submit(ls.worker.close, uri)
+    ls.worker.submit(ls.worker.session.close, uri)

@@ -40,11 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 import jedi
 import torch
 
+from completion import settings
 from completion.decoding import suggest
 from completion.live import document as live
 from completion.model import runner
 from completion.project import token_store as project
-from lsp_server import cli, inline, settings, sync
+from lsp_server import cli, inline, sync
 from monitors import analysis
 
 
@@ -93,7 +94,7 @@ def install(kind: str, switch: Path, hang: float) -> None:
 
         jedi.Script = failing(jedi.Script, switch, stuck)
     elif kind == "inline-bug":
-        inline.selected_rest = failing(inline.selected_rest, switch, raiser(ValueError("injected handler bug")))
+        inline.selected_offsets = failing(inline.selected_offsets, switch, raiser(ValueError("injected handler bug")))
     elif kind == "sync-bug":
         sync.did_change = failing(sync.did_change, switch, raiser(KeyError("injected didChange bug")))
     elif kind == "change-bug":

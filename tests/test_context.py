@@ -187,9 +187,8 @@ def test_recency_breaks_ties(tmp_path: Path) -> None:
     index.update(str(tmp_path / "a.py"), GEOMETRY)
     index.update(str(tmp_path / "b.py"), GEOMETRY)
     assert index.snippets(QUERY)[0].path == "b.py"
-    index.touch(str(tmp_path / "a.py"))
+    index.update(str(tmp_path / "a.py"), GEOMETRY)  # edited again: the most recently touched
     assert index.snippets(QUERY)[0].path == "a.py"
-    index.touch("unknown.py")  # ignored
 
 
 @pytest.mark.parametrize("budget", [0, 40, 200, 400, 700, 1500, 10_000])
@@ -229,7 +228,7 @@ def test_lru_eviction_drops_least_recently_touched(tmp_path: Path) -> None:
     a, b, c = (str(tmp_path / n) for n in ("a.py", "b.py", "c.py"))
     index.update(a, "alpha_name = 1")
     index.update(b, "beta_name = 1")
-    index.touch(a)
+    index.update(a, "alpha_name = 1")
     index.update(c, "gamma_name = 1")
     assert a in index and c in index and b not in index
     assert index.snippets("beta_name") == []
@@ -290,7 +289,7 @@ def test_render_is_stable_across_processes(workspace: Path) -> None:
     script = (
         "import sys; from completion.project.snippets import SnippetIndex\n"
         "index = SnippetIndex(chunk_lines=8, stride=4)\n"
-        "index.index_folder(sys.argv[1]); index.touch(sys.argv[1] + '/main.py')\n"
+        "index.index_folder(sys.argv[1]); m = sys.argv[1] + '/main.py'; index.update(m, open(m).read())\n"
         f"sys.stdout.write(index.render({QUERY + MAIN!r}, exclude=None, budget_chars=2000))\n"
     )
     outputs = set()

@@ -252,7 +252,7 @@ async def test_a_bug_in_the_inline_handler(client: LanguageClient) -> None:
             assert await suggestion(doc) == ()  # empty, not a JSON-RPC error the editor would show again
         assert await popup(doc)  # the other feature still serves
     await told_once(client, since, "internal error in textDocument/inlineCompletion (ValueError: injected")
-    assert "selected_rest" in log_text()  # the traceback names the function
+    assert "selected_offsets" in log_text()  # the traceback names the function
     assert await suggestion(doc) == before
     doc.close()
 

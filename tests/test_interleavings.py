@@ -35,8 +35,9 @@ from completion.live.document import LiveDocument, TextEdit, fresh_layout, kv_er
 from completion.model.engine import Engine
 from completion.model.vocab import Vocabulary
 from completion.project.token_store import ProjectIndex
-from lsp_server.settings import Settings
-from lsp_server.worker import ModelWorker, Request, fs_path
+from completion.project.workspace import fs_path
+from completion.settings import Settings
+from lsp_server.worker import ModelWorker, Request
 
 NAMES = [f"module_{i}.py" for i in range(3)]
 # Three files that share identifiers, so each one's snippets are the others' cross-file context: the
@@ -113,7 +114,7 @@ class Editor:
             self.texts[uri], self.versions[uri] = text, 1
             self.history[uri, 1] = text
             self.worker.latest[uri] = 1
-            self.worker.submit(self.worker.open, uri, text)
+            self.worker.submit(self.worker.session.open, uri, text)
 
     def play(self, event: tuple[Any, ...]) -> None:
         kind, *args = event
@@ -152,8 +153,8 @@ class Editor:
     def walk(self) -> None:
         """Index the workspace folder as the server does after start-up: snippets on a thread of their
         own, then the project index on the indexing thread."""
-        root = self.worker.roots[0]
-        walk = threading.Thread(target=lambda: (self.worker.index_folder(root), self.worker.index_project(root)))
+        root = self.worker.session.workspace.roots[0]
+        walk = threading.Thread(target=lambda: self.worker.index_root(root))
         walk.start()
         self.walks.append(walk)
         self.walked = True
@@ -163,15 +164,15 @@ class Editor:
         start = round(where * len(text))
         end = min(len(text), start + delete)
         self.bump(uri, text[:start] + insert + text[end:])
-        self.worker.submit(self.worker.change, uri, [TextEdit(start, end, insert)], self.texts[uri])
+        self.worker.submit(self.worker.session.change, uri, [TextEdit(start, end, insert)], self.texts[uri])
         self.worker.latest[uri] = self.versions[uri]  # after the submit, as sync.did_change does
 
     def reopen(self, uri: str) -> None:
         self.worker.latest.pop(uri, None)
-        self.worker.submit(self.worker.close, uri)
+        self.worker.submit(self.worker.session.close, uri)
         self.bump(uri, self.texts[uri])
         self.worker.latest[uri] = self.versions[uri]
-        self.worker.submit(self.worker.open, uri, self.texts[uri])
+        self.worker.submit(self.worker.session.open, uri, self.texts[uri])
 
     def bump(self, uri: str, text: str) -> None:
         self.texts[uri] = text
@@ -223,18 +224,30 @@ def test_edits_interleaved_with_completions_background_work_and_indexing(
     worker = ModelWorker(
         Settings(idle_refresh_ms=50, cross_file_chars=300, context_tokens=512, max_tokens=4, popup_items=3)
     )
-    worker.engine, worker.vocab, worker.model_name = tiny_engine("llama"), vocab, "tiny"
-    worker.roots = [str(root)]
-    worker.project = ProjectIndex(worker.engine.tokenizer)
-    worker.drafter, worker.ngrams = Drafter(worker.project.store), NgramModel(worker.project.store)
+    worker.session.engine, worker.session.vocab, worker.session.model_name = tiny_engine("llama"), vocab, "tiny"
+    worker.session.workspace.roots = [str(root)]
+    worker.session.workspace.tokens = ProjectIndex(worker.session.engine.tokenizer)
+    worker.session.drafter, worker.session.ngrams = (
+        Drafter(worker.session.workspace.tokens.store),
+        NgramModel(worker.session.workspace.tokens.store),
+    )
     decoded_on: dict[int, str] = {}  # id(request) -> the document's text when its decoding began
-    site = worker._site
+    site, current = worker.session._site, [Request("", 0, 0)]
 
-    def recording_site(req: Request, doc: LiveDocument) -> Any:
-        decoded_on[id(req)] = doc.text
-        return site(req, doc)
+    def recording(answer: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        def run(req: Request) -> Any:
+            current[0] = req  # the request the worker thread is answering now
+            return answer(req)
 
-    worker._site = recording_site  # type: ignore[method-assign]
+        return run
+
+    def recording_site(uri: str, doc: LiveDocument) -> Any:
+        decoded_on[id(current[0])] = doc.text
+        return site(uri, doc)
+
+    worker.complete, worker.popup = recording(worker.complete), recording(worker.popup)  # type: ignore[method-assign]
+
+    worker.session._site = recording_site  # type: ignore[method-assign]
     editor = Editor(worker, [(root / name).as_uri() for name in NAMES])
     try:
         editor.open_all()
@@ -257,10 +270,10 @@ def test_edits_interleaved_with_completions_background_work_and_indexing(
 
         def check() -> bool:
             for uri in editor.uris:
-                doc = worker.store.get(uri)
+                doc = worker.session.store.get(uri)
                 assert doc.text == editor.texts[uri]
-                if uri in worker.previews:
-                    assert worker.previews[uri].text == doc.text
+                if uri in worker.session.previews:
+                    assert worker.session.previews[uri].text == doc.text
                 assert doc.tokens == fresh_layout(doc)
                 assert len(doc.kv) <= len(doc.tokens)  # evicted or still growing: what is there is in place
                 doc.refresh()
@@ -272,11 +285,13 @@ def test_edits_interleaved_with_completions_background_work_and_indexing(
 
         assert on_worker(worker, check) is True  # a worker job that raises answers None
         worker._indexer.submit(lambda: None).result(timeout=WAIT_SECONDS)  # the indexer has caught up
-        held = {key: list(t) for shard in worker.project.store.shards for key, t in shard.files.items()}
+        held = {
+            key: list(t) for shard in worker.session.workspace.tokens.store.shards for key, t in shard.files.items()
+        }
         for uri in editor.uris:  # the editor's text once the folder is known; nothing of it before
             key = fs_path(uri)
             if editor.walked:
-                assert held.get(key, []) == worker.project._tokens([editor.texts[uri]])[0]
+                assert held.get(key, []) == worker.session.workspace.tokens._tokens([editor.texts[uri]])[0]
             else:
                 assert key not in held
     finally:

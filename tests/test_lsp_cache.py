@@ -10,6 +10,8 @@ import pytest_lsp
 from lsp_helpers import EDITORS, SERVER, Doc, cache_state, eventually, initialize, inline
 from pytest_lsp import LanguageClient
 
+pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
+
 FUNCTION = '''def handle_{i}(request, session):
     """Answer request {i} from the session's cache when it can."""
     key = (request.path, request.user)

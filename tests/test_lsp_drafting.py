@@ -14,6 +14,8 @@ from lsp_helpers import SERVER, Doc, document_state, eventually, initialize, inl
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
+pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
+
 SOURCE = "".join(f"def offset_{i}(value):\n    return value + {i}\n\n\n" for i in range(4)) + "def offset_4("
 LIBRARY = "class Ledger:\n    def total(self):\n        return sum(self.entries)\n"
 

@@ -15,6 +15,8 @@ from lsp_helpers import EDITORS, SERVER, Doc, cache_state, document_state, event
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
+pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
+
 SOURCE = """class Cart:
     def __init__(self):
         self.items = []

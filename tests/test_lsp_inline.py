@@ -18,6 +18,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
+pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
+
 SOURCE = """class Cart:
     def __init__(self):
         self.items = []
@@ -152,17 +154,16 @@ async def test_unknown_documents_and_positions_get_empty_results(client: Languag
 
 
 def test_a_selected_popup_item_is_followed_only_over_the_partial_word() -> None:
-    from lsp_server.inline import SELECTED_MAX_CHARS, selected_rest
+    from completion.session import SELECTED_MAX_CHARS, Selected, selected_rest
 
-    here = types.Range(types.Position(3, 4), types.Position(3, 6))
-    other = types.Range(types.Position(3, 5), types.Position(3, 6))
+    def info(text: str, start: int = 40) -> Selected:
+        return Selected(start, 42, text)
 
-    def info(text: str, rng: types.Range = here) -> types.SelectedCompletionInfo:
-        return types.SelectedCompletionInfo(range=rng, text=text)
+    assert selected_rest(info("items"), 40, 42, "it") == "ems"
+    assert selected_rest(None, 40, 42, "it") == ""
+    assert selected_rest(info("items", 41), 40, 42, "it") == ""  # replaces other text
+    assert selected_rest(info("total"), 40, 42, "it") == ""  # does not extend what is typed
+    assert selected_rest(info("it\nems"), 40, 42, "it") == ""  # spans lines
+    assert selected_rest(info("it" + "x" * (SELECTED_MAX_CHARS + 1)), 40, 42, "it") == ""
 
-    assert selected_rest(info("items"), here, "it") == "ems"
-    assert selected_rest(None, here, "it") == ""
-    assert selected_rest(info("items", other), here, "it") == ""  # replaces other text
-    assert selected_rest(info("total"), here, "it") == ""  # does not extend what is typed
-    assert selected_rest(info("it\nems"), here, "it") == ""  # spans lines
-    assert selected_rest(info("it" + "x" * (SELECTED_MAX_CHARS + 1)), here, "it") == ""
+

@@ -13,6 +13,8 @@ from lsp_helpers import SERVER, Doc, initialize, pos, server_capabilities
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
+pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
+
 SOURCE = """class Cart:
     def __init__(self):
         self.items = []

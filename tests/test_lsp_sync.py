@@ -57,9 +57,9 @@ def remove_log() -> Iterator[None]:
 
 
 @pytest_lsp.fixture(scope="module", config=SERVER, params=EDITORS)
-async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest):
-    # no cross-file context: each test opens look-alike documents, and sync does not need it
-    await initialize(lsp_client, request.param, {"maxTokens": 16, "crossFileChars": 0})
+async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest, tiny_model_dir: str):
+    # no cross-file context: each test opens look-alike documents, and sync needs neither it nor the embedded model
+    await initialize(lsp_client, request.param, {"modelPath": tiny_model_dir, "maxTokens": 16, "crossFileChars": 0})
     yield
     await lsp_client.shutdown_session()
 

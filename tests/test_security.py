@@ -34,7 +34,7 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 from pytest_lsp.client import make_test_lsp_client
 
-from lsp_server.settings import Settings
+from completion.settings import Settings
 from lsp_server.worker import ModelWorker
 from monitors.analysis import Analyzer, Query
 
@@ -262,22 +262,27 @@ def test_secret_documents_reach_no_other_documents_prompt(tree: Tree, tiny_model
     after the user has worked in every refused file (each one's own context computed, as the idle steps do)."""
     settings = Settings(model_path=tiny_model_dir, threads=1, cross_file_chars=2000, idle_refresh_ms=600_000)
     worker = ModelWorker(settings)
-    worker.roots = [str(tree.ws)]
+    worker.session.workspace.roots = [str(tree.ws)]
     try:
-        worker.submit(worker.load).result(timeout=120)
-        assert worker.engine is not None and worker.project is not None, worker.load_error
-        worker.index_folder(str(tree.ws))
-        worker.index_project(str(tree.ws)).result(timeout=120)
+        worker.submit(worker.session.load, None).result(timeout=120)
+        assert worker.session.engine is not None and worker.session.workspace.tokens is not None, (
+            worker.session.load_error
+        )
+        worker.index_root(str(tree.ws)).result(timeout=120)
         for uri, text in secret_documents(tree).items():
-            worker.submit(worker.open, uri, text).result(timeout=60)
-            if uri in worker.store:
-                worker.submit(worker._context_for, uri, worker.store.get(uri)).result(timeout=60)
+            worker.submit(worker.session.open, uri, text).result(timeout=60)
+            if uri in worker.session.store:
+                worker.submit(worker.session.context_for, uri, worker.session.store.get(uri)).result(timeout=60)
         main = (tree.ws / "app.py").as_uri()
-        worker.submit(worker.open, main, QUERY).result(timeout=60)
-        context = worker.submit(worker._context_for, main, worker.store.get(main)).result(timeout=60)
+        worker.submit(worker.session.open, main, QUERY).result(timeout=60)
+        context = worker.submit(worker.session.context_for, main, worker.session.store.get(main)).result(timeout=60)
         assert NORMAL_MARKER in context and leaked(context) == []
         worker._indexer.submit(lambda: None).result(timeout=60)  # the indexer has taken every document
-        stored = [worker.engine.tokenizer.decode(t) for s in worker.project.store.shards for t in s.files.values()]
+        stored = [
+            worker.session.engine.tokenizer.decode(t)
+            for s in worker.session.workspace.tokens.store.shards
+            for t in s.files.values()
+        ]
         assert any(NORMAL_MARKER in text for text in stored)
         assert [m for text in stored for m in leaked(text)] == []
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lsp_server.settings import Settings
+from completion.settings import Settings
 
 
 def test_camel_case_keys_map_to_typed_fields() -> None:

@@ -13,8 +13,7 @@ import pytest
 from benchmarks.soak import server_errors, slope_per_1k, state_problems
 from completion.live.document import TextEdit
 from completion.model.engine import Engine
-from lsp_server.debug import check_cache
-from lsp_server.settings import Settings
+from completion.settings import Settings
 from lsp_server.worker import ModelWorker
 
 URI = "file:///work/shop.py"
@@ -26,7 +25,7 @@ GOOD = {"mirror": TEXT, "workspace": TEXT, "engine": TEXT, "cacheBytes": 100, "t
 @pytest.fixture
 def worker(tiny_engine: Callable[[str], Engine]) -> Iterator[ModelWorker]:
     worker = ModelWorker(Settings(cross_file_chars=0))
-    worker.engine = tiny_engine("llama")
+    worker.session.engine = tiny_engine("llama")
     yield worker
     worker.shutdown()
 
@@ -71,28 +70,33 @@ def test_rss_slope_is_fitted_over_the_second_half() -> None:
 
 
 def test_check_cache_passes_a_patched_cache_and_catches_broken_ones(worker: ModelWorker) -> None:
-    worker.open(URI, SOURCE)
-    worker.store.get(URI).refresh()  # grown whole, as the idle time would
+    worker.session.open(URI, SOURCE)
+    worker.session.store.get(URI).refresh()  # grown whole, as the idle time would
     at = SOURCE.index("    return item.cost * 7")
     end = len(SOURCE)
     edits = [TextEdit(at, at, "    total = 0\n"), TextEdit(end, end, "#")]  # the caret stays at the end
-    worker.change(URI, edits, SOURCE[:at] + "    total = 0\n" + SOURCE[at:] + "#")  # the rest is rotated
-    doc = worker.store.get(URI)
+    worker.session.change(URI, edits, SOURCE[:at] + "    total = 0\n" + SOURCE[at:] + "#")  # the rest is rotated
+    doc = worker.session.store.get(URI)
     assert doc.stale > 0
-    good = check_cache(worker, URI)
+    good = worker.session.check_cache(URI)
     assert good["tokensFresh"] is True and good["staleBefore"] > 0 and good["kvMaxError"] <= 1e-4
     assert doc.stale == 0  # the check refreshed it, as the idle refresh would
     doc.kv.values[:, :, 3] += 1.0  # a cache entry that no re-encode would give
-    assert check_cache(worker, URI)["kvMaxError"] >= 1.0
+    assert worker.session.check_cache(URI)["kvMaxError"] >= 1.0
     doc.tokens[5] = doc.tokens[5] + 1  # a token the text does not tokenize to
-    assert check_cache(worker, URI)["tokensFresh"] is False
+    assert worker.session.check_cache(URI)["tokensFresh"] is False
 
 
 def test_check_cache_has_nothing_to_compare_without_kv(worker: ModelWorker) -> None:
-    worker.open(URI, SOURCE)
-    worker.store.get(URI).evict()
-    assert check_cache(worker, URI) == {"evicted": True, "tokensFresh": None, "kvMaxError": None, "staleBefore": 0}
-    assert check_cache(worker, "file:///work/unknown.py")["evicted"] is False
+    worker.session.open(URI, SOURCE)
+    worker.session.store.get(URI).evict()
+    assert worker.session.check_cache(URI) == {
+        "evicted": True,
+        "tokensFresh": None,
+        "kvMaxError": None,
+        "staleBefore": 0,
+    }
+    assert worker.session.check_cache("file:///work/unknown.py")["evicted"] is False
 
 
 def test_a_short_soak_runs_through_the_server_and_checks_as_it_goes(tmp_path: Path, tiny_model_dir: str) -> None:

@@ -3,7 +3,7 @@ the requests it sends replayed against the real server.
 
 The extension's TypeScript unit tests (request/response and settings mapping, status bar text) run under
 node's test runner through `npm test`; that test is skipped when node or npm is missing. The others need
-no node: they read the extension's package.json, so a default that drifts from lsp_server/settings.py, or
+no node: they read the extension's package.json, so a default that drifts from completion/settings.py, or
 an initialization object the server would not accept, fails here.
 """
 
@@ -25,9 +25,9 @@ from lsp_helpers import SERVER, Doc, eventually
 from lsprotocol import converters, types
 from pytest_lsp import LanguageClient, client_capabilities
 
+from completion import settings as server_settings
 from completion.model.formats import FORMATS
-from lsp_server import settings as server_settings
-from lsp_server.settings import Settings
+from completion.settings import Settings
 
 EXTENSION = Path(__file__).resolve().parents[1] / "editors" / "vscode"
 # The extension's own keys (src/settings.ts EXTENSION_KEYS): how to start the server, never sent to it.
@@ -83,7 +83,7 @@ def test_the_extension_compiles_and_its_unit_tests_pass() -> None:
     assert re.search(r"^# fail 0$", output, re.MULTILINE), output
 
 
-# -- package.json against lsp_server/settings.py -----------------------------------------------------------
+# -- package.json against completion/settings.py -----------------------------------------------------------
 
 
 def test_every_server_setting_is_contributed_with_the_servers_default() -> None:

@@ -25,6 +25,9 @@ class DocumentStore:
     def __len__(self) -> int:
         return len(self._docs)
 
+    def uris(self) -> list[str]:
+        return list(self._docs)
+
     @property
     def nbytes(self) -> int:
         return sum(d.kv.nbytes for d in self._docs.values())

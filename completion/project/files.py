@@ -50,6 +50,22 @@ def python_files(root: str | Path, *, max_bytes: int, should_stop: Callable[[], 
     return _walk(top, _with_ignore_file((), "", top / ".git" / "info" / "exclude"), max_bytes, should_stop)
 
 
+def workspace_files(
+    root: str | Path, *, max_bytes: int, should_stop: Callable[[], bool] | None = None
+) -> Iterator[tuple[Path, str]]:
+    """The walk's files with their text (those `read_text` refuses left out): what every index reads."""
+    for path in python_files(root, max_bytes=max_bytes, should_stop=should_stop):
+        if (text := read_text(path, max_bytes)) is not None:
+            yield path, text
+
+
+def listed(path: str, roots: Iterable[str]) -> bool:
+    """Whether the walk of one of `roots` would list `path`, its content aside: a file changed on disk is
+    judged alone, without walking the folders again."""
+    target = Path(os.path.abspath(path))
+    return any(_listed(Path(os.path.abspath(root)), target) is not None for root in roots)
+
+
 def read_text(path: Path, max_bytes: int) -> str | None:
     """The file's text by the rules of `python_files`, applied to the whole file rather than its first 8 KiB; None if
     it is not a regular file (a symlink is refused), is over `max_bytes`, binary, holds a private key, is not UTF-8,

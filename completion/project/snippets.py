@@ -24,7 +24,7 @@ from itertools import compress
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from completion.project.files import python_files, read_text, shared_path
+from completion.project.files import shared_path, workspace_files
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LINE_BREAK = re.compile(r"\r\n?|\n")
@@ -151,40 +151,43 @@ class SnippetIndex:
         with self._lock:
             self._files.pop(_norm_key(key), None)
 
-    def touch(self, key: str) -> None:
-        """Mark a file recently viewed/edited; unknown keys are ignored (e.g. a file too large to index)."""
+    def add_root(self, root: str) -> None:
+        """From then on, open documents of `root` may join too (`update`)."""
         with self._lock:
-            nkey = _norm_key(key)
-            if nkey in self._files:
-                self._files.move_to_end(nkey)
+            if (top := os.path.abspath(root)) not in self._roots:
+                self._roots.append(top)
+
+    @property
+    def full(self) -> bool:
+        return len(self._files) >= self.max_files
 
     def index_folder(
         self, root: str, *, max_files: int | None = None, should_stop: Callable[[], bool] | None = None
     ) -> int:
-        """Add the workspace's .py files from disk (those `workspace.python_files` allows); return how many were
-        added. From then on, open documents of `root` may join too (`update`). Files already indexed are kept (an
-        open buffer is fresher than the disk), and disk files only fill free slots, as least recently used: a
-        workspace walk never evicts what the user has open or edited."""
+        """Add the workspace's .py files from disk (those `files.python_files` allows); return how many were added."""
+        self.add_root(root)
         top = Path(os.path.abspath(root))
-        with self._lock:
-            if str(top) not in self._roots:
-                self._roots.append(str(top))
-        walk = python_files(top, max_bytes=self.max_file_bytes, should_stop=should_stop)
         added = 0
         # Checked before asking for the next file: the walk is lazy and stops where the index is full.
-        while len(self._files) < self.max_files and (max_files is None or added < max_files):
-            if (path := next(walk, None)) is None:
-                break
-            if str(path) in self or (text := read_text(path, self.max_file_bytes)) is None:
-                continue
-            entry = self._file(path.relative_to(top).as_posix(), text)
-            with self._lock:
-                key = _norm_key(str(path))
-                if key not in self._files and len(self._files) < self.max_files:
-                    self._files[key] = entry
-                    self._files.move_to_end(key, last=False)
-                    added += 1
+        walk = workspace_files(top, max_bytes=self.max_file_bytes, should_stop=should_stop)
+        while not self.full and (max_files is None or added < max_files) and (file := next(walk, None)):
+            added += self.add_disk_file(top, *file)
         return added
+
+    def add_disk_file(self, top: Path, path: Path, text: str) -> bool:
+        """Add a file read from disk by the walk of `top`; whether it was added. Files already indexed are kept
+        (an open buffer is fresher than the disk), and disk files only fill free slots, as least recently used:
+        a workspace walk never evicts what the user has open or edited."""
+        key = _norm_key(str(path))
+        if key in self._files or self.full:
+            return False
+        entry = self._file(path.relative_to(top).as_posix(), text)
+        with self._lock:
+            if key in self._files or self.full:
+                return False
+            self._files[key] = entry
+            self._files.move_to_end(key, last=False)
+            return True
 
     def snippets(self, query: str, *, exclude: str | None = None, limit: int = 8) -> list[Snippet]:
         """The best non-overlapping chunks by Jaccard similarity of identifiers with `query`, excluding file `exclude`.

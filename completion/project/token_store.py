@@ -21,7 +21,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerBase
 
 from completion.drafting.datastore import ProjectStore
-from completion.project.files import python_files, read_text, shared_path
+from completion.project.files import listed, read_text, shared_path, workspace_files
 
 log = logging.getLogger(__name__)
 MAX_FILE_BYTES = 500_000  # larger files are generated or data, not code worth drafting from
@@ -47,35 +47,47 @@ class ProjectIndex:
     def _tokens(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True).input_ids
 
-    def index_folder(
-        self, root: str, should_stop: Callable[[], bool] | None = None, max_files: int | None = None
-    ) -> IndexReport:
-        """Read and tokenize the folder's Python files (see `workspace.python_files` for which). Open documents
-        of the folder that arrived before it was known are indexed now."""
-        t0 = time.perf_counter()
+    def add_root(self, root: str) -> None:
+        """From now on the folder's files may be indexed; its open documents that arrived before are indexed now."""
         if (top := os.path.abspath(root)) not in self._roots:
             self._roots.append(top)
             for key, text in self._open.items():
                 if key not in self.store:
                     self._share(key, text)
+
+    def index_folder(
+        self, root: str, should_stop: Callable[[], bool] | None = None, max_files: int | None = None
+    ) -> IndexReport:
+        """Read and tokenize the folder's Python files (see `files.python_files` for which)."""
+        t0 = time.perf_counter()
+        self.add_root(root)
         count = 0
-        paths = python_files(root, max_bytes=MAX_FILE_BYTES, should_stop=should_stop)
         batch: dict[str, str] = {}
-        for path in paths:
-            text = read_text(path, MAX_FILE_BYTES)
-            if text is None or str(path) in self.store or str(path) in self._open:  # the editor's text decides
-                continue
-            batch[str(path)] = text
-            if len(batch) == BATCH_FILES:
-                count += self._add(batch)
-                batch = {}
-            if max_files is not None and count + len(batch) >= max_files:
+        for path, text in workspace_files(root, max_bytes=MAX_FILE_BYTES, should_stop=should_stop):
+            count += self.add_disk_file(batch, str(path), text)
+            if (max_files is not None and count + len(batch) >= max_files) or self.full(root):
                 break
-            if self.store.tokens >= MAX_TOKENS:
-                log.warning("project index full at %d tokens; the rest of %s is not indexed", MAX_TOKENS, root)
-                break
-        count += self._add(batch)
+        count += self.flush(batch)
         return IndexReport(count, self.store.tokens, time.perf_counter() - t0, self.store.nbytes)
+
+    def add_disk_file(self, batch: dict[str, str], path: str, text: str) -> int:
+        """Queue a file read from disk in `batch`, tokenized BATCH_FILES at a time; returns the files indexed.
+        The editor's text of an open document wins over the disk's."""
+        if path not in self.store and path not in self._open:
+            batch[path] = text
+        return self.flush(batch) if len(batch) >= BATCH_FILES else 0
+
+    def flush(self, batch: dict[str, str]) -> int:
+        """Tokenize and index what `batch` holds; returns how many files."""
+        added = self._add(batch)
+        batch.clear()
+        return added
+
+    def full(self, root: str) -> bool:
+        if self.store.tokens < MAX_TOKENS:
+            return False
+        log.warning("project index full at %d tokens; the rest of %s is not indexed", MAX_TOKENS, root)
+        return True
 
     def _add(self, texts: dict[str, str]) -> int:
         if texts:
@@ -97,13 +109,12 @@ class ProjectIndex:
     def files_changed(self, paths: Iterable[str], roots: Sequence[str]) -> int:
         """Re-read files the editor reports created, changed or deleted on disk; returns how many changed.
 
-        Open documents are left alone (the editor's text is newer). The folder walk decides again
-        whether a path may be indexed (a new .gitignore line, a file grown past the limit).
+        Open documents are left alone (the editor's text is newer). The walk's rules decide again,
+        for these paths only, whether each may be indexed (a new .gitignore line, a file grown past the limit).
         """
-        wanted = {p for root in roots for p in map(str, python_files(root, max_bytes=MAX_FILE_BYTES))}
         changed = 0
         for path in set(paths) - self._open.keys():
-            text = read_text(Path(path), MAX_FILE_BYTES) if path in wanted else None
+            text = read_text(Path(path), MAX_FILE_BYTES) if listed(path, roots) else None
             if text is not None:
                 changed += self._add({path: text})
             elif path in self.store:

@@ -1,4 +1,4 @@
-"""Server settings: one typed tree with a default for everything.
+"""Engine settings: one typed tree with a default for everything.
 
 Editors send camelCase keys (`initializationOptions`, `workspace/didChangeConfiguration`);
 the same names are used by the VS Code extension, the Neovim plugin and the README. A bad
@@ -15,7 +15,10 @@ from typing import Any
 from completion.decoding.suggest import DEFAULT_DRAFT_METHOD, DRAFT_METHODS
 from completion.model.formats import FORMATS
 
-UPDATE_POLICIES = ("pie", "prefix-reuse", "full")  # what servers offer (live.py has one more, for tests)
+UPDATE_POLICIES = ("pie", "prefix-reuse", "full")  # what servers offer (live/document.py has one more, for tests)
+# Settings read once, when the model loads: a change takes effect after a restart. The server says so,
+# and the VS Code extension and the Neovim plugin mark the same four in their descriptions.
+RESTART_SETTINGS = ("model_path", "threads", "weights", "device")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Settings:
     multiline: bool = False  # suggest to the end of the block instead of the end of the line
     drafts: int = 1  # inline suggestions per request (more than 1: decoded by draft_method)
     draft_method: str = DEFAULT_DRAFT_METHOD  # branches, superposed, beam or greedy-runs (decoding/suggest.py)
+    ngram_weight: float = 0.0  # superposed drafts: weight of the project's n-grams in their score (0: model only)
     popup_items: int = 6  # textDocument/completion items per request (0: no popup items)
     cross_file_chars: int = 1200  # budget of snippets from other files in front of the prompt (0: none)
     index_workspace: bool = True  # read the workspace's .py files (cross-file snippets, drafting)
@@ -102,6 +106,9 @@ def _check(name: str, value: Any) -> str | None:
         return None if value in UPDATE_POLICIES else f"must be one of {', '.join(UPDATE_POLICIES)}"
     if name == "device":
         return None if isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d+)?", value) else "must be cpu or cuda[:N]"
+    if expected == "float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+        return None if ok else "must be a number between 0 and 1"
     if expected == "bool":
         return None if isinstance(value, bool) else "must be true or false"
     if isinstance(value, bool) or not isinstance(value, int):
