@@ -51,7 +51,6 @@ def test_decode_leaves_the_cache_as_it_found_it(tiny_engine: Callable[[str], Eng
 
 
 @pytest.mark.integration
-@pytest.mark.integration
 def test_embedded_model_heals_mid_identifier_and_completes(embedded: LoadedModel) -> None:
     engine = Engine.from_loaded(embedded)
     vocab = Vocabulary(engine.tokenizer, engine.runner.vocab_size)

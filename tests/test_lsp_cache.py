@@ -12,8 +12,6 @@ from pytest_lsp import LanguageClient
 
 pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
 
-pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
-
 FUNCTION = '''def handle_{i}(request, session):
     """Answer request {i} from the session's cache when it can."""
     key = (request.path, request.user)

@@ -16,8 +16,6 @@ from pytest_lsp import LanguageClient
 
 pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
 
-pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
-
 SOURCE = "".join(f"def offset_{i}(value):\n    return value + {i}\n\n\n" for i in range(4)) + "def offset_4("
 LIBRARY = "class Ledger:\n    def total(self):\n        return sum(self.entries)\n"
 

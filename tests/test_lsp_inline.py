@@ -20,8 +20,6 @@ from pytest_lsp import LanguageClient
 
 pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
 
-pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
-
 SOURCE = """class Cart:
     def __init__(self):
         self.items = []

@@ -22,8 +22,6 @@ from pytest_lsp import LanguageClient, client_capabilities
 
 pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
 
-pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
-
 MODEL = "SmolLM2-135M-Instruct (embedded) fp32"
 MAX_FILE_BYTES = 2048
 

@@ -19,8 +19,6 @@ from pytest_lsp import LanguageClient
 
 pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
 
-pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
-
 PROJECT = Path(__file__).parent / "fixtures" / "project"
 SOURCE = "from shapes import Account\n\n\ndef pay(owner):\n    acct = Account(owner)\n    acct."
 

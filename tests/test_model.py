@@ -41,7 +41,6 @@ def test_bad_settings_raise_value_error() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.integration
 def test_embedded_model_is_a_llama_with_rope(embedded: LoadedModel) -> None:
     assert embedded.model.config.model_type == "llama"
     assert embedded.model.config.num_key_value_heads < embedded.model.config.num_attention_heads
