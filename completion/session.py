@@ -315,6 +315,17 @@ class EngineSession:
         )
         return None if should_stop is not None and should_stop() else items
 
+    def warm(self, uri: str, offset: int) -> int:
+        """Encode all that a request at `offset` reads, as idle time would: a one-off answer (the CLI)
+        decodes on the whole text before the caret, not on a preview. Returns the prompt's tokens."""
+        if uri not in self.store:
+            return 0
+        doc = self.store.get(uri)
+        with self._updating(uri, doc.text):
+            doc.move_cursor(offset)
+            doc.prepare()
+        return len(doc.prompt)
+
     def _ready(self, uri: str, offset: int) -> LiveDocument | None:
         """The cache to decode on at `offset` (the document's, or while it is still growing and far from
         the caret, its preview), or None if unknown or uncached."""

@@ -1,8 +1,9 @@
 """`livekv complete FILE --line L --col C`: suggestions at one place in a file, without an editor.
 
-Runs the same engine as the server in-process: loads the model, encodes the file, and
-prints the inline draft(s) and popup items at the position with their timings (or one
-JSON object with `--json`). Lines and columns are 1-based characters, as editors show them.
+Runs the server's engine session in-process, with the server's default settings but for the
+flags given (the JSON records them all, with monitors and drafting): loads the model, encodes the
+file up to the position, and prints the inline draft(s) and popup items there with their timings
+(or one JSON object with `--json`). Lines and columns are 1-based characters, as editors show them.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from completion.decoding.suggest import CompletionOptions, inline, popup
-from completion.live.document import LiveDocument
-from completion.model.engine import Engine
 from completion.model.formats import FORMATS
-from completion.model.loading import ModelLoadError, load_model
-from completion.model.vocab import Vocabulary
+from completion.session import EngineSession
+from completion.settings import Settings
 
 
 def offset_of(text: str, line: int, col: int) -> int:
@@ -52,29 +50,40 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, UnicodeDecodeError, ValueError) as err:
         print(f"livekv complete: {err}", file=sys.stderr)
         return 2
+    settings = Settings(
+        model_path=args.model,
+        threads=args.threads,
+        weights=args.weights,
+        device=args.device,
+        max_tokens=args.max_tokens,
+        multiline=args.multiline,
+        drafts=args.drafts,
+    )
+    session = EngineSession(settings)
     t0 = time.perf_counter()
-    try:
-        loaded = load_model(args.model, threads=args.threads)
-        engine = Engine.from_loaded(loaded, args.weights, args.device)
-    except (ModelLoadError, ValueError, RuntimeError) as err:
-        print(f"livekv complete: {err}", file=sys.stderr)
+    session.load()
+    if session.load_error:
+        print(f"livekv complete: {session.load_error}", file=sys.stderr)
         return 2
-    vocab = Vocabulary(engine.tokenizer, engine.runner.vocab_size)
     load_s = time.perf_counter() - t0
+    uri = args.file.resolve().as_uri()
+    session.workspace.roots = [str(args.file.resolve().parent)]
     t0 = time.perf_counter()
-    doc = LiveDocument(engine, text, cursor=cursor, encode=False)
-    doc.prepare()  # the text before the cursor: a one-off answer needs nothing after it
+    session.open(uri, text)
+    prompt_tokens = session.warm(uri, cursor)
     encode_s = time.perf_counter() - t0
-    options = CompletionOptions(max_tokens=args.max_tokens, multiline=args.multiline, drafts=args.drafts)
-    drafts = inline(doc, vocab, options)
+    answer = session.complete(uri, cursor)
     t0 = time.perf_counter()
-    items = popup(doc, vocab)
+    items = session.popup(uri, cursor) or []
     popup_s = time.perf_counter() - t0
+    drafts = answer.drafts if answer else []
     result = {
-        "model": loaded.name,
-        "prompt_tokens": len(doc.prompt),
+        "model": session.model_name,
+        "settings": asdict(settings),
+        "prompt_tokens": prompt_tokens,
         "load_seconds": load_s,
         "encode_seconds": encode_s,
+        "items": [asdict(i) for i in answer.items] if answer else [],
         "drafts": [asdict(d) for d in drafts],
         "popup": [asdict(i) for i in items],
         "popup_seconds": popup_s,
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"{loaded.name}: loaded in {load_s:.1f}s; {len(doc.prompt)} prompt tokens encoded in {encode_s:.1f}s")
+    print(f"{session.model_name}: loaded in {load_s:.1f}s; {prompt_tokens} prompt tokens encoded in {encode_s:.1f}s")
     for d in drafts:
         print(f"inline ({1000 * d.first_token_seconds:.0f} ms to first token, {1000 * d.seconds:.0f} ms): {d.text!r}")
     if not drafts:
