@@ -38,8 +38,6 @@ class LoadedModel:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str
-    source: Path
-    from_cache: bool
 
 
 def embedded_model_path() -> Path:
@@ -118,11 +116,9 @@ def load_model(
             if not (source / "config.json").is_file():
                 raise ModelLoadError(f"{source} is a folder without config.json (not a Hugging Face model)")
             model, tokenizer = _load_hf_dir(source)
-            from_cache = False
         elif source.is_file() and source.suffix == ".gguf":
             converted = _conversion_dir(source)
-            from_cache = (converted / "config.json").is_file()
-            if from_cache:
+            if (converted / "config.json").is_file():
                 model, tokenizer = _load_hf_dir(converted)
             else:
                 converted.parent.mkdir(parents=True, exist_ok=True)
@@ -134,4 +130,4 @@ def load_model(
     model.eval()
     model.requires_grad_(False)
     name = "SmolLM2-135M-Instruct (embedded)" if path is None else source.name
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name, source=source, from_cache=from_cache)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name)

@@ -139,10 +139,6 @@ class Runner:
         self.lm_head = linear(lm_head, lm_head_bias)
         self.vocab_size = model.lm_head.out_features
 
-    @property
-    def kv_bytes_per_token(self) -> int:
-        return 2 * self.n_layers * self.n_kv_heads * self.head_dim * 4
-
     def new_buffer(self, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Empty keys and values: (layers, kv_heads, capacity, head_dim) each, fp32. Never inference
         tensors, even when decoding (inference mode) grows a cache: an edit's move updates them in place."""
