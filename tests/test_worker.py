@@ -370,10 +370,13 @@ class ShutdownOnRelease:
 def test_shutdown_between_the_idle_check_and_the_submit_is_harmless(
     make_worker: Callable[..., ModelWorker],
 ) -> None:
-    worker = make_worker()
+    worker = make_worker(idle_refresh_ms=600_000)  # no idle timer fires: the call below is the only start
+    faults = record_faults(worker)
     on_worker(worker, worker.session.open, URI, SOURCE)
-    worker._lock = ShutdownOnRelease(worker)  # type: ignore[assignment]
-    worker._start_background()  # runs on the idle timer's thread in the server
+    worker._lock = lock = ShutdownOnRelease(worker)  # type: ignore[assignment]
+    worker._start_background()  # runs on the idle timer's thread in the server: it must not raise
+    worker._pool.shutdown(wait=True)  # the step it queued has run, or the shutdown cancelled it
+    assert lock.fired and worker._closed and faults == [] and worker.background_steps <= 1
 
 
 # -- faults -----------------------------------------------------------------------------------
