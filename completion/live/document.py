@@ -187,14 +187,14 @@ class LiveDocument:
         self._prepared = False
         new_cursor = map_cursor(self.cursor, edits) if cursor is None else cursor
         runs = self._doc_runs()
-        w, e = self._window
+        first, end = self._window
         encoded = 0
-        for s in self._edit_document(edits):
-            w, e = map_index(w, s, inside_to_end=False), map_index(e, s, inside_to_end=True)
+        for splice in self._edit_document(edits):
+            first, end = map_index(first, splice, inside_to_end=False), map_index(end, splice, inside_to_end=True)
             if not self.defers:
-                encoded += self._splice_doc(s, runs)
+                encoded += self._splice_doc(splice, runs)
         self.cursor = new_cursor
-        self._window = (w, e)
+        self._window = (first, end)
         if not self.defers:
             encoded += self._relayout(self._compute_layout())
         self.counts.edits += encoded
@@ -282,12 +282,12 @@ class LiveDocument:
     def refresh(self, max_tokens: int | None = None) -> int:
         """Re-encode up to `max_tokens` stale or missing positions exactly, from the first one that
         is not exact (so the text just after an edit comes first); returns how many were done."""
-        n, e = len(self.tokens), self.exact_len
-        if e >= n or self.defers:
+        total, exact = len(self.tokens), self.exact_len
+        if exact >= total or self.defers:
             return 0
-        end = n if max_tokens is None else min(n, e + max_tokens)
-        self._encode(e, end)
-        return end - e
+        end = total if max_tokens is None else min(total, exact + max_tokens)
+        self._encode(exact, end)
+        return end - exact
 
     def fork(self, policy: UpdatePolicy) -> LiveDocument:
         """A copy with its own cache and another update policy (for comparisons)."""
@@ -464,20 +464,20 @@ class LiveDocument:
     def _document_layout(self) -> Layout:
         """The whole text when it fits the window; else a window holding the caret with at least
         half a window before it, moved only when the caret leaves that (so typing never moves it)."""
-        n = len(self.doc.ids)
+        total = len(self.doc.ids)
         room = self.window - len(self._head)
-        if n <= room:
-            self._window = (0, n)
-            return self._layout_at(0, n)
-        k = healed_token(self.doc, self.cursor)
-        w, e = self._window
+        if total <= room:
+            self._window = (0, total)
+            return self._layout_at(0, total)
+        caret = healed_token(self.doc, self.cursor)
+        first, end = self._window
         slack = room // 8
-        fits = room - 2 * slack <= e - w <= room or (e == n and e - w <= room)
-        if not (fits and w <= k <= e and (w == 0 or k - w >= room // 2)):
-            e = min(n, max(k + slack, room))
-            w = self._char_start(e - room)
-            self._window = (w, e)
-        return self._layout_at(w, e)
+        fits = room - 2 * slack <= end - first <= room or (end == total and end - first <= room)
+        if not (fits and first <= caret <= end and (first == 0 or caret - first >= room // 2)):
+            end = min(total, max(caret + slack, room))
+            first = self._char_start(end - room)
+            self._window = (first, end)
+        return self._layout_at(first, end)
 
     def _prompt_layout(self) -> Layout:
         """Layout for the current text and cursor, moving the window start only when the
