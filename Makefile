@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VSCODE := editors/vscode
 NODE_STAMP := $(VSCODE)/node_modules/.installed
 
-.PHONY: setup demo test bench-cache bench-edits bench-latency bench-speed bench-monitors bench-syntax bench-drafting bench-drafts bench-soak lint clean vsix
+.PHONY: setup demo test test-fast bench-cache bench-edits bench-latency bench-speed bench-monitors bench-syntax bench-drafting bench-drafts bench-soak lint clean vsix
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -32,6 +32,11 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# The unit tier: every test but those marked integration (they load the embedded model); `make test` runs all.
+test-fast: setup
+	$(BIN)/ruff check .
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not integration"
 
 bench-cache: setup
 	HF_HUB_OFFLINE=1 $(BIN)/livekv bench cache --json benchmarks/results/cache.json
