@@ -1,0 +1,66 @@
+"""The engine session without a server: finished answers at an offset, settings applied at run time,
+a selected popup item followed. Tiny random model: these are the session's rules, not the model's output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from completion.live.document import TextEdit
+from completion.model.engine import Engine
+from completion.model.vocab import Vocabulary
+from completion.session import EngineSession, Selected
+from completion.settings import Settings
+from tests.test_worker import SOURCE, URI
+
+
+def session_with(tiny_engine: Callable[[str], Engine], vocab: Vocabulary, **settings: object) -> EngineSession:
+    session = EngineSession(Settings(**{"cross_file_chars": 0, "max_tokens": 4, **settings}))  # type: ignore[arg-type]
+    session.engine, session.vocab, session.model_name = tiny_engine("llama"), vocab, "tiny"
+    return session
+
+
+def test_items_replace_the_partial_word_and_carry_its_text(
+    tiny_engine: Callable[[str], Engine], vocab: Vocabulary
+) -> None:
+    session = session_with(tiny_engine, vocab)
+    session.open(URI, SOURCE)
+    offset = SOURCE.index("quantity\n") + len("quan")
+    answer = session.complete(URI, offset)
+    assert answer is not None and answer.items and answer is session.last_answer
+    for item, draft in zip(answer.items, answer.drafts, strict=True):
+        assert item.start == SOURCE.index("quantity\n") and item.text == "quan" + draft.text
+
+
+def test_a_selected_item_is_where_every_suggestion_starts(
+    tiny_engine: Callable[[str], Engine], vocab: Vocabulary
+) -> None:
+    session = session_with(tiny_engine, vocab, max_tokens=8)
+    session.open(URI, SOURCE)
+    start = SOURCE.index("quantity\n")
+    offset = start + len("quan")
+    answer = session.complete(URI, offset, selected=Selected(start, offset, "quantity_total"))
+    assert answer is not None and answer.items
+    assert all(item.text.startswith("quantity_total") for item in answer.items)
+
+
+def test_a_stop_request_answers_nothing(tiny_engine: Callable[[str], Engine], vocab: Vocabulary) -> None:
+    session = session_with(tiny_engine, vocab)
+    session.open(URI, SOURCE)
+    assert session.complete(URI, 10, should_stop=lambda: True) is None
+    assert session.complete("file:///work/unknown.py", 0) is None
+
+
+def test_settings_apply_at_run_time(tiny_engine: Callable[[str], Engine], vocab: Vocabulary) -> None:
+    session = session_with(tiny_engine, vocab)
+    session.open(URI, SOURCE)
+    session.open("file:///work/b.py", SOURCE)
+    session.warm(URI, len(SOURCE))
+    session.warm("file:///work/b.py", len(SOURCE))
+    assert all(len(session.store.get(u).kv) for u in (URI, "file:///work/b.py"))
+    session.apply_settings(Settings(cross_file_chars=0, max_tokens=4, memory_budget_mb=16))
+    assert session.store.budget_bytes == 16 << 20  # the store evicts against it from now on (test_live's store tests)
+    session.apply_settings(Settings(cross_file_chars=0, max_tokens=4, memory_budget_mb=16, context_tokens=256))
+    assert URI in session.unencoded and URI not in session.store  # re-opened under the new window
+    session.change(URI, [TextEdit(0, 0, "# top\n")], "# top\n" + SOURCE)  # edits while dropped are kept
+    assert session.complete(URI, 10) is not None
+    assert session.store.get(URI).window == 256 and session.store.get(URI).text == "# top\n" + SOURCE
