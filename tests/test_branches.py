@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from completion.decoding.branches import decode_branches
+from completion.decoding.branches import DraftArgs, decode_branches
 from completion.decoding.decode import decode
 from completion.live.document import LiveDocument
 from completion.model.engine import Engine
@@ -26,7 +26,7 @@ def test_each_branch_equals_its_own_greedy_decode(
 ) -> None:
     live = LiveDocument(tiny_engine(kind), CODE, fim=False)
     tokens, n = list(live.tokens), len(live.kv)
-    branches = decode_branches(live, vocab, width=4, max_tokens=6, stop=never)
+    branches = decode_branches(live, vocab, DraftArgs(width=4, max_tokens=6, stop=never))
     assert len(branches) == 4 and live.tokens == tokens and len(live.kv) == n
     assert [b.logprob for b in branches] == sorted((b.logprob for b in branches), reverse=True)
     for b in branches:
@@ -45,6 +45,6 @@ def test_each_branch_equals_its_own_greedy_decode(
 
 def test_branches_stop_on_their_own_rule(tiny_engine: Callable[[str], Engine], vocab: Vocabulary) -> None:
     live = LiveDocument(tiny_engine("llama"), CODE, fim=False)
-    branches = decode_branches(live, vocab, width=3, max_tokens=8, stop=lambda t: 2 if len(t) >= 2 else None)
+    branches = decode_branches(live, vocab, DraftArgs(width=3, max_tokens=8, stop=lambda t: 2 if len(t) >= 2 else None))
     assert all(len(b.text) <= 2 for b in branches)
-    assert decode_branches(live, vocab, width=3, max_tokens=8, stop=never, should_stop=lambda: True) == []
+    assert decode_branches(live, vocab, DraftArgs(width=3, max_tokens=8, stop=never, should_stop=lambda: True)) == []

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from completion.decoding.beam import Search, decode_beam
-from completion.decoding.branches import Branch
+from completion.decoding.branches import Branch, DraftArgs
 from completion.decoding.decode import TokenHealing, decode
 from completion.decoding.stops import LineLimit, stop_at_newline
 from completion.decoding.suggest import DRAFT_METHODS, CompletionOptions, inline
@@ -99,16 +99,16 @@ def test_superposition_weights_sum_to_one_and_duplicates_add() -> None:
 def test_one_superposed_draft_is_greedy_decoding(engine: Engine, vocab: Vocabulary, doc: str, stop) -> None:
     live = LiveDocument(engine, doc, fim=False)
     greedy = decode(live, vocab, max_tokens=12, stop=stop)
-    (draft,) = decode_superposed(live, vocab, width=1, max_tokens=12, stop=stop)
+    (draft,) = decode_superposed(live, vocab, DraftArgs(width=1, max_tokens=12, stop=stop))
     assert (draft.tokens, draft.text) == (greedy.tokens, greedy.text)
-    (beam,) = decode_beam(live, vocab, width=1, max_tokens=12, stop=stop)
+    (beam,) = decode_beam(live, vocab, DraftArgs(width=1, max_tokens=12, stop=stop))
     assert (beam.tokens, beam.text) == (greedy.tokens, greedy.text)
 
 
 def test_first_tokens_are_the_best_first_tokens(engine: Engine, vocab: Vocabulary) -> None:
     live = LiveDocument(engine, DOCS[1], fim=False)
     assert live.heal == "he"  # the first token must re-create the partial word
-    drafts = decode_superposed(live, vocab, width=4, max_tokens=1, stop=never)
+    drafts = decode_superposed(live, vocab, DraftArgs(width=4, max_tokens=1, stop=never))
     healed = TokenHealing(vocab, live.heal)([], live.prompt_logits())
     assert [d.tokens[0] for d in drafts] == torch.topk(healed, 4).indices.tolist()
 
@@ -134,11 +134,11 @@ def test_drafts_are_distinct_well_formed_and_leave_the_cache_as_found(
         live.prompt_logits()
         before = snapshot(live)
         run = decode_superposed if method == "superposed" else decode_beam
-        drafts = run(live, vocab, width=width, max_tokens=10, stop=stop_at_newline)
+        drafts = run(live, vocab, DraftArgs(width=width, max_tokens=10, stop=stop_at_newline))
         well_formed(live, vocab, drafts, width)
         assert all("\n" not in d.text for d in drafts)
         assert_as_found(live, before)
-        again = run(live, vocab, width=width, max_tokens=10, stop=stop_at_newline)
+        again = run(live, vocab, DraftArgs(width=width, max_tokens=10, stop=stop_at_newline))
         assert again == drafts  # nothing of the first call was left behind
 
 
@@ -146,7 +146,7 @@ def test_drafts_are_distinct_well_formed_and_leave_the_cache_as_found(
 def test_processors_apply_to_every_draft(engine: Engine, vocab: Vocabulary, method: str) -> None:
     live = LiveDocument(engine, DOCS[0], fim=False)
     free = (decode_superposed if method == "superposed" else decode_beam)(
-        live, vocab, width=3, max_tokens=8, stop=never
+        live, vocab, DraftArgs(width=3, max_tokens=8, stop=never)
     )
     banned = sorted({t for d in free for t in d.tokens[1:]})  # every token but the first ones
     mask = torch.zeros(vocab.size, dtype=torch.bool)
@@ -156,7 +156,7 @@ def test_processors_apply_to_every_draft(engine: Engine, vocab: Vocabulary, meth
         return logits.masked_fill(mask[: logits.numel()], float("-inf")) if generated else logits
 
     run = decode_superposed if method == "superposed" else decode_beam
-    drafts = run(live, vocab, width=3, max_tokens=8, stop=never, processors=[ban])
+    drafts = run(live, vocab, DraftArgs(width=3, max_tokens=8, stop=never, processors=[ban]))
     assert drafts and all(not set(d.tokens[1:]) & set(banned) for d in drafts)
 
 
@@ -184,7 +184,7 @@ def test_cancellation_stops_every_draft(
 
     monkeypatch.setattr(KVCache, name, counting)  # the decode's cache is a view of the document's
     run = decode_superposed if method == "superposed" else decode_beam
-    assert run(live, vocab, width=3, max_tokens=20, stop=never, should_stop=stop_after_two) == []
+    assert run(live, vocab, DraftArgs(width=3, max_tokens=20, stop=never, should_stop=stop_after_two)) == []
     assert passes == 2  # no pass after the poll that said stop
     assert_as_found(live, before)
 
@@ -240,9 +240,7 @@ def test_superposed_with_ngrams_gives_well_formed_drafts(engine: Engine, vocab: 
     drafts = decode_superposed(
         live,
         vocab,
-        width=3,
-        max_tokens=10,
-        stop=stop_at_newline,
+        DraftArgs(width=3, max_tokens=10, stop=stop_at_newline),
         ngrams=NgramModel(store),
         config=SuperposedConfig(0.4),
     )

@@ -15,12 +15,11 @@ tokens are cropped off the cache afterwards.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Set
 
 import torch
 
-from completion.decoding.branches import Branch
+from completion.decoding.branches import Branch, DraftArgs, tree_pass
 from completion.decoding.decode import Processor, TokenHealing
 from completion.decoding.stops import StopRule
 from completion.live.document import LiveDocument
@@ -32,20 +31,14 @@ Candidate = tuple[float, int, int]  # (score of the extended draft, index of the
 class Search:
     """The alive and finished drafts of a search that keeps the `width` best of each."""
 
-    def __init__(self, vocab: Vocabulary, heal: str, stop: StopRule, eos: set[int], width: int) -> None:
+    def __init__(self, vocab: Vocabulary, heal: str, stop: StopRule, eos: Set[int], width: int) -> None:
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
-        self.vocab, self.stop, self.eos, self.width = vocab, stop, eos, width
+        self.stop, self.eos, self.width = stop, eos, width
         self.healing = TokenHealing(vocab, heal)
         self.alive: list[list[int]] = [[]]
         self.scores: list[float] = [0.0]
         self.finished: list[Branch] = []
-
-    def text_of(self, tokens: list[int]) -> str | None:
-        """The draft's text at the cursor, or None while it has not re-created the healed text."""
-        if self.healing.remaining(tokens):
-            return None
-        return self.vocab.decode(tokens)[len(self.healing.heal) :].decode("utf-8", errors="replace")
 
     def step(self, candidates: Iterable[Candidate]) -> list[int]:
         """Keep the best extensions; returns, for each new alive draft, the index of the draft it extends."""
@@ -61,7 +54,7 @@ class Search:
                 break
             base = self.alive[parent]
             tokens = base if tok in self.eos else [*base, tok]
-            text = self.text_of(tokens)
+            text = self.healing.text(tokens)
             cut = None if text is None or tok in self.eos else self.stop(text)
             if tok in self.eos or cut is not None:  # finished
                 if text is None:
@@ -93,7 +86,7 @@ class Search:
         shown = {b.text.rstrip() for b in self.finished}
         rest = []
         for tokens, score in zip(self.alive, self.scores, strict=True):
-            text = self.text_of(tokens)
+            text = self.healing.text(tokens)
             if text is not None and text.rstrip() not in shown:
                 shown.add(text.rstrip())
                 rest.append(Branch(text, tokens, score))
@@ -101,65 +94,38 @@ class Search:
 
 
 def processed_logprobs(
-    chain: Sequence[Processor], drafts: list[list[int]], logits: torch.Tensor, temperature: float = 1.0
+    chain: Processor, drafts: list[list[int]], logits: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
     """Each draft's processors applied to its row of logits (one shared row may serve all), then
     log-softmax at `temperature`: (k, vocab)."""
-    rows = []
-    for i, generated in enumerate(drafts):
-        row = logits if logits.dim() == 1 else logits[i]
-        for p in chain:
-            row = p(generated, row)
-        rows.append(row)
+    rows = [chain(generated, logits if logits.dim() == 1 else logits[i]) for i, generated in enumerate(drafts)]
     return torch.log_softmax(torch.stack(rows) / temperature, dim=-1)
 
 
 @torch.inference_mode()
-def decode_beam(
-    live: LiveDocument,
-    vocab: Vocabulary,
-    *,
-    width: int,
-    max_tokens: int,
-    stop: StopRule,
-    processors: Sequence[Processor] = (),
-    time_budget: float | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> list[Branch]:
+def decode_beam(live: LiveDocument, vocab: Vocabulary, args: DraftArgs) -> list[Branch]:
     """Up to `width` drafts by beam search, best first by log-probability; [] if cancelled."""
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    t0 = time.perf_counter()
-    search = Search(vocab, live.heal, stop, set(live.engine.tokenizer.all_special_ids), width)
-    chain: list[Processor] = [search.healing, *processors]
+    s = args.setup(live, vocab)
+    search = Search(vocab, live.heal, args.stop, s.eos, args.width)
     slots: list[list[int]] = [[]]  # cache slots holding each alive draft's fed tokens
     with live.decoding() as (kv, prompt_logits):
         prompt_len = len(kv)
         logits = prompt_logits[None]  # (alive, vocab)
-        for step in range(max_tokens):
-            logprobs = processed_logprobs(chain, search.alive, logits)
-            top = torch.topk(logprobs, min(width, logprobs.shape[-1]), dim=-1)
+        for step in range(args.max_tokens):
+            logprobs = processed_logprobs(s.chain, search.alive, logits)
+            top = torch.topk(logprobs, min(args.width, logprobs.shape[-1]), dim=-1)
             candidates = [
                 (search.scores[i] + float(v), i, int(t))
                 for i, (vs, ts) in enumerate(zip(top.values, top.indices, strict=True))
                 for v, t in zip(vs, ts, strict=True)
             ]
             parents = search.step(candidates)
-            if search.done() or step == max_tokens - 1:
+            if search.done() or step == args.max_tokens - 1:
                 break
-            if should_stop is not None and should_stop():
+            if s.deadline.cancelled():
                 return []
-            if time_budget is not None and time.perf_counter() - t0 > time_budget:
+            if s.deadline.expired():
                 break
-            n_cached = len(kv)
-            slots = [[*slots[p], n_cached + row] for row, p in enumerate(parents)]
-            visible = torch.zeros(len(slots), n_cached + len(slots), dtype=torch.bool)
-            visible[:, :prompt_len] = True
-            for row, s in enumerate(slots):
-                visible[row, s] = True
-            logits = kv.encode_tree(
-                [d[-1] for d in search.alive], [prompt_len + len(d) - 1 for d in search.alive], visible
-            )
-    if should_stop is not None and should_stop():
-        return []
-    return search.results()
+            slots = [[*slots[p], len(kv) + row] for row, p in enumerate(parents)]
+            logits = tree_pass(kv, prompt_len, search.alive, slots)
+    return [] if s.deadline.cancelled() else search.results()

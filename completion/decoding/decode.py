@@ -1,15 +1,17 @@
 """The decoding loop over a LiveDocument's cache, with logits processors and stop rules.
 
 A processor is a callable `(generated_ids, logits) -> logits` that returns new logits
-(never edits them in place); processors compose in a list, like transformers' logits
-processors. Decoded tokens go into the gap of the document's cache at the decode point
+(never edits them in place); processors compose in a `ProcessorList`, like transformers'
+logits processors. Decoded tokens go into the gap of the document's cache at the decode point
 (`LiveDocument.decoding`), so a completion leaves the document's cache as it found it.
+What every decoding method starts from (the deadline, token healing, the processor chain, the
+end-of-sequence ids) is `Setup`; the multi-draft methods (branches, beam, superposed) use it too.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,9 +19,22 @@ import torch
 from completion.decoding.stops import StopRule, stop_at_newline
 from completion.drafting.drafter import Drafter
 from completion.live.document import LiveDocument
+from completion.live.kvcache import KVCache
 from completion.model.vocab import Vocabulary
 
 Processor = Callable[[list[int], torch.Tensor], torch.Tensor]
+
+
+class ProcessorList:
+    """Processors applied in order, each to the previous one's output; itself a Processor."""
+
+    def __init__(self, processors: Iterable[Processor]) -> None:
+        self.processors = tuple(processors)
+
+    def __call__(self, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
+        for p in self.processors:
+            logits = p(generated, logits)
+        return logits
 
 
 class TokenHealing:
@@ -36,6 +51,12 @@ class TokenHealing:
     def remaining(self, generated: list[int]) -> bytes:
         return self.vocab.remaining(self.heal, generated)
 
+    def text(self, generated: list[int]) -> str | None:
+        """The suggestion's text for these ids, or None while they have not re-created the healed text."""
+        if self.remaining(generated):
+            return None
+        return self.vocab.decode(generated)[len(self.heal) :].decode("utf-8", errors="replace")
+
     def __call__(self, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
         rest = self.remaining(generated)
         if not rest:
@@ -48,6 +69,49 @@ class TokenHealing:
         masked = torch.full_like(logits, float("-inf"))
         masked[ids] = logits[ids]
         return masked
+
+
+class Deadline:
+    """When a decode ends early: the caller cancelled (`should_stop`, polled between steps) or the
+    time budget ran out. The clock starts when the deadline is made."""
+
+    def __init__(self, time_budget: float | None = None, should_stop: Callable[[], bool] | None = None) -> None:
+        self.start = time.perf_counter()
+        self.time_budget = time_budget
+        self.should_stop = should_stop
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def left(self) -> float | None:
+        """Seconds left of the budget (None without one)."""
+        return None if self.time_budget is None else max(0.0, self.time_budget - self.elapsed())
+
+    def cancelled(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def expired(self) -> bool:
+        return self.time_budget is not None and self.elapsed() > self.time_budget
+
+    def ended(self) -> str | None:
+        """Why the decode must end now ("cancelled" or "time"), or None."""
+        return "cancelled" if self.cancelled() else "time" if self.expired() else None
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every decoding method starts from."""
+
+    deadline: Deadline
+    healing: TokenHealing
+    chain: ProcessorList  # token healing first, then the caller's processors
+    eos: frozenset[int]  # tokens that end the sequence (all the tokenizer's special tokens)
+
+
+def setup(live: LiveDocument, vocab: Vocabulary, processors: Sequence[Processor], deadline: Deadline) -> Setup:
+    healing = TokenHealing(vocab, live.heal)
+    eos = frozenset(live.engine.tokenizer.all_special_ids)
+    return Setup(deadline, healing, ProcessorList([healing, *processors]), eos)
 
 
 @dataclass(frozen=True)
@@ -94,6 +158,77 @@ class Completion:
         return len(self.pass_sizes)
 
 
+def decode_one(kv: KVCache, tok: int) -> torch.Tensor:
+    """One pass for one token at the end of the cache: the logits after it, (vocab,)."""
+    logits = kv.encode([tok], logits="last")
+    assert logits is not None
+    return logits
+
+
+def feed(kv: KVCache, tok: int, draft: list[int]) -> torch.Tensor:
+    """One pass for the chosen token and a guess of the tokens after it: the logits after each,
+    (1 + len(draft), vocab). Without a guess only the last logits are computed."""
+    return kv.encode_scored([tok, *draft]) if draft else decode_one(kv, tok)[None]
+
+
+def ends(s: Setup, stop: StopRule, ids: list[int]) -> bool:
+    """Whether decoding ends after `ids`: at an end-of-sequence token, or where the stop rule fires."""
+    if ids[-1] in s.eos:
+        return True
+    text = s.healing.text(ids)
+    return text is not None and stop(text) is not None
+
+
+def guess(drafter: Drafter, generated: list[int], limit: int, done: Callable[[list[int]], bool]) -> list[int]:
+    """The drafter's guess of the next tokens, cut before the token after which decoding would end
+    (`done`): the loop never reads the logits after it."""
+    draft = drafter.propose(generated, limit)[: max(limit, 0)]
+    return next((draft[:i] for i in range(len(draft)) if done(generated + draft[: i + 1])), draft)
+
+
+class Lookahead:
+    """The forward passes after the prompt's, and the drafted tokens they fed ahead of the chosen ones.
+
+    With a drafter (greedy only), each pass feeds the chosen token plus a guess of the tokens after
+    it, and keeps the logits after every guessed token. A guess counts only if the loop, running the
+    processors on exactly the prefix greedy decoding would have, picks that same token; the first
+    miss crops the rest off the cache. So the output is greedy's, in fewer passes.
+    """
+
+    def __init__(
+        self, kv: KVCache, drafter: Drafter | None, max_tokens: int, done: Callable[[list[int]], bool]
+    ) -> None:
+        self.kv, self.drafter, self.max_tokens, self.done = kv, drafter, max_tokens, done
+        self.prompt_len = len(kv)
+        self.ahead: list[tuple[int, torch.Tensor]] = []  # guessed tokens in the cache, each with the logits after it
+        self.drafted = self.accepted = 0  # the last draft's length, and how many of it the loop chose
+        self.pass_sizes: list[int] = []
+
+    def next_logits(self, generated: list[int]) -> torch.Tensor:
+        """The logits after `generated`: already computed if its last token was guessed, else a new pass."""
+        tok = generated[-1]
+        if self.ahead and self.ahead[0][0] == tok:
+            self.accepted += 1
+            return self.ahead.pop(0)[1]
+        self.report()
+        self.kv.crop(self.prompt_len + len(generated) - 1)  # drop the wrong guesses
+        draft: list[int] = []
+        if self.drafter is not None:
+            draft = guess(self.drafter, generated, self.max_tokens - len(generated) - 1, self.done)
+        rows = feed(self.kv, tok, draft)
+        self.pass_sizes.append(len(rows))
+        if self.drafter is not None:
+            self.drafter.observe([tok, *draft], rows.argmax(-1).tolist())
+        self.ahead = list(zip(draft, rows[1:], strict=True))
+        self.drafted, self.accepted = len(draft), 0
+        return rows[0]
+
+    def report(self) -> None:
+        """Tell the drafter how its last draft fared."""
+        if self.drafter is not None and self.drafted:
+            self.drafter.feedback(self.drafted, self.accepted)
+
+
 @torch.inference_mode()
 def decode(
     live: LiveDocument,
@@ -108,89 +243,35 @@ def decode(
     drafter: Drafter | None = None,
 ) -> Completion:
     """Decode from the prompt's end; `should_stop` is polled between tokens (cancellation).
-
-    With a `drafter` (greedy only), each forward pass feeds the chosen token plus a guess of the
-    tokens after it; the logits after every guessed token are kept, and a guess counts only if
-    the loop, running the processors on exactly the prefix greedy decoding would have, picks
-    that same token. So the output is greedy's, in fewer passes; unused guesses are cropped.
-    """
-    t0 = time.perf_counter()
+    A `drafter` makes greedy decoding take fewer passes (`Lookahead`); sampling never drafts."""
+    s = setup(live, vocab, processors, Deadline(time_budget, should_stop))
     generator = torch.Generator().manual_seed(sampling.seed)
-    healing = TokenHealing(vocab, live.heal)
-    chain: list[Processor] = [healing, *processors]
-    eos = set(live.engine.tokenizer.all_special_ids)
-    drafting = drafter is not None and sampling.temperature == 0
+    drafter = drafter if sampling.temperature == 0 else None
     if drafter is not None:
         drafter.begin(live.prompt)
     generated: list[int] = []
-    ahead: list[tuple[int, torch.Tensor]] = []  # guessed tokens in the cache, each with the logits after it
-    drafted = accepted = 0
-    pass_sizes: list[int] = []
-    first = 0.0
-    reason = "max_tokens"
-    text = ""
-
-    def text_of(ids: list[int]) -> str | None:
-        """The suggestion's text for these ids, or None while they have not re-created the healed text."""
-        if healing.remaining(ids):
-            return None
-        return vocab.decode(ids)[len(healing.heal) :].decode("utf-8", errors="replace")
-
-    def guess(limit: int) -> list[int]:
-        """A draft cut before an end-of-sequence token and after the token where the stop rule fires."""
-        assert drafter is not None
-        draft = drafter.propose(generated, limit)[: max(limit, 0)]
-        for i, tok in enumerate(draft):
-            done = text_of(generated + draft[: i + 1])
-            if tok in eos or (done is not None and stop(done) is not None):
-                return draft[:i]
-        return draft
-
+    text, reason, first = "", "max_tokens", 0.0
     with live.decoding() as (kv, logits):
-        prompt_len = len(kv)
+        lookahead = Lookahead(kv, drafter, max_tokens, lambda ids: ends(s, stop, ids))
         for _ in range(max_tokens):
-            for p in chain:
-                logits = p(generated, logits)
-            tok = sampling.pick(logits, generator)
+            tok = sampling.pick(s.chain(generated, logits), generator)
             if not generated:
-                first = time.perf_counter() - t0
-            if tok in eos:
+                first = s.deadline.elapsed()
+            if tok in s.eos:
                 reason = "eos"
                 break
             generated.append(tok)
-            done = text_of(generated)
-            if done is not None:
-                text = done
-                cut = stop(text)
-                if cut is not None:
-                    text, reason = text[:cut], "rule"
-                    break
-            if should_stop is not None and should_stop():
-                reason = "cancelled"
+            done = s.healing.text(generated)
+            cut = None if done is None else stop(done)
+            text = text if done is None else done[:cut]
+            if cut is not None:
+                reason = "rule"
                 break
-            if time_budget is not None and time.perf_counter() - t0 > time_budget:
-                reason = "time"
+            if ended := s.deadline.ended():
+                reason = ended
                 break
             if len(generated) == max_tokens:  # no pass for a token nobody will read
                 break
-            if ahead and ahead[0][0] == tok:  # the guess was right: its logits are already computed
-                logits = ahead.pop(0)[1]
-                accepted += 1
-                continue
-            if drafter is not None and drafted:
-                drafter.feedback(drafted, accepted)
-            kv.crop(prompt_len + len(generated) - 1)  # drop the wrong guesses
-            draft = guess(max_tokens - len(generated) - 1) if drafting else []
-            pass_sizes.append(1 + len(draft))
-            if draft:
-                rows = kv.encode_scored([tok, *draft])
-                logits, ahead = rows[0], list(zip(draft, rows[1:], strict=True))
-            else:
-                rows = kv.encode([tok], logits="last")[None]
-                logits, ahead = rows[0], []
-            if drafting:
-                drafter.observe([tok, *draft], rows.argmax(-1).tolist())
-            drafted, accepted = len(draft), 0
-        if drafter is not None and drafted:  # how the last draft fared
-            drafter.feedback(drafted, accepted)
-    return Completion(text, generated, first, time.perf_counter() - t0, reason, tuple(pass_sizes))
+            logits = lookahead.next_logits(generated)
+        lookahead.report()  # how the last draft fared
+    return Completion(text, generated, first, s.deadline.elapsed(), reason, tuple(lookahead.pass_sizes))

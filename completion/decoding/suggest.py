@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import torch
 
 from completion.decoding.beam import decode_beam
-from completion.decoding.branches import Branch, decode_branches
-from completion.decoding.decode import GREEDY, Processor, Sampling, TokenHealing, decode
+from completion.decoding.branches import Branch, DraftArgs, decode_branches
+from completion.decoding.decode import GREEDY, Processor, Sampling, decode
 from completion.decoding.postprocess import EditContext, postprocess
 from completion.decoding.stops import BlockEnd, LineLimit, StopRule, SuffixOverlap, first_stop, stop_at_newline
 from completion.decoding.superposed import SuperposedConfig, decode_superposed
@@ -130,23 +130,16 @@ def inline(
         t0 = time.perf_counter()
         live.prompt_logits()  # kept on the document: the branches start from it
         first = time.perf_counter() - t0
-        common = dict(
-            width=options.drafts,
-            max_tokens=options.max_tokens,
-            stop=stop,
-            processors=processors,
-            time_budget=options.time_budget,
-            should_stop=should_stop,
-        )
+        args = DraftArgs(options.drafts, options.max_tokens, stop, processors, options.time_budget, should_stop)
         method = options.draft_method
         if method == "superposed":
-            branches = decode_superposed(live, vocab, ngrams=ngrams, config=options.superposed, **common)  # type: ignore[arg-type]
+            branches = decode_superposed(live, vocab, args, ngrams=ngrams, config=options.superposed)
         elif method == "beam":
-            branches = decode_beam(live, vocab, **common)  # type: ignore[arg-type]
+            branches = decode_beam(live, vocab, args)
         elif method == "greedy-runs":
-            branches = greedy_runs(live, vocab, drafter=drafter, **common)  # type: ignore[arg-type]
+            branches = greedy_runs(live, vocab, args, drafter=drafter)
         else:
-            branches = decode_branches(live, vocab, **common)  # type: ignore[arg-type]
+            branches = decode_branches(live, vocab, args)
         seconds = time.perf_counter() - t0
         if not branches:
             return []  # cancelled
@@ -175,36 +168,23 @@ class ForceFirst:
 
 
 def greedy_runs(
-    live: LiveDocument,
-    vocab: Vocabulary,
-    *,
-    width: int,
-    max_tokens: int,
-    stop: StopRule,
-    processors: Sequence[Processor] = (),
-    time_budget: float | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    drafter: Drafter | None = None,
+    live: LiveDocument, vocab: Vocabulary, args: DraftArgs, *, drafter: Drafter | None = None
 ) -> list[Branch]:
     """The k-separate-runs baseline: one greedy decode per each of the `width` best first tokens,
     one after the other (the same drafts as `decode_branches`, at k times the cost); [] if cancelled."""
-    t0 = time.perf_counter()
-    first = live.prompt_logits()
-    for p in [TokenHealing(vocab, live.heal), *processors]:
-        first = p([], first)
-    first = torch.log_softmax(first, dim=-1)
-    top = torch.topk(first, min(width, int(torch.isfinite(first).sum())))
+    s = args.setup(live, vocab)
+    first = torch.log_softmax(s.chain([], live.prompt_logits()), dim=-1)
+    top = torch.topk(first, min(args.width, int(torch.isfinite(first).sum())))
     out: list[Branch] = []
     for tok, logprob in zip(top.indices.tolist(), top.values.tolist(), strict=True):
-        left = None if time_budget is None else max(0.0, time_budget - (time.perf_counter() - t0))
         run = decode(
             live,
             vocab,
-            max_tokens=max_tokens,
-            processors=[*processors, ForceFirst(tok)],
-            stop=stop,
-            time_budget=left,
-            should_stop=should_stop,
+            max_tokens=args.max_tokens,
+            processors=[*args.processors, ForceFirst(tok)],
+            stop=args.stop,
+            time_budget=s.deadline.left(),
+            should_stop=args.should_stop,
             drafter=drafter,
         )
         if run.stop == "cancelled":
@@ -234,13 +214,7 @@ def popup(
     start = partial_word_start(live.text, live.cursor)
     partial = live.text[start : live.cursor]
     branches = decode_branches(
-        live,
-        vocab,
-        width=width,
-        max_tokens=max_tokens,
-        stop=_word_boundary,
-        processors=processors,
-        should_stop=should_stop,
+        live, vocab, DraftArgs(width, max_tokens, _word_boundary, processors, should_stop=should_stop)
     )
     items: list[PopupItem] = []
     for b in branches:

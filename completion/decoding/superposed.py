@@ -33,17 +33,14 @@ exactly as found.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from completion.decoding.beam import Search, processed_logprobs
-from completion.decoding.branches import Branch
-from completion.decoding.decode import Processor
-from completion.decoding.stops import StopRule
+from completion.decoding.branches import Branch, DraftArgs
 from completion.drafting.ngrams import ORDERS, NgramModel
 from completion.live.document import LiveDocument
 from completion.model.vocab import Vocabulary
@@ -107,45 +104,35 @@ def rescore(
 def decode_superposed(
     live: LiveDocument,
     vocab: Vocabulary,
+    args: DraftArgs,
     *,
-    width: int,
-    max_tokens: int,
-    stop: StopRule,
-    processors: Sequence[Processor] = (),
     ngrams: NgramModel | None = None,
     config: SuperposedConfig = SuperposedConfig(),
-    time_budget: float | None = None,
-    should_stop: Callable[[], bool] | None = None,
 ) -> list[Branch]:
     """Up to `width` drafts, best first by their interpolated score; [] if cancelled."""
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    t0 = time.perf_counter()
-    search = Search(vocab, live.heal, stop, set(live.engine.tokenizer.all_special_ids), width)
-    chain: list[Processor] = [search.healing, *processors]
+    s = args.setup(live, vocab)
+    search = Search(vocab, live.heal, args.stop, s.eos, args.width)
     embed = live.engine.runner.embed
-    n = config.tokens_per_draft * width
+    n = config.tokens_per_draft * args.width
     prompt = live.prompt
     with live.decoding() as (kv, logits):
-        for step in range(max_tokens):
-            logprobs = processed_logprobs(chain, search.alive, logits, config.tau)
+        for step in range(args.max_tokens):
+            logprobs = processed_logprobs(s.chain, search.alive, logits, config.tau)
             contexts = [(prompt[-CONTEXT:] + d)[-CONTEXT:] for d in search.alive]
             ids, scores = rescore(logprobs, contexts, n, config, ngrams)
             total = torch.tensor(search.scores, dtype=scores.dtype)[:, None] + scores  # (k, n)
             candidates = [
-                (float(s), i, int(t))
+                (float(sc), i, int(t))
                 for i, (row, toks) in enumerate(zip(total, ids, strict=True))
-                for s, t in zip(row, toks, strict=True)
+                for sc, t in zip(row, toks, strict=True)
             ]
             search.step(candidates)
-            if search.done() or step == max_tokens - 1:
+            if search.done() or step == args.max_tokens - 1:
                 break
-            if should_stop is not None and should_stop():
+            if s.deadline.cancelled():
                 return []
-            if time_budget is not None and time.perf_counter() - t0 > time_budget:
+            if s.deadline.expired():
                 break
             x = superpose([d[-1] for d in search.alive], torch.tensor(search.scores), embed)
             logits = kv.encode_embeddings(x[None])
-    if should_stop is not None and should_stop():
-        return []
-    return search.results()
+    return [] if s.deadline.cancelled() else search.results()
