@@ -80,6 +80,7 @@ from itertools import cycle
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import pct, setting
 from completion.model.formats import FORMATS
 from lsp_server.editor import Answer, Editor
 
@@ -647,17 +648,6 @@ def server_options(policy: str, weights: str, model_path: str | None, extra: dic
     return options | extra
 
 
-def setting(arg: str) -> tuple[str, Any]:
-    """`--set maxTokens=8`: a setting's camelCase key and its JSON value."""
-    key, sep, value = arg.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"{arg!r}: expected KEY=JSON")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"{arg!r}: the value is not JSON ({err})") from None
-
-
 def differs_from_defaults(options: dict[str, Any]) -> dict[str, Any]:
     """The settings in `options` that are not the server's defaults (an unknown key counts)."""
     from completion.settings import Settings
@@ -726,10 +716,6 @@ def load_tokenizer(model_path: str | None) -> Any:
 
 
 # -- the summary, the targets, the table -------------------------------------------------
-
-
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
 def ms(values: list[float], q: int) -> float | None:

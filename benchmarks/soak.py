@@ -48,7 +48,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from benchmarks.latency import pct
+from benchmarks.common import pct, setting
 from lsp_server.editor import Editor
 from lsp_server.positions import Lines, position_at
 
@@ -491,17 +491,6 @@ def print_table(summary: dict[str, Any], file: Any = sys.stdout) -> None:
     print("|---|---|", file=file)
     for name, value in rows:
         print(f"| {name} | {value} |", file=file)
-
-
-def setting(arg: str) -> tuple[str, Any]:
-    """`--set monitorSyntax=false`: a setting's camelCase key and its JSON value."""
-    key, sep, value = arg.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"{arg!r}: expected KEY=JSON")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"{arg!r}: the value is not JSON ({err})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
