@@ -20,7 +20,7 @@ Kinds:
                   edit: its text and KV are patched, its token list is not
   complete-bug    a KeyError inside the worker's inline completion, after decoding
   refresh-bug     a RuntimeError in the worker's background re-encoding of stale positions
-  index-bug       a RuntimeError in the walk of a workspace folder for the project index
+  index-bug       a RuntimeError in the walk of a workspace folder (both indexes)
   config-bug      a KeyError inside workspace/didChangeConfiguration, a handler livekv does not
                   wrap itself (pygls reports it through the server's report_server_error)
 """
@@ -44,7 +44,7 @@ from completion import settings
 from completion.decoding import suggest
 from completion.live import document as live
 from completion.model import runner
-from completion.project import token_store as project
+from completion.project import workspace
 from lsp_server import cli, inline, sync
 from monitors import analysis
 
@@ -122,9 +122,9 @@ def install(kind: str, switch: Path, hang: float) -> None:
         error = RuntimeError("injected bug in refresh")
         live.LiveDocument.refresh = failing(live.LiveDocument.refresh, switch, raiser(error))  # type: ignore[method-assign]
     elif kind == "index-bug":
-        walk = project.ProjectIndex.index_folder
+        walk = workspace.Workspace.index_root
         error = RuntimeError("injected bug in the project walk")
-        project.ProjectIndex.index_folder = failing(walk, switch, raiser(error))  # type: ignore[method-assign]
+        workspace.Workspace.index_root = failing(walk, switch, raiser(error))  # type: ignore[method-assign]
     elif kind == "config-bug":
         parse = settings.Settings.from_json
         settings.Settings.from_json = failing(parse, switch, raiser(KeyError("injected settings bug")))  # type: ignore[method-assign]
