@@ -174,13 +174,13 @@ class LiveKVServer(LanguageServer):
             },
         )
 
-    async def index_workspace(self) -> None:
-        """Walk each workspace folder once (on the indexing thread) into the indexes the settings use,
-        with a progress report."""
+    async def index_workspace(self, snippets: bool, tokens: bool) -> None:
+        """Walk each workspace folder once (on the indexing thread) into the indexes asked for, with a
+        progress report."""
         roots = self.worker.session.workspace.roots
-        if not (wants_walk(self.settings) and roots):
+        if not ((snippets or tokens) and roots):
             return
-        reports = [self.worker.index_root(root) for root in roots]
+        reports = [self.worker.index_root(root, snippets=snippets, tokens=tokens) for root in roots]
         done = asyncio.gather(*map(asyncio.wrap_future, reports))
         await self.progress("indexing workspace", done, lambda: f"{sum(r.files for r in done.result() if r)} files")
 
@@ -238,7 +238,7 @@ async def initialized(ls: LiveKVServer, params: types.InitializedParams) -> None
             await ls.client_register_capability_async(types.RegistrationParams([registration]))
         except Exception as err:  # a client that refuses loses only the file watching
             ls.log.warning("client refused to watch files (%s); the project index follows open documents only", err)
-    await ls.index_workspace()
+    await ls.index_workspace(*walked(ls.settings))
 
 
 def did_change_watched_files(ls: LiveKVServer, params: types.DidChangeWatchedFilesParams) -> None:
@@ -254,13 +254,14 @@ def did_change_configuration(ls: LiveKVServer, params: types.DidChangeConfigurat
         ls.show(f"{', '.join(map(camel, changed))} take effect after a restart")
     old, ls.settings = ls.settings, settings
     ls.worker.apply_settings(settings)
-    if ls.started and ls.worker.session.engine is not None and wants_walk(settings) and not wants_walk(old):
-        ls.indexing = asyncio.ensure_future(ls.index_workspace())  # turned on: the walk starts now
+    turned_on = [now and not before for now, before in zip(walked(settings), walked(old), strict=True)]
+    if ls.started and ls.worker.session.engine is not None and any(turned_on):
+        ls.indexing = asyncio.ensure_future(ls.index_workspace(*turned_on))  # the walk starts now
 
 
-def wants_walk(s: Settings) -> bool:
-    """Whether the settings read the workspace's files: for cross-file snippets or for drafting."""
-    return s.index_workspace and (s.cross_file_chars > 0 or s.drafting)
+def walked(s: Settings) -> tuple[bool, bool]:
+    """Which indexes the settings fill from the workspace's files: (cross-file snippets, drafting's tokens)."""
+    return s.index_workspace and s.cross_file_chars > 0, s.index_workspace and s.drafting
 
 
 def camel(name: str) -> str:

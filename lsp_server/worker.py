@@ -94,13 +94,12 @@ class ModelWorker:
 
     # -- the project: its own thread, never the model's -------------------------------------
 
-    def index_root(self, root: str) -> Future[IndexReport | None]:
-        """Walk a workspace folder into the indexes the settings use (after the model has loaded)."""
-        s = self.session.settings
+    def index_root(self, root: str, *, snippets: bool = True, tokens: bool = True) -> Future[IndexReport | None]:
+        """Walk a workspace folder into the indexes asked for (after the model has loaded)."""
 
         def run() -> IndexReport:
             report = self.session.workspace.index_root(
-                root, snippets=s.cross_file_chars > 0, tokens=s.drafting, should_stop=lambda: self._closed
+                root, snippets=snippets, tokens=tokens, should_stop=lambda: self._closed
             )
             self.session.warm_ngrams()
             log.info(
