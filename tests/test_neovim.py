@@ -1,4 +1,5 @@
-"""Editor end-to-end: a real headless Neovim 0.11 drives `livekv serve` through its own LSP client.
+"""Editor end-to-end: a real headless Neovim 0.11 drives `livekv serve` through its own LSP client
+(started by `vim.lsp.config` + `vim.lsp.enable`).
 
 tests/nvim/livekv_e2e.lua edits a Python buffer (API calls and insert-mode typing, so Neovim
 sends its own incremental didChange), compares the server's copies with the buffer, asks for an

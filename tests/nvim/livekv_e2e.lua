@@ -1,7 +1,8 @@
 --- Headless Neovim 0.11 driving the real livekv server through its own LSP client.
 ---
---- Opens a Python file, lets Neovim send incremental didChange for edits made through its
---- API and typed in insert mode, asks the server for its copies of the document
+--- Defines the server with `vim.lsp.config` and `vim.lsp.enable`, opens a Python file (which
+--- starts the client), lets Neovim send incremental didChange for edits made through its API and
+--- typed in insert mode, asks the server for its copies of the document
 --- (`livekv/documentState`) after each step, and requests `textDocument/inlineCompletion`
 --- from insert mode with the cursor after a partial line. Everything it saw goes to a JSON
 --- report that tests/test_neovim.py checks; errors are recorded there, never raised.
@@ -71,20 +72,13 @@ local function type_keys(keys)
 end
 
 local function start_server()
-  vim.cmd.edit(vim.fn.fnameescape(config.file))
-  bufnr = vim.api.nvim_get_current_buf()
-  vim.bo[bufnr].filetype = 'python'
-  -- Typed text lands exactly as typed: no indent plugin or wrapping in between.
-  vim.bo[bufnr].indentexpr = ''
-  vim.bo[bufnr].autoindent = false
-  vim.bo[bufnr].smartindent = false
-  vim.bo[bufnr].textwidth = 0
-
-  local client_id = vim.lsp.start({
-    name = 'livekv',
+  -- Neovim 0.11's own way to run a server: a config, enabled; opening the file (its FileType)
+  -- starts the client and attaches the buffer.
+  vim.lsp.config('livekv', {
     cmd = config.cmd,
     cmd_cwd = config.cmd_cwd,
     cmd_env = config.cmd_env,
+    filetypes = { 'python' },
     root_dir = config.root_dir,
     init_options = config.init_options,
     handlers = {
@@ -98,13 +92,24 @@ local function start_server()
     on_exit = function(code, signal)
       report.server_exit = { code = code, signal = signal }
     end,
-  }, { bufnr = bufnr })
-  client = assert(vim.lsp.get_client_by_id(assert(client_id, 'vim.lsp.start returned no client')))
+  })
+  vim.lsp.enable('livekv')
 
+  vim.cmd.edit(vim.fn.fnameescape(config.file))
+  bufnr = vim.api.nvim_get_current_buf()
+  vim.bo[bufnr].filetype = 'python'
+  -- Typed text lands exactly as typed: no indent plugin or wrapping in between.
+  vim.bo[bufnr].indentexpr = ''
+  vim.bo[bufnr].autoindent = false
+  vim.bo[bufnr].smartindent = false
+  vim.bo[bufnr].textwidth = 0
+
+  -- get_clients() lists a client once it is initialized (and the buffer attached).
   local ok = vim.wait(config.load_timeout_ms, function()
-    return client.initialized or report.server_exit ~= nil
+    client = vim.lsp.get_clients({ bufnr = bufnr, name = 'livekv' })[1]
+    return client ~= nil or report.server_exit ~= nil
   end, 20)
-  assert(ok and client.initialized, 'the client was not initialized (server exited or timed out)')
+  assert(ok and client and client.initialized, 'no initialized livekv client (none started, it exited or timed out)')
   local caps = client.server_capabilities or {}
   report.capabilities = {
     inlineCompletionProvider = caps.inlineCompletionProvider == nil and vim.NIL or caps.inlineCompletionProvider,

@@ -1,5 +1,5 @@
---- `:checkhealth livekv`: Neovim version and completion path, the server command, the running
---- client, the model and the last suggestion's latency.
+--- `:checkhealth livekv`: Neovim version and completion path, the server command, whether the
+--- `livekv` config is enabled, the running client, the model and the last suggestion's latency.
 
 local M = {}
 
@@ -29,6 +29,11 @@ function M.check()
     health.error(('command %q is not executable'):format(cmd[1]), {
       'install the server (pip install livekv) or set `cmd` in require("livekv").setup()',
     })
+  end
+  if vim.lsp.is_enabled('livekv') then
+    health.ok("config: vim.lsp.config.livekv, enabled with vim.lsp.enable('livekv')")
+  else
+    health.warn("vim.lsp.enable('livekv') is off: no client starts", { 'call require("livekv").setup()' })
   end
   local id = livekv.client_id()
   local client = id and vim.lsp.get_client_by_id(id)

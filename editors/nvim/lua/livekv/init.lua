@@ -1,8 +1,20 @@
 --- livekv for Neovim: ghost-text code completion from the `livekv serve` language server.
 ---
---- `require('livekv').setup({...})` starts the server with `vim.lsp.start` for the buffers of
---- `filetypes`. On Neovim 0.12+ the built-in `vim.lsp.inline_completion` shows the suggestions;
---- on 0.11 this file carries a small equivalent: a debounced `textDocument/inlineCompletion`
+--- `require('livekv').setup({...})` hands Neovim's own LSP configuration the server:
+--- `vim.lsp.config('livekv', {...})` (cmd, filetypes, root, settings) and `vim.lsp.enable('livekv')`,
+--- so Neovim starts or reuses the client for each buffer of `filetypes` (0.11+). A later
+--- `vim.lsp.config('livekv', {...})` of your own overrides any field, and `vim.lsp.enable('livekv',
+--- false)` then `vim.lsp.enable('livekv')` restarts it.
+---
+--- On Neovim 0.12+ the built-in `vim.lsp.inline_completion` shows the suggestions. Its public API
+--- is `enable`, `is_enabled`, `select` (cycle) and `get` (accept, with an optional `on_accept`
+--- handler); it has no accept-word, accept-line or dismiss of its own. Here `accept_word` and
+--- `accept_line` are `get()` with an `on_accept` that inserts only that part (the built-in hides the
+--- item before calling it, so the rest comes back with its next answer instead of staying shown),
+--- and `dismiss` is `get()` with an `on_accept` that inserts nothing (the built-in's hide and cancel).
+--- `next`/`prev` only cycle there: the built-in has no public "ask now".
+---
+--- On 0.11 this file carries a small equivalent: a debounced `textDocument/inlineCompletion`
 --- request from insert mode (the newest cancels the one in flight, answers for an older buffer
 --- state are dropped), the first item drawn with extmarks (inline virtual text for the rest of
 --- the line, virtual lines below), typing through a suggestion shrinks it instead of asking
@@ -20,17 +32,19 @@ local M = {}
 
 ---@class livekv.Config
 local defaults = {
-  --- The command that starts the server on stdio (a list, as `vim.lsp.start` takes it).
+  --- The command that starts the server on stdio (`cmd` of `vim.lsp.config`).
   ---@type string[]
   cmd = { 'livekv', 'serve' },
   --- Server settings with the README's camelCase names (`threads`, `drafts`, `maxTokens`, ...),
   --- sent as `initializationOptions` and as `settings`; what is left out takes the server's default.
+  --- `modelPath`, `threads`, `weights` and `device` take effect after a restart (see `configure`).
   ---@type table<string, any>
   settings = {},
-  --- Buffers of these filetypes start (or reuse) the server.
+  --- Buffers of these filetypes start (or reuse) the server (`filetypes` of `vim.lsp.config`).
   ---@type string[]
   filetypes = { 'python' },
-  --- The first directory upwards holding one of these is the workspace root; else the file's directory.
+  --- The first directory upwards holding one of these is the workspace root; else the file's
+  --- directory (a `root_dir` function of `vim.lsp.config` over `vim.fs.root`, for that fallback).
   ---@type string[]
   root_markers = { 'pyproject.toml', 'setup.py', '.git' },
   --- Quiet time after the last keystroke or cursor move before a suggestion is asked for (ms).
@@ -39,6 +53,7 @@ local defaults = {
   --- Ask for suggestions while typing; false: only when `keymaps.next`/`prev` is pressed.
   auto_trigger = true,
   --- Use `vim.lsp.inline_completion` where Neovim has it (0.12+); false: always this file's own code.
+  --- There `debounce_ms`, `auto_trigger` and `hl_group` are the built-in's own (200 ms, on, ComplHint).
   use_builtin = true,
   --- Highlight group of the ghost text.
   hl_group = 'Comment',
@@ -199,15 +214,27 @@ local function cancel(bufnr)
   end
 end
 
---- Hide the ghost text, forget the items and stop the request in flight.
----@param bufnr integer?
-function M.dismiss(bufnr)
-  bufnr = bufnr or vim.api.nvim_get_current_buf()
+--- Hide the ghost text, forget the items and stop the request in flight (the own path).
+---@param bufnr integer
+local function clear(bufnr)
   local b = buffers[bufnr]
   if b then
     cancel(bufnr)
     hide(b, bufnr)
     b.items, b.index = {}, 1
+  end
+end
+
+--- Hide the suggestion until the next edit and stop the request in flight.
+---@param bufnr integer?
+function M.dismiss(bufnr)
+  bufnr = bufnr or vim.api.nvim_get_current_buf()
+  if use_builtin() then
+    -- The built-in has no hide of its own: `get()` hides the item and cancels pending requests
+    -- before it calls `on_accept`, and this one inserts nothing.
+    vim.lsp.inline_completion.get({ bufnr = bufnr, on_accept = function() end })
+  else
+    clear(bufnr)
   end
 end
 
@@ -306,7 +333,7 @@ local function on_change(bufnr)
   if b.extmark and render(bufnr) then
     return
   end
-  M.dismiss(bufnr)
+  clear(bufnr)
   if status.enabled and M.config.auto_trigger then
     b.timer:start(
       M.config.debounce_ms,
@@ -322,36 +349,83 @@ end
 
 -- Accepting and cycling -----------------------------------------------------------------------
 
+--- What accepting `what` takes of `ghost` (the suggestion not typed yet): all of it, its next
+--- word or the rest of its current line; at a line's end, the line break and the next line's
+--- indent (a word) or the whole next line (a line).
+---@param ghost string
+---@param what? 'all'|'word'|'line'
+---@return string
+local function part_of(ghost, what)
+  if what ~= 'word' and what ~= 'line' then
+    return ghost
+  end
+  local first = ghost:match('^[^\n]*')
+  if first == '' then
+    return ghost:match(what == 'word' and '^\n[ \t]*' or '^\n[^\n]*')
+  elseif what == 'word' then
+    return first:match('^%s*[%w_]+') or first:match('^%s*[^%w_%s]+') or first
+  end
+  return first
+end
+
+--- Replace the buffer from (row, col) to the cursor by `text` and leave the cursor at its end.
+---@param bufnr integer
+---@param row integer 0-based
+---@param col integer 0-based byte column
+---@param text string
+local function insert_at(bufnr, row, col, text)
+  local lines = vim.split(text, '\n', { plain = true })
+  local cursor = vim.api.nvim_win_get_cursor(0)
+  vim.api.nvim_buf_set_text(bufnr, row, col, cursor[1] - 1, cursor[2], lines)
+  vim.api.nvim_win_set_cursor(0, { row + #lines, (#lines == 1 and col or 0) + #lines[#lines] })
+end
+
+--- The built-in path's accept handler for a part of its item (`get({ on_accept = ... })`): the
+--- item's range start to the cursor is replaced by what was typed there plus `what` of the rest.
+---@param bufnr integer
+---@param what 'word'|'line'
+---@return fun(item: table) for `vim.lsp.inline_completion.get`
+local function accept_builtin(bufnr, what)
+  ---@param item { insert_text: string|{ value: string }, range?: { start: { row: integer, col: integer } } }
+  return function(item)
+    if type(item.insert_text) ~= 'string' then
+      vim.snippet.expand(item.insert_text.value) -- a snippet goes in whole, as the built-in does it
+      return
+    end
+    local cursor = vim.api.nvim_win_get_cursor(0)
+    local row, col = cursor[1] - 1, cursor[2]
+    local start = item.range and item.range.start or { row = row, col = col }
+    if start.row > row or (start.row == row and start.col > col) then
+      return -- the cursor left the item's range
+    end
+    local typed = table.concat(vim.api.nvim_buf_get_text(bufnr, start.row, start.col, row, col, {}), '\n')
+    local text = item.insert_text --[[@as string]]
+    if text:sub(1, #typed) == typed and #text > #typed then
+      insert_at(bufnr, start.row, start.col, typed .. part_of(text:sub(#typed + 1), what))
+    end
+  end
+end
+
 --- Insert the shown suggestion, or its next word or line, at the item's range.
 ---@param what? 'all'|'word'|'line'
 ---@param bufnr integer?
 function M.accept(what, bufnr)
   bufnr = bufnr or vim.api.nvim_get_current_buf()
+  if use_builtin() then
+    local word_or_line = what == 'word' or what == 'line'
+    vim.lsp.inline_completion.get({ bufnr = bufnr, on_accept = word_or_line and accept_builtin(bufnr, what) or nil })
+    return
+  end
   local b = buffers[bufnr]
   local item = b and b.items[b.index]
   local ghost = b and remaining(b, item)
   if not ghost or not item then
     return
   end
-  local typed = item.text:sub(1, #item.text - #ghost)
-  local part = ghost
-  if what == 'word' or what == 'line' then
-    local first = ghost:match('^[^\n]*')
-    if first == '' then -- at the end of a line: the line break, and the indent or the next line
-      part = ghost:match(what == 'word' and '^\n[ \t]*' or '^\n[^\n]*')
-    elseif what == 'word' then
-      part = first:match('^%s*[%w_]+') or first:match('^%s*[^%w_%s]+') or first
-    else
-      part = first
-    end
-  end
-  local lines = vim.split(typed .. part, '\n', { plain = true })
-  local row, col = unpack(vim.api.nvim_win_get_cursor(0))
-  vim.api.nvim_buf_set_text(bufnr, item.row, item.col, row - 1, col, lines)
-  local last = item.row + #lines - 1
-  vim.api.nvim_win_set_cursor(0, { last + 1, (#lines == 1 and item.col or 0) + #lines[#lines] })
+  local part = part_of(ghost, what)
+  insert_at(bufnr, item.row, item.col, item.text:sub(1, #item.text - #ghost) .. part)
   if part == ghost then
-    M.dismiss(bufnr) -- the next edit or cursor move asks for the next suggestion
+    clear(bufnr) -- the next edit or cursor move asks for the next suggestion
   else
     render(bufnr) -- the rest stays shown, as if typed through
   end
@@ -383,10 +457,13 @@ function M.cycle(step, bufnr)
 end
 
 --- Change server settings while it runs (`workspace/didChangeConfiguration`, merged over the
---- current ones); the model settings (`modelPath`, `threads`, `weights`, `device`) need a restart.
+--- current ones, and into `vim.lsp.config.livekv` for the next start). The model settings
+--- (`modelPath`, `threads`, `weights`, `device`) take effect after a restart:
+--- `vim.lsp.enable('livekv', false)`, then `vim.lsp.enable('livekv')`.
 ---@param settings table<string, any> camelCase names, as in `config.settings`
 function M.configure(settings)
   M.config.settings = vim.tbl_extend('force', M.config.settings, settings)
+  vim.lsp.config('livekv', { init_options = M.config.settings, settings = M.config.settings })
   for _, client in ipairs(vim.lsp.get_clients({ name = 'livekv' })) do
     client.settings = M.config.settings
     client:notify('workspace/didChangeConfiguration', { settings = M.config.settings })
@@ -397,10 +474,16 @@ end
 function M.toggle()
   status.enabled = not status.enabled
   if use_builtin() then
-    vim.lsp.inline_completion.enable(status.enabled, { client_id = M.client_id() })
+    -- Per buffer, as `attach` enabled it (the built-in's `bufnr` and `client_id` filters are
+    -- mutually exclusive, and a buffer stays off unless enabled for itself or globally).
+    for _, client in ipairs(vim.lsp.get_clients({ name = 'livekv' })) do
+      for bufnr in pairs(client.attached_buffers) do
+        vim.lsp.inline_completion.enable(status.enabled, { bufnr = bufnr })
+      end
+    end
   elseif not status.enabled then
     for bufnr in pairs(buffers) do
-      M.dismiss(bufnr)
+      clear(bufnr)
     end
   end
   vim.notify('livekv: suggestions ' .. (status.enabled and 'on' or 'off'))
@@ -426,21 +509,32 @@ local function map(bufnr, lhs, action, desc, always)
   end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = 'livekv: ' .. desc })
 end
 
+--- The keys on the built-in path (0.12+): `get()` accepts (all, or a part through `on_accept`)
+--- and returns false when nothing is shown, so the key keeps its meaning; `select()` cycles.
 ---@param bufnr integer
 local function map_builtin(bufnr)
   local keys = M.config.keymaps
-  if keys.accept then
-    vim.keymap.set('i', keys.accept, function()
-      if not vim.lsp.inline_completion.get({ bufnr = bufnr }) then
-        return keys.accept
-      end
-    end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = 'livekv: accept' })
+  local accepts = {
+    { keys.accept, nil, 'accept the suggestion' },
+    { keys.accept_word, accept_builtin(bufnr, 'word'), 'accept a word' },
+    { keys.accept_line, accept_builtin(bufnr, 'line'), 'accept a line' },
+    { keys.dismiss, function() end, 'dismiss' }, -- get() hides and cancels; nothing is inserted
+  }
+  for _, key in ipairs(accepts) do
+    local lhs, on_accept = key[1], key[2]
+    if lhs then
+      vim.keymap.set('i', lhs, function()
+        if not vim.lsp.inline_completion.get({ bufnr = bufnr, on_accept = on_accept }) then
+          return lhs
+        end
+      end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = 'livekv: ' .. key[3] })
+    end
   end
-  for _, key in ipairs({ { keys.next, 1 }, { keys.prev, -1 } }) do
+  for _, key in ipairs({ { keys.next, 1, 'next draft' }, { keys.prev, -1, 'previous draft' } }) do
     if key[1] then
       vim.keymap.set('i', key[1], function()
         vim.lsp.inline_completion.select({ bufnr = bufnr, count = key[2] })
-      end, { buffer = bufnr, desc = 'livekv: other draft' })
+      end, { buffer = bufnr, desc = 'livekv: ' .. key[3] })
     end
   end
 end
@@ -451,7 +545,7 @@ end
 ---@param bufnr integer
 local function attach(client, bufnr)
   if use_builtin() then
-    vim.lsp.inline_completion.enable(status.enabled, { bufnr = bufnr, client_id = client.id })
+    vim.lsp.inline_completion.enable(status.enabled, { bufnr = bufnr })
     map_builtin(bufnr)
     return
   end
@@ -471,7 +565,7 @@ local function attach(client, bufnr)
     group = group,
     buffer = bufnr,
     callback = function()
-      M.dismiss(bufnr)
+      clear(bufnr)
     end,
   })
   local keys, mod = M.config.keymaps, 'require("livekv")'
@@ -487,7 +581,7 @@ end
 local function detach(bufnr)
   local b = buffers[bufnr]
   if b then
-    M.dismiss(bufnr)
+    clear(bufnr)
     b.timer:close()
     buffers[bufnr] = nil
     pcall(vim.api.nvim_del_augroup_by_name, 'livekv.' .. bufnr)
@@ -503,25 +597,32 @@ local handlers = {
   end,
 }
 
+--- The workspace root of `bufnr`: the first directory upwards with one of `root_markers`, else
+--- the file's directory (Neovim's own `root_markers` field has no such fallback).
 ---@param bufnr integer
-local function start(bufnr)
-  if vim.bo[bufnr].buftype ~= '' or not vim.tbl_contains(M.config.filetypes, vim.bo[bufnr].filetype) then
-    return
-  end
+---@param on_dir fun(root_dir?: string)
+local function root_dir(bufnr, on_dir)
   local file = vim.api.nvim_buf_get_name(bufnr)
-  local root = vim.fs.root(bufnr, M.config.root_markers) or (file ~= '' and vim.fs.dirname(file)) or vim.fn.getcwd()
-  if status.state == 'off' then
-    set_state('starting')
-  end
+  on_dir(vim.fs.root(bufnr, M.config.root_markers) or (file ~= '' and vim.fs.dirname(file)) or vim.fn.getcwd())
+end
+
+--- The `vim.lsp.config('livekv', ...)` fields from `M.config`.
+---@return vim.lsp.Config
+local function lsp_config()
   -- An empty Lua table would be sent as a JSON list; the server wants an object.
   local settings = next(M.config.settings) and M.config.settings or vim.empty_dict()
-  vim.lsp.start({
-    name = 'livekv',
+  return {
     cmd = M.config.cmd,
-    root_dir = root,
+    filetypes = M.config.filetypes,
+    root_dir = root_dir,
     init_options = settings,
     settings = settings,
     handlers = handlers,
+    before_init = function()
+      if status.state == 'off' or status.state == 'error' then
+        set_state('starting')
+      end
+    end,
     on_exit = function(code)
       if code == 0 then
         set_state('off')
@@ -529,7 +630,7 @@ local function start(bufnr)
         set_state('error', ('server exited with code %d'):format(code))
       end
     end,
-  }, { bufnr = bufnr })
+  }
 end
 
 --- The id of the running livekv client, if any.
@@ -564,18 +665,13 @@ function M.statusline()
 end
 
 --- Start livekv for the configured filetypes; `opts` overrides the defaults at the top of this file.
+--- Neovim starts the client: `vim.lsp.config('livekv', ...)`, then `vim.lsp.enable('livekv')`
+--- (which also starts it for the buffers already open).
 ---@param opts? livekv.Config
 function M.setup(opts)
   M.config = vim.tbl_deep_extend('force', vim.deepcopy(defaults), opts or {})
   status.builtin = use_builtin()
   vim.api.nvim_clear_autocmds({ group = augroup })
-  vim.api.nvim_create_autocmd('FileType', {
-    group = augroup,
-    pattern = M.config.filetypes,
-    callback = function(ev)
-      start(ev.buf)
-    end,
-  })
   vim.api.nvim_create_autocmd('LspAttach', {
     group = augroup,
     callback = function(ev)
@@ -622,11 +718,12 @@ function M.setup(opts)
       end
     end,
   })
-  for _, bufnr in ipairs(vim.api.nvim_list_bufs()) do
-    if vim.api.nvim_buf_is_loaded(bufnr) then
-      start(bufnr)
-    end
+  if vim.fn.executable(M.config.cmd[1]) == 0 then
+    -- vim.lsp.enable() only logs this (:LspLog) and starts nothing.
+    vim.notify(('livekv: %q is not executable; set `cmd` in setup()'):format(M.config.cmd[1]), vim.log.levels.WARN)
   end
+  vim.lsp.config('livekv', lsp_config())
+  vim.lsp.enable('livekv')
 end
 
 return M
