@@ -4,8 +4,8 @@ PICARD (Scholak et al., 2021) showed that rejecting a constrained decoder's inad
 top candidates, and taking the best admissible one among the next few, fixes most syntax
 errors of a small model at a small cost. This monitor does the same for Python, cheaply:
 
-* A lexer (brackets `()[]{}`, strings with prefixes, triple quotes and backslash escapes, `#`
-  comments, backslash line joins) runs over the decoded bytes; its state after every
+* The strict lexer of `completion.decoding.lexer` (brackets, strings, triple quotes, escapes,
+  `#` comments, backslash line joins) runs over the decoded bytes; its state after every
   generated prefix is memoized, so a step lexes only the new token's bytes. (Hence the monitor
   keeps its own text rather than using base.Transcript, which re-decodes every step and holds
   only TAIL_CHARS of the document.)
@@ -60,10 +60,6 @@ k is valid, the logits are returned unchanged (never an all -inf row) and the mo
 aside for the rest of that branch. Special tokens (empty pieces) count as valid. With
 sampling instead of greedy, only the rejected top candidates are removed.
 
-Lexical simplifications: f-string replacement fields are string text (Python 3.11 rules:
-nested quotes differ from the outer ones); string prefixes (`f`, `r`, `b`, ...) need no
-special case, because a backslash skips the next character in raw strings too.
-
 `complete_statements` uses the same machinery after decoding: it cuts a multi-line suggestion
 back to its last complete statement.
 """
@@ -78,6 +74,7 @@ from typing import NamedTuple
 
 import torch
 
+from completion.decoding.lexer import Lex, lex, strip_comment
 from completion.model.vocab import Vocabulary
 from monitors.base import MonitorStats, Site
 
@@ -89,150 +86,17 @@ PyCF_DONT_IMPLY_DEDENT = 0x200
 PyCF_ALLOW_INCOMPLETE_INPUT = 0x4000
 _FLAGS = ast.PyCF_ONLY_AST | PyCF_ALLOW_INCOMPLETE_INPUT | PyCF_DONT_IMPLY_DEDENT
 
-_CODE = re.compile(rb"[()\[\]{}'\"#\\\n]")  # the bytes that change the lexer's state in code
-_IN_STRING = {
-    b"'": re.compile(rb"['\\\n]"),
-    b'"': re.compile(rb'["\\\n]'),
-    b"'''": re.compile(rb"['\\]"),
-    b'"""': re.compile(rb'["\\]'),
-}
-_OPENER_OF = {ord(")"): ord("("), ord("]"): ord("["), ord("}"): ord("{")}
-_OPENERS = b"([{"
-_NL, _CR, _BACKSLASH, _HASH = 10, 13, 92, 35
 _INDENT = re.compile(rb"[ \t\f]*")
 _WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 _EXCEPT_STAR = re.compile(rb"except\s*\*")
 _DEFINES = re.compile(rb"(?:async[ \t]+)?def\b|class\b")
 _CLAUSES = {b"else", b"elif", b"except", b"except*", b"finally"}
-_TRAILING_COMMENT = re.compile(r"\s*#[^'\"]*$")
 # Lines that start a statement outside any string, almost surely (where lexing may start).
 _SURE_STATEMENT = re.compile(
     r"(?m)^([ \t]*)(?:(?:async[ \t]+)?def[ \t]+\w+[ \t]*\(|class[ \t]+\w+[ \t]*[(:]|@\w|import[ \t]+\w"
     r"|from[ \t]+[\w.]+[ \t]+import\b)"
 )
 _NAME_FIRST = re.compile(r"(?m)^([ \t]*)[A-Za-z_@]")
-
-
-class Lex(NamedTuple):
-    """The lexer's state after some text; immutable, so branches share their common prefix's."""
-
-    stack: bytes = b""  # open brackets, innermost last
-    mode: bytes = b""  # b"" in code, b"#" in a comment, else the quote that opened the current string
-    pending: bytes = b""  # 1 or 2 quotes ending the text in code: '' or the start of ''' is not known yet
-    run: int = 0  # closing quotes seen so far at the end of a triple-quoted string
-    escape: bool = False  # the last byte was a backslash: the next one is escaped (or joins lines)
-    code: bool = False  # the current logical line has code (not only blanks and a comment)
-    error: str = ""  # why the text can no longer be Python ("" while it can)
-
-    @property
-    def in_string(self) -> bool:
-        return self.mode not in (b"", b"#") or len(self.pending) == 1
-
-    @property
-    def at_statement_end(self) -> bool:
-        """The text could end here: no open bracket or string, no pending line join."""
-        return not (self.error or self.stack or self.escape or self.in_string)
-
-
-def lex(state: Lex, data: bytes, starts: list[int] | None = None) -> tuple[Lex, int]:
-    """Lex `data` after `state`: the new state, and the index in `data` just after the last
-    newline that ended a logical line holding code (-1 if none). `starts`, if given, gets the
-    index after every logical line end (where a statement may start). Stops at the first error."""
-    if state.error:
-        return state, -1
-    stack = bytearray(state.stack)
-    mode, run, escape, code = state.mode, state.run, state.escape, state.code
-    shift = len(state.pending)
-    if shift:  # re-read the undecided quotes with what follows them
-        data = state.pending + data
-    pending = b""
-    end = -1
-    i, n = 0, len(data)
-    while i < n:
-        if escape:
-            c = data[i]
-            if c == _CR:  # a CRLF line ending: the escape applies to the LF
-                i += 1
-                continue
-            escape = False
-            if mode or c == _NL:  # an escaped character in a string, or an explicit line join
-                i += 1
-                continue
-            # a stray backslash in code: the parser rejects the line when it ends
-        if not mode:
-            m = _CODE.search(data, i)
-            j = n if m is None else m.start()
-            if not code and data[i:j].strip():
-                code = True
-            if m is None:
-                break
-            c = data[j]
-            i = j + 1
-            if c == _NL:
-                if not stack:
-                    if code:
-                        end = i
-                    code = False
-                    if starts is not None:
-                        starts.append(i - shift)
-            elif c in _OPENERS:
-                stack.append(c)
-                code = True
-            elif c in _OPENER_OF:
-                if not stack or stack[-1] != _OPENER_OF[c]:
-                    return Lex(error=f"unmatched {chr(c)!r}"), end - shift if end >= 0 else -1
-                stack.pop()
-                code = True
-            elif c == _HASH:
-                mode = b"#"
-            elif c == _BACKSLASH:
-                escape = True
-            else:  # a quote: '', ' or '''
-                code = True
-                k = j + 1
-                while k < n and k < j + 3 and data[k] == c:
-                    k += 1
-                if k - j == 3:
-                    mode, run, i = data[j:k], 0, k
-                elif k == n:  # the text ends in 1 or 2 quotes: wait for the next byte
-                    pending, i = data[j:], n
-                elif k - j == 2:
-                    i = k  # an empty string
-                else:
-                    mode = data[j:i]
-        elif mode == b"#":
-            j = data.find(b"\n", i)
-            if j < 0:
-                break
-            mode, i = b"", j  # the newline ends the comment and is read as code
-        elif len(mode) == 1:
-            m = _IN_STRING[mode].search(data, i)
-            if m is None:
-                break
-            c = data[m.start()]
-            i = m.start() + 1
-            if c == _BACKSLASH:
-                escape = True
-            elif c == _NL:
-                return Lex(error="newline in a single-quoted string"), end - shift if end >= 0 else -1
-            else:
-                mode = b""
-        else:
-            m = _IN_STRING[mode].search(data, i)
-            if m is None:
-                run = 0
-                break
-            j = m.start()
-            if j > i:
-                run = 0
-            i = j + 1
-            if data[j] == _BACKSLASH:
-                escape, run = True, 0
-            else:
-                run += 1
-                if run == 3:
-                    mode, run = b"", 0
-    return Lex(bytes(stack), mode, pending, run, escape, code), end - shift if end >= 0 else -1
 
 
 def valid_prefix(source: str) -> bool:
@@ -481,7 +345,7 @@ class SyntaxMonitor:
 def _ends_on_header(text: str) -> bool:
     """The last code line opens a block (`if x:`) or is a decorator: its statement is not done."""
     for line in reversed(text.split("\n")):
-        code = _TRAILING_COMMENT.sub("", line).strip()
+        code = strip_comment(line).strip()
         if code:
             return code.endswith(":") or code.startswith("@")
     return False

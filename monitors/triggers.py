@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from completion.decoding.lexer import Lex, lex
 from monitors.base import Written
 from monitors.vocab import ASSIGNMENT, is_ident_byte
 
@@ -61,24 +62,9 @@ def _line(text: bytes) -> bytes:
 
 def in_code(line: bytes) -> bool:
     """Whether the end of `line` is code, not inside a string or a comment (one line is enough
-    for triggers: a name after a dot inside a multi-line string is jedi's to refuse)."""
-    quote = b""
-    i = 0
-    while i < len(line):
-        c = line[i : i + 1]
-        if quote:
-            if c == b"\\":
-                i += 1
-            elif line.startswith(quote, i):
-                i += len(quote) - 1
-                quote = b""
-        elif c == b"#":
-            return False
-        elif c in b"'\"":
-            quote = line[i : i + 3] if line[i : i + 3] in (b"'''", b'"""') else c
-            i += len(quote) - 1
-        i += 1
-    return not quote
+    for triggers: a name after a dot inside a multi-line string is jedi's to refuse). The lexer
+    forgives: the line may close brackets opened above it."""
+    return lex(Lex(), line, forgive=True)[0].in_code
 
 
 def member(written: Written, top: bytes) -> Trigger | None:

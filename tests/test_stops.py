@@ -81,6 +81,8 @@ def test_block_end_counts_tabs_as_eight_columns() -> None:
     [
         ("    def f(x):  # helper", "\n        return x\n    def g(y):\n"),
         ("    def f(x):", "  # helper\n        return x\n    def g(y):\n"),
+        ("    def f(x):  # Bob's helper", "\n        return x\n    def g(y):\n"),  # a quote in the comment
+        ('    if s == "#":', "\n        return x\n    def g(y):\n"),  # a # in a string
     ],
 )
 def test_block_end_sees_an_opener_followed_by_a_comment(cursor_line: str, text: str) -> None:

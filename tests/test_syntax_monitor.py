@@ -342,6 +342,7 @@ BODY = "def f(x):\n    "
         (BODY, "y = 1\n    return (y +", "y = 1\n"),  # an open bracket
         (BODY, "y = 1\n    z = 'abc", "y = 1\n"),  # an open string
         (BODY, "y = 1\n    if y:", "y = 1\n"),  # a block header without its body
+        (BODY, "y = 1\n    if y:  # Bob's", "y = 1\n"),  # ... a quote in its comment
         (BODY, "y = 1\n    if y:\n        z = 2", "y = 1\n    if y:\n        z = 2"),
         (BODY, "y = 1\n    return y +", "y = 1\n"),  # complete brackets, but not a statement
         (BODY, "y = foo(1,\n            2)\n    z = 3", "y = foo(1,\n            2)\n    z = 3"),

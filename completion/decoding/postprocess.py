@@ -2,7 +2,7 @@
 
 Each rule is a small function `(text, ctx) -> text` that cuts the text short or re-indents it;
 `postprocess` composes them in order and returns None when nothing worth showing is left.
-Pure text: no model, no LSP. The lexer is Python-flavoured (`#` comments, triple quotes).
+Pure text: no model, no LSP. Brackets are read with the Python lexer (`lexer.py`), forgiving.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from completion.decoding.lexer import OPENER_OF, Lex, lex
+
 WINDOW_LINES = 50  # prefix lines scanned for open brackets and for the indentation style
 DEFAULT_INDENT = 4  # indent width when the prefix does not show one, and the assumed width of a model's spaces
-_OPENER = {")": "(", "]": "[", "}": "{"}
 _CLOSERS = set(")]}\"'`:,;") | {" ", "\t"}  # what the cursor line's rest may hold for `drop_closing_overlap`
 
 
@@ -58,54 +59,31 @@ class EditContext:
 Step = Callable[[str, EditContext], str]
 
 
-def _code_brackets(text: str, mode: str = "") -> tuple[list[tuple[int, str]], str]:
-    """The brackets of `text` outside strings and `#` comments, with their offsets, and the mode at
-    the end. `mode` is "" in code, "#" in a comment, else the quote that opened the current string,
-    so the completion's scan goes on where the prefix's stopped (a cursor inside a string)."""
-    found: list[tuple[int, str]] = []
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if mode == "#":
-            mode = "" if c == "\n" else mode
-        elif mode:
-            if c == "\\":
-                i += 1
-            elif text.startswith(mode, i):
-                i, mode = i + len(mode) - 1, ""
-            elif c == "\n" and len(mode) == 1:  # an unterminated '..' ends with its line
-                mode = ""
-        elif c == "#":
-            mode = "#"
-        elif c in "'\"":
-            mode = c * 3 if text.startswith(c * 3, i) else c
-            i += len(mode) - 1
-        elif c in "()[]{}":
-            found.append((i, c))
-        i += 1
-    return found, mode
-
-
 def _bracket_scan(text: str, ctx: EditContext) -> tuple[int | None, set[int]]:
     """Scan `text` as the continuation of the prefix window: the offset of the first closing bracket
     that closes nothing (neither an opener in `text` nor one still open in the prefix), and the
-    offsets of the closers whose opener is in `text` itself."""
-    found, mode = _code_brackets(ctx.window)
-    stack: list[tuple[str, bool]] = []  # (opener, opened in `text`)
-    for _, c in found:
-        if c not in _OPENER:
-            stack.append((c, False))
-        elif stack and stack[-1][0] == _OPENER[c]:
-            stack.pop()  # a stray closer in the prefix (the window began inside a bracket) is ignored
+    offsets of the closers whose opener is in `text` itself. The lexer forgives, since the window
+    may begin inside a bracket (a stray closer in the prefix is ignored)."""
+    prefix, _ = lex(Lex(), ctx.window.encode("utf-8", "surrogatepass"), forgive=True)
+    data = text.encode("utf-8", "surrogatepass")
+    found: list[int] = []
+    lex(prefix, data, brackets=found, forgive=True)
+    stack = [(c, False) for c in prefix.stack]  # (opener, opened in `text`)
     own: set[int] = set()
-    for i, c in _code_brackets(text, mode)[0]:
-        if c not in _OPENER:
+    for i in found:
+        c = data[i]
+        if c not in OPENER_OF:
             stack.append((c, True))
-        elif not stack or stack[-1][0] != _OPENER[c]:
-            return i, own
+        elif not stack or stack[-1][0] != OPENER_OF[c]:
+            return _chars(data, i), own
         elif stack.pop()[1]:
-            own.add(i)
+            own.add(_chars(data, i))
     return None, own
+
+
+def _chars(data: bytes, i: int) -> int:
+    """The character offset of byte `i` of UTF-8 `data`."""
+    return len(data[:i].decode("utf-8", "surrogatepass"))
 
 
 def _indent_style(window: str) -> tuple[bool | None, int]:

@@ -7,12 +7,12 @@ line's end), so a line is never cut while the model is still writing it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from completion.decoding.lexer import strip_comment
+
 StopRule = Callable[[str], int | None]
-_TRAILING_COMMENT = re.compile(r"\s*#[^'\"]*$")  # `def f():  # note` still opens a block
 
 
 def indent_of(line: str) -> int:
@@ -44,7 +44,7 @@ class BlockEnd:
         if len(lines) < 2:
             return None
         base = indent_of(self.cursor_line)
-        opener = _TRAILING_COMMENT.sub("", self.cursor_line + lines[0]).rstrip().endswith(":")
+        opener = strip_comment(self.cursor_line + lines[0]).rstrip().endswith(":")  # `def f():  # note` too
         start = len(lines[0]) + 1
         for line in lines[1:-1]:  # the last line may still be growing
             if line.strip():
