@@ -5,6 +5,10 @@ plugin's autocommands, debounce and mappings run as for a user), records the gho
 extmarks, every inlineCompletion request the plugin sent with the server's answer, the buffer
 at each step and `:checkhealth livekv`; this module runs it once and checks the report against
 the server's own answers. Neovim and its helpers come from tests/test_neovim.py.
+
+The plugin's Neovim 0.12 path (the built-in `vim.lsp.inline_completion`) cannot run here: only
+0.11 installs. tests/nvim/builtin_stub.lua drives it against a stand-in with the built-in's
+public API and an in-process fake server (no model), so those tests are not `integration`.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from typing import Any
 import pytest
 from test_neovim import REPO, TIMEOUT_S, NeovimRun, neovim_env, nvim_binary, run_neovim
 
-pytestmark = pytest.mark.integration  # the server loads the embedded model
+integration = pytest.mark.integration  # the server loads the embedded model
 
 PLUGIN = REPO / "editors" / "nvim"
 SCRIPT = Path(__file__).resolve().parent / "nvim" / "plugin_e2e.lua"
+BUILTIN_SCRIPT = Path(__file__).resolve().parent / "nvim" / "builtin_stub.lua"
 DEBOUNCE_MS = 60
 AFTER = "    def count(self):"  # the typed line goes below this one
 TYPED = "        for "  # cursor at its end; the two drafts here both start with `i`, so both survive typing it
@@ -108,6 +113,7 @@ def shown(run: NeovimRun, name: str) -> dict[str, Any]:
     return shot
 
 
+@integration
 def test_plugin_starts_the_server_with_the_settings(plugin_run: NeovimRun) -> None:
     report = plugin_run.report
     assert not report["errors"], plugin_run.explain("the Neovim script failed")
@@ -123,6 +129,7 @@ def test_plugin_starts_the_server_with_the_settings(plugin_run: NeovimRun) -> No
     )
 
 
+@integration
 def test_ghost_text_is_the_first_item_of_the_last_answer(plugin_run: NeovimRun) -> None:
     shot = shown(plugin_run, "shown")
     row, col = shot["cursor"]
@@ -142,6 +149,7 @@ def test_ghost_text_is_the_first_item_of_the_last_answer(plugin_run: NeovimRun) 
     assert shot["statusline"] == f"livekv {status['latency_ms']}ms"
 
 
+@integration
 def test_typing_through_shrinks_the_ghost_text_without_a_request(plugin_run: NeovimRun) -> None:
     before, after = shown(plugin_run, "shown"), shown(plugin_run, "through")
     first = plugin_run.report["typed_through"]
@@ -152,6 +160,7 @@ def test_typing_through_shrinks_the_ghost_text_without_a_request(plugin_run: Neo
     assert after["requests"] == before["requests"], plugin_run.explain("typing through sent a new request")
 
 
+@integration
 def test_cycling_shows_the_other_draft(plugin_run: NeovimRun) -> None:
     through, nxt, prev = shown(plugin_run, "through"), shown(plugin_run, "next"), shown(plugin_run, "prev")
     row, col = through["cursor"]
@@ -174,6 +183,7 @@ def test_cycling_shows_the_other_draft(plugin_run: NeovimRun) -> None:
     assert nxt["lines"] == prev["lines"] == through["lines"]
 
 
+@integration
 def test_tab_accepts_the_suggestion_at_its_range(plugin_run: NeovimRun) -> None:
     before, after = shown(plugin_run, "before_accept"), shown(plugin_run, "accepted")
     row, col = before["cursor"]
@@ -186,6 +196,7 @@ def test_tab_accepts_the_suggestion_at_its_range(plugin_run: NeovimRun) -> None:
     assert after["mode"] == "i"
 
 
+@integration
 def test_a_newer_request_cancels_the_one_in_flight(plugin_run: NeovimRun) -> None:
     before, shot = shown(plugin_run, "before_second"), shown(plugin_run, "second_shown")
     row, col = shot["cursor"]
@@ -200,6 +211,7 @@ def test_a_newer_request_cancels_the_one_in_flight(plugin_run: NeovimRun) -> Non
     assert shot["ghost"]["text"] == ghost_of(plugin_run, items[0], SECOND_TYPED, col)
 
 
+@integration
 def test_ctrl_right_accepts_one_word(plugin_run: NeovimRun) -> None:
     shot, after = shown(plugin_run, "second_shown"), shown(plugin_run, "word")
     row, col = shot["cursor"]
@@ -215,6 +227,7 @@ def test_ctrl_right_accepts_one_word(plugin_run: NeovimRun) -> None:
     assert after["requests"] == shot["requests"], plugin_run.explain("accepting a word sent a request")
 
 
+@integration
 def test_dismiss_hides_the_ghost_text_and_keeps_the_buffer(plugin_run: NeovimRun) -> None:
     shot, dismissed = shown(plugin_run, "word"), shown(plugin_run, "dismissed")
     assert shot["ghost"] is not None, plugin_run.explain("nothing shown to dismiss")
@@ -223,6 +236,7 @@ def test_dismiss_hides_the_ghost_text_and_keeps_the_buffer(plugin_run: NeovimRun
     assert dismissed["requests"] == shot["requests"], plugin_run.explain("dismissing sent a request")
 
 
+@integration
 def test_a_multi_line_suggestion_shows_as_virtual_lines_and_is_accepted_whole(plugin_run: NeovimRun) -> None:
     shot, after = shown(plugin_run, "multi_shown"), shown(plugin_run, "multi_accepted")
     row, col = shot["cursor"]
@@ -240,6 +254,7 @@ def test_a_multi_line_suggestion_shows_as_virtual_lines_and_is_accepted_whole(pl
     assert after["cursor"] == [row + len(inserted) - 1, len(inserted[-1])]
 
 
+@integration
 def test_checkhealth_reports_the_client_model_and_latency(plugin_run: NeovimRun) -> None:
     health = "\n".join(plugin_run.report.get("health") or [])
     assert "livekv: Neovim" in health and "livekv: server" in health, plugin_run.explain(f"no report:\n{health}")
@@ -248,3 +263,100 @@ def test_checkhealth_reports_the_client_model_and_latency(plugin_run: NeovimRun)
     model = plugin_run.report["status_shown"]["model"]
     for expected in ("Neovim 0.11.", "own extmarks", "running (initialized)", f"model: {model}", "last suggestion: "):
         assert any(expected in line for line in oks), f"no OK line with {expected!r}:\n{health}"
+
+
+# -- the Neovim 0.12 path, against a stand-in for vim.lsp.inline_completion ---------------------------------
+
+BUILTIN_TYPED = "        return self.it"  # the item's range: `self.it`, from column 15 to the cursor
+BUILTIN_FIRST = "        return self.items[0] if self.items else None"  # the typed line after accepting all of it
+BUILTIN_ITEM = {"insert_text": "self.items[0] if self.items else None\n    def last(self):", "start_col": 15}
+BUILTIN_SOURCE = "class Cart:\n    def first(self):\n"
+
+
+@pytest.fixture(scope="module")
+def builtin_run(tmp_path_factory: pytest.TempPathFactory) -> NeovimRun:
+    nvim = nvim_binary()
+    tmp = tmp_path_factory.mktemp("nvim-builtin")
+    source = tmp / "cart.py"
+    source.write_text(BUILTIN_SOURCE, encoding="utf-8")
+    report_path, config_path = tmp / "report.json", tmp / "config.json"
+    config = {"file": str(source), "out": str(report_path), "typed": BUILTIN_TYPED, "item": BUILTIN_ITEM}
+    config["wait_ms"] = 10_000
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    env = {**neovim_env(tmp), "LIVEKV_E2E_CONFIG": str(config_path)}
+    command = [str(nvim), "--clean", "-n", "--headless", "--cmd", f"set rtp^={PLUGIN}", "-S", str(BUILTIN_SCRIPT)]
+    return run_neovim(command, tmp, env, tmp, report_path, tmp / "no-server.log", timeout_s=60)
+
+
+def builtin_step(run: NeovimRun, name: str) -> dict[str, Any]:
+    steps = {step["name"]: step for step in run.report["steps"]}
+    assert name in steps, run.explain(f"no step {name!r}; errors: {run.report['errors']}")
+    return steps[name]
+
+
+def calls_between(run: NeovimRun, before: str, after: str) -> list[dict[str, Any]]:
+    """The stand-in's calls made from step `before` to step `after`."""
+    return run.report["calls"][builtin_step(run, before)["calls"] : builtin_step(run, after)["calls"]]
+
+
+def test_builtin_is_enabled_per_buffer_and_every_key_is_mapped(builtin_run: NeovimRun) -> None:
+    report = builtin_run.report
+    assert not report["errors"], builtin_run.explain("the Neovim script failed")
+    assert report["status"]["builtin"] and report["status"]["state"] == "ready"
+    # bufnr alone: the built-in asserts that bufnr and client_id are not both given
+    enable = {"enable": True, "bufnr": report["bufnr"], "client_id": None}
+    assert report["calls"][0] == {"name": "enable", "args": enable}
+    maps = report["maps"]
+    for lhs, desc in {
+        "<Tab>": "accept the suggestion",
+        "<C-Right>": "accept a word",
+        "<M-l>": "accept a line",
+        "<C-]>": "dismiss",
+        "<M-]>": "next draft",
+        "<M-[>": "previous draft",
+    }.items():
+        assert maps.get(lhs) == f"livekv: {desc}", builtin_run.explain(f"{lhs} is not mapped on the 0.12 path")
+
+
+def test_builtin_accept_word_and_line_insert_that_part_of_the_item(builtin_run: NeovimRun) -> None:
+    typed, word, line = (builtin_step(builtin_run, n) for n in ("typed", "word", "line"))
+    row = typed["cursor"][0]
+    assert typed["lines"][row] == BUILTIN_TYPED and typed["mode"] == "i"
+    assert [c["args"]["on_accept"] for c in calls_between(builtin_run, "typed", "line")] == [True, True]
+    assert word["lines"][row] == "        return self.items", builtin_run.explain("<C-Right> did not take one word")
+    assert word["cursor"] == [row, len("        return self.items")] and len(word["lines"]) == len(typed["lines"])
+    assert line["lines"][row] == BUILTIN_FIRST, builtin_run.explain("<M-l> did not take the rest of the line")
+    assert line["cursor"] == [row, len(BUILTIN_FIRST)] and len(line["lines"]) == len(typed["lines"])
+
+
+def test_builtin_dismiss_inserts_nothing_and_keys_fall_through_when_nothing_is_shown(builtin_run: NeovimRun) -> None:
+    line, dismissed, tab = (builtin_step(builtin_run, n) for n in ("line", "dismissed", "tab_fallthrough"))
+    (dismiss,) = calls_between(builtin_run, "line", "dismissed")
+    assert dismiss["args"]["on_accept"] and dismiss["args"]["shown"]  # get() with the no-op accept: hidden
+    assert not dismissed["shown"] and dismissed["lines"] == line["lines"] and dismissed["cursor"] == line["cursor"]
+    row, col = line["cursor"]
+    assert tab["lines"][row] == line["lines"][row] + "\t", builtin_run.explain("<Tab> lost its meaning")
+    assert tab["cursor"] == [row, col + 1]
+
+
+def test_builtin_cycles_with_select_and_tab_accepts_through_the_builtin(builtin_run: NeovimRun) -> None:
+    cycle = calls_between(builtin_run, "tab_fallthrough", "cycled")
+    bufnr = builtin_run.report["bufnr"]
+    assert cycle == [
+        {"name": "select", "args": {"bufnr": bufnr, "count": 1}},
+        {"name": "select", "args": {"bufnr": bufnr, "count": -1}},
+    ]
+    (accept,) = calls_between(builtin_run, "cycled", "accepted")
+    assert accept["name"] == "get" and accept["args"]["shown"] and not accept["args"]["on_accept"]  # the built-in's own
+    accepted, row = builtin_step(builtin_run, "accepted"), builtin_step(builtin_run, "typed")["cursor"][0]
+    assert accepted["lines"][row : row + 2] == [BUILTIN_FIRST, "    def last(self):"]
+    assert accepted["cursor"] == [row + 1, len("    def last(self):")]
+
+
+def test_builtin_toggle_and_checkhealth(builtin_run: NeovimRun) -> None:
+    bufnr = builtin_run.report["bufnr"]
+    assert [c["args"]["enable"] for c in calls_between(builtin_run, "accepted", "toggled")] == [False, True]
+    assert all(c["args"]["bufnr"] == bufnr for c in calls_between(builtin_run, "accepted", "toggled"))
+    health = "\n".join(builtin_run.report.get("health") or [])
+    assert "ERROR" not in health, health
+    assert "built-in vim.lsp.inline_completion" in health and "vim.lsp.enable('livekv')" in health, health

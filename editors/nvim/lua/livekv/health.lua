@@ -17,13 +17,16 @@ function M.check()
   end
   if livekv.config.use_builtin and vim.lsp.inline_completion ~= nil then
     health.ok('ghost text: built-in vim.lsp.inline_completion (Neovim 0.12+)')
+    health.info("accept a word / a line, dismiss: inline_completion.get() with livekv's on_accept (the built-in has none)")
   else
     health.ok("ghost text: livekv's own extmarks (Neovim 0.11 path)")
   end
 
   health.start('livekv: server')
   local cmd = livekv.config.cmd
-  if vim.fn.executable(cmd[1]) == 1 then
+  if type(cmd) == 'function' then
+    health.ok('command: a Lua function (an in-process RPC client)')
+  elseif vim.fn.executable(cmd[1]) == 1 then
     health.ok('command: ' .. table.concat(cmd, ' '))
   else
     health.error(('command %q is not executable'):format(cmd[1]), {

@@ -32,8 +32,9 @@ local M = {}
 
 ---@class livekv.Config
 local defaults = {
-  --- The command that starts the server on stdio (`cmd` of `vim.lsp.config`).
-  ---@type string[]
+  --- The command that starts the server on stdio (`cmd` of `vim.lsp.config`: a list, or a function
+  --- that returns an RPC client).
+  ---@type string[]|fun(dispatchers: vim.lsp.rpc.Dispatchers): vim.lsp.rpc.PublicClient
   cmd = { 'livekv', 'serve' },
   --- Server settings with the README's camelCase names (`threads`, `drafts`, `maxTokens`, ...),
   --- sent as `initializationOptions` and as `settings`; what is left out takes the server's default.
@@ -718,7 +719,7 @@ function M.setup(opts)
       end
     end,
   })
-  if vim.fn.executable(M.config.cmd[1]) == 0 then
+  if type(M.config.cmd) == 'table' and vim.fn.executable(M.config.cmd[1]) == 0 then
     -- vim.lsp.enable() only logs this (:LspLog) and starts nothing.
     vim.notify(('livekv: %q is not executable; set `cmd` in setup()'):format(M.config.cmd[1]), vim.log.levels.WARN)
   end
