@@ -1,7 +1,8 @@
 """The VS Code extension (editors/vscode): its build and unit tests, its settings against the server's, and
 the requests it sends replayed against the real server.
 
-The extension's TypeScript unit tests (request/response and settings mapping, status bar text) run under
+The extension's TypeScript unit tests (the inline completion context, the settings mapping, the status bar text, and
+the wiring with vscode-languageclient's own inline completion feature on a fake client) run under
 node's test runner through `npm test`; that test is skipped when node or npm is missing. The others need
 no node: they read the extension's package.json, so a default that drifts from completion/settings.py, or
 an initialization object the server would not accept, fails here.
@@ -131,6 +132,10 @@ def warnings(client: LanguageClient) -> list[str]:
 async def client(lsp_client: LanguageClient):
     # As vscode-languageclient 9 starts the server for a single file (no folder open): VS Code's captured
     # capabilities, its clientInfo, and the extension's initializationOptions.
+    @lsp_client.feature(types.CLIENT_REGISTER_CAPABILITY)
+    def register(params: types.RegistrationParams) -> None:  # as VS Code does: accept and remember
+        lsp_helpers.registrations.setdefault(id(lsp_client), []).extend(params.registrations)
+
     result = await lsp_client.initialize_session(
         types.InitializeParams(
             capabilities=client_capabilities("visual-studio-code"),
@@ -166,7 +171,8 @@ def plain(at: types.Position) -> dict[str, int]:
 
 
 def request(doc: Doc, caret: int, **context: Any) -> dict[str, Any]:
-    """textDocument/inlineCompletion params as the extension's requestParams builds them (plain JSON)."""
+    """textDocument/inlineCompletion params as the extension sends them: vscode-languageclient's own request with
+    the context from the extension's middleware (src/inline.ts lspContext), as plain JSON."""
     return {
         "textDocument": {"uri": doc.uri},
         "position": plain(doc.position(caret)),

@@ -2,11 +2,13 @@
  * The livekv VS Code extension: starts `livekv serve` over stdio through vscode-languageclient,
  * shows the server's inline completions as ghost text, and keeps a status bar item.
  *
- * Thin on purpose: the request/response mapping (inline.ts), the settings (settings.ts) and the
- * status text (status.ts) are pure modules with their own unit tests; this file only wires them
- * to VS Code. vscode-languageclient 9 is used because its own inline completion feature is a
- * proposed one that stays off unless registered, so ours is the only provider (from 10 on the
- * client registers one by itself whenever the server advertises `inlineCompletionProvider`).
+ * Thin on purpose: the ghost text is vscode-languageclient's own inline completion feature (in
+ * 9.0.1 a proposed feature, turned on with `registerProposedFeatures()`: it registers the provider
+ * while the server runs and advertises `inlineCompletionProvider`, sends the requests with VS
+ * Code's cancellation token and converts the answers). Its middleware, `provideInlineCompletionItems`,
+ * holds what is ours: the toggle, the request context LSP 3.18 wants (inline.ts), and the status
+ * bar on a failed request. The settings (settings.ts) and the status text (status.ts) are pure
+ * modules with their own unit tests; this file only wires them to VS Code.
  */
 
 import * as vscode from "vscode";
@@ -14,12 +16,13 @@ import {
   DidChangeConfigurationNotification,
   LanguageClient,
   LanguageClientOptions,
-  RequestType,
+  Middleware,
+  RevealOutputChannelOn,
   ServerOptions,
   State,
 } from "vscode-languageclient/node";
 
-import { Item, InlineCompletionParams, requestParams, responseItems } from "./inline";
+import { lspContext } from "./inline";
 import { Lookup, configurationParams, launch, restartKey, serverSettings } from "./settings";
 import { Status, StatusParams } from "./status";
 
@@ -29,7 +32,7 @@ const SELECTOR = [
   { scheme: "file", language: "python" },
   { scheme: "untitled", language: "python" },
 ];
-const INLINE = new RequestType<InlineCompletionParams, unknown, void>("textDocument/inlineCompletion");
+type ProvideInlineCompletionItems = NonNullable<Middleware["provideInlineCompletionItems"]>;
 
 function lookup(): Lookup {
   const config = vscode.workspace.getConfiguration(SECTION);
@@ -65,6 +68,9 @@ class Server {
     const clientOptions: LanguageClientOptions = {
       documentSelector: SELECTOR,
       outputChannel: this.output,
+      // A failed request is logged in the output and shown in the status bar, not as a pop-up on
+      // every keystroke (the client's default for a failed request is an error notification).
+      revealOutputChannelOn: RevealOutputChannelOn.Never,
       // A function: the client's own restart after a crash sends the settings of that moment.
       initializationOptions: () => serverSettings(lookup()),
       middleware: {
@@ -73,9 +79,12 @@ class Server {
           this.refresh();
           next(token, params);
         },
+        provideInlineCompletionItems: inlineMiddleware(this.status, this.refresh, this.output),
       },
     };
     const client = new LanguageClient("livekv", "livekv", serverOptions, clientOptions);
+    // vscode-languageclient 9.0.1's one proposed feature: InlineCompletionItemFeature (LSP 3.18).
+    client.registerProposedFeatures();
     client.onNotification("livekv/status", (params: StatusParams) => {
       this.status.suggestion(params);
       this.refresh();
@@ -149,44 +158,36 @@ class Server {
   }
 }
 
-function toVscode(item: Item): vscode.InlineCompletionItem {
-  const insert = item.snippet ? new vscode.SnippetString(item.text) : item.text;
-  const r = item.range;
-  const range = r && new vscode.Range(r.start.line, r.start.character, r.end.line, r.end.character);
-  const out = new vscode.InlineCompletionItem(insert, range, item.command);
-  if (item.filterText !== undefined) {
-    out.filterText = item.filterText;
-  }
-  return out;
-}
-
-function inlineProvider(server: Server, status: Status, output: vscode.OutputChannel) {
-  return {
-    async provideInlineCompletionItems(
-      document: vscode.TextDocument,
-      position: vscode.Position,
-      context: vscode.InlineCompletionContext,
-      token: vscode.CancellationToken,
-    ): Promise<vscode.InlineCompletionList | undefined> {
-      const client = server.client;
-      if (!status.enabled || !client?.isRunning()) {
-        return undefined;
+/**
+ * The middleware of the client's inline completion provider. While the toggle is off nothing is
+ * asked. Else the client's own request (`next`) goes out with the context as LSP 3.18 has it
+ * (9.0.1 would send VS Code's as it is, see inline.ts) and VS Code's token, so a superseded
+ * request is cancelled with `$/cancelRequest`; the client converts every item (VS Code shows the
+ * first and cycles through the others with Alt+] / Alt+[). A failed request puts the status bar
+ * in error, with the reason in its tooltip, until the next suggestion, and goes to the output.
+ */
+function inlineMiddleware(
+  status: Status,
+  refresh: () => void,
+  output: vscode.OutputChannel,
+): ProvideInlineCompletionItems {
+  return async (document, position, context, token, next) => {
+    if (!status.enabled) {
+      return undefined;
+    }
+    const wire = lspContext(context) as unknown as vscode.InlineCompletionContext;
+    try {
+      return await next(document, position, wire, token);
+    } catch (err) {
+      if (token.isCancellationRequested || err instanceof vscode.CancellationError) {
+        return undefined; // superseded, or cancelled by the server: nothing to report
       }
-      const uri = client.code2ProtocolConverter.asUri(document.uri);
-      let result: unknown;
-      try {
-        // The token forwards VS Code's cancellation as `$/cancelRequest`; the server stops decoding.
-        result = await client.sendRequest(INLINE, requestParams(uri, position, context), token);
-      } catch (err) {
-        if (token.isCancellationRequested) {
-          return undefined;
-        }
-        output.appendLine(`livekv: inline completion failed: ${err}`);
-        return client.handleFailedRequest(INLINE, token, err, undefined, false);
-      }
-      // Every item: VS Code shows the first and cycles through the others (Alt+] / Alt+[).
-      return new vscode.InlineCompletionList(responseItems(result).map(toVscode));
-    },
+      const reason = `inline completion failed: ${err instanceof Error ? err.message : err}`;
+      output.appendLine(`livekv: ${reason}`);
+      status.failed(reason);
+      refresh();
+      return undefined;
+    }
   };
 }
 
@@ -209,7 +210,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   context.subscriptions.push(
     output,
     item,
-    vscode.languages.registerInlineCompletionItemProvider(SELECTOR, inlineProvider(current, status, output)),
     vscode.commands.registerCommand("livekv.toggle", async () => {
       status.enabled = !status.enabled;
       await context.globalState.update(ENABLED, status.enabled);

@@ -1,7 +1,11 @@
 /**
- * `textDocument/inlineCompletion` (LSP 3.18) in both directions: VS Code's provider arguments to
- * the request params, and the server's answer to plain item descriptions that the extension turns
- * into `vscode.InlineCompletionItem`s. Pure (no `vscode` import) so that node's test runner can check it.
+ * The `textDocument/inlineCompletion` context on the wire. vscode-languageclient's own inline
+ * completion feature sends the requests and converts the answers; only the context is fixed here,
+ * in the extension's middleware, because 9.0.1's code2ProtocolConverter.asInlineCompletionParams
+ * copies VS Code's context as it is: VS Code's trigger kinds count from 0 (Invoke 0, Automatic 1)
+ * and so do the proposed 3.17.5 types that version was built on, while LSP 3.18 counts from 1
+ * (Invoked 1, Automatic 2); and a `vscode.Range` serializes as an array `[start, end]` (its
+ * `toJSON`), not as `{start, end}`. Pure (no `vscode` import) so that node's test runner can check it.
  */
 
 export interface Position {
@@ -18,31 +22,19 @@ export interface Range {
 export const LSP_TRIGGER = { Invoked: 1, Automatic: 2 } as const;
 export const VSCODE_TRIGGER = { Invoke: 0, Automatic: 1 } as const;
 
-/** What the provider gets from VS Code, reduced to the fields the request needs. */
+/** What the provider gets from VS Code (vscode.InlineCompletionContext), reduced to the fields sent. */
 export interface EditorContext {
   triggerKind: number; // vscode.InlineCompletionTriggerKind
   selectedCompletionInfo?: { range: Range; text: string };
 }
 
-export interface InlineCompletionParams {
-  textDocument: { uri: string };
-  position: Position;
-  context: {
-    triggerKind: number;
-    selectedCompletionInfo?: { range: Range; text: string };
-  };
+/** LSP 3.18's InlineCompletionContext. */
+export interface InlineCompletionContext {
+  triggerKind: number;
+  selectedCompletionInfo?: { range: Range; text: string };
 }
 
-/** One item for VS Code: `snippet` says whether `text` is snippet syntax (a `SnippetString`). */
-export interface Item {
-  text: string;
-  snippet: boolean;
-  range?: Range;
-  filterText?: string;
-  command?: { title: string; command: string; arguments?: unknown[] };
-}
-
-// vscode.Position/Range carry methods and getters; the wire wants plain numbers only.
+// vscode.Position/Range carry methods, getters and toJSON; the wire wants plain numbers only.
 function position(p: Position): Position {
   return { line: p.line, character: p.character };
 }
@@ -51,61 +43,13 @@ function range(r: Range): Range {
   return { start: position(r.start), end: position(r.end) };
 }
 
-export function requestParams(uri: string, at: Position, context: EditorContext): InlineCompletionParams {
+/** VS Code's context as LSP 3.18 has it: the trigger kind renumbered, the selected item's range plain. */
+export function lspContext(context: EditorContext): InlineCompletionContext {
   const triggerKind = context.triggerKind === VSCODE_TRIGGER.Invoke ? LSP_TRIGGER.Invoked : LSP_TRIGGER.Automatic;
-  const params: InlineCompletionParams = { textDocument: { uri }, position: position(at), context: { triggerKind } };
+  const out: InlineCompletionContext = { triggerKind };
   const selected = context.selectedCompletionInfo;
   if (selected) {
-    params.context.selectedCompletionInfo = { range: range(selected.range), text: selected.text };
-  }
-  return params;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null;
-}
-
-function isPosition(value: unknown): value is Position {
-  return isObject(value) && Number.isInteger(value.line) && Number.isInteger(value.character);
-}
-
-function isRange(value: unknown): value is Range {
-  return isObject(value) && isPosition(value.start) && isPosition(value.end);
-}
-
-/** One wire item; null for a malformed one (dropped, not guessed at). */
-function item(value: unknown): Item | null {
-  if (!isObject(value)) {
-    return null;
-  }
-  const insert = value.insertText;
-  let out: Item;
-  if (typeof insert === "string") {
-    out = { text: insert, snippet: false };
-  } else if (isObject(insert) && insert.kind === "snippet" && typeof insert.value === "string") {
-    out = { text: insert.value, snippet: true };
-  } else {
-    return null;
-  }
-  if (isRange(value.range)) {
-    out.range = range(value.range);
-  }
-  if (typeof value.filterText === "string") {
-    out.filterText = value.filterText;
-  }
-  const command = value.command;
-  if (isObject(command) && typeof command.title === "string" && typeof command.command === "string") {
-    out.command = { title: command.title, command: command.command };
-    if (Array.isArray(command.arguments)) {
-      out.command.arguments = command.arguments;
-    }
+    out.selectedCompletionInfo = { range: range(selected.range), text: selected.text };
   }
   return out;
-}
-
-/** All items of an `InlineCompletionList`, an item array, or null, in the server's order
- * (VS Code shows the first and cycles through the rest with Alt+] / Alt+[). */
-export function responseItems(result: unknown): Item[] {
-  const raw = Array.isArray(result) ? result : isObject(result) && Array.isArray(result.items) ? result.items : [];
-  return raw.map(item).filter((i): i is Item => i !== null);
 }

@@ -33,6 +33,7 @@ export const SERVER_KEYS = [
   "monitorKeywords",
   "monitorSyntax",
   "jediTimeoutMs",
+  "ngramWeight",
 ] as const;
 
 /** The server reads these once, when the model loads: a change restarts it. */

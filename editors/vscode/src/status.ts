@@ -82,7 +82,11 @@ export class Status {
   }
 
   suggestion(params: StatusParams): void {
-    // A suggestion proves the model is up, even if a progress notification was missed.
+    // A suggestion proves the model is up, even if a progress notification was missed, and that
+    // an earlier failed request is over.
+    if (this.state === "error") {
+      this.detail = undefined;
+    }
     if (this.state !== "indexing") {
       this.state = "ready";
     }
@@ -91,6 +95,7 @@ export class Status {
     this.firstTokenMs = typeof params.firstTokenMs === "number" ? params.firstTokenMs : undefined;
   }
 
+  /** The server stopped, the model did not load, or a request failed: `detail` says which. */
   failed(detail: string): void {
     this.state = "error";
     this.detail = detail;

@@ -1,8 +1,11 @@
 /**
  * The wiring in src/extension.ts, with small fakes of the `vscode` API and of vscode-languageclient's
  * LanguageClient (installed in front of node's module loader): what is started with which options,
- * what the inline provider sends and returns, the status bar, the toggle, and which settings changes
- * restart the server. The real client and server are exercised by tests/test_vscode.py.
+ * what the inline completions send and return, the status bar, the toggle, and which settings changes
+ * restart the server. The inline completions are vscode-languageclient 9.0.1's own code: its
+ * InlineCompletionItemFeature (the one feature `registerProposedFeatures()` adds in that version) and
+ * its converters run on the fake client, so the JSON checked here is what that version would send
+ * through the extension's middleware. The real server is exercised by tests/test_vscode.py.
  */
 
 import * as assert from "node:assert/strict";
@@ -22,22 +25,34 @@ for (const [key, spec] of Object.entries<{ default: unknown }>(pkg.contributes.c
 
 const user: Record<string, unknown> = {}; // the user's livekv.* settings
 const configListeners: ((e: { affectsConfiguration(s: string): boolean }) => void)[] = [];
-const providers: { selector: unknown; provider: any }[] = [];
+const providers: { selector: unknown; provider: any; disposed: boolean }[] = [];
 const commands = new Map<string, (...args: unknown[]) => unknown>();
 const executed: string[] = [];
 const statusItem = { text: "", tooltip: "", shown: false, show() { this.shown = true; }, dispose() {} };
 const disposable = { dispose() {} };
 
+class Position {
+  constructor(
+    readonly line: number,
+    readonly character: number,
+  ) {}
+}
+
 class Range {
-  start: { line: number; character: number };
-  end: { line: number; character: number };
+  start: Position;
+  end: Position;
   constructor(l1: number, c1: number, l2: number, c2: number) {
-    this.start = { line: l1, character: c1 };
-    this.end = { line: l2, character: c2 };
+    this.start = new Position(l1, c1);
+    this.end = new Position(l2, c2);
+  }
+  toJSON(): unknown {
+    return [this.start, this.end]; // as vscode.Range serializes: not an LSP range
   }
 }
 
-const fakeVscode = {
+class CancellationError extends Error {}
+
+const fakeVscodeApi = {
   workspace: {
     workspaceFolders: undefined,
     getConfiguration: (section: string) => {
@@ -55,8 +70,9 @@ const fakeVscode = {
   },
   languages: {
     registerInlineCompletionItemProvider: (selector: unknown, provider: unknown) => {
-      providers.push({ selector, provider });
-      return disposable;
+      const entry = { selector, provider, disposed: false };
+      providers.push(entry);
+      return { dispose: () => void (entry.disposed = true) };
     },
   },
   commands: {
@@ -69,7 +85,9 @@ const fakeVscode = {
     },
   },
   StatusBarAlignment: { Left: 1, Right: 2 },
+  Position,
   Range,
+  CancellationError,
   SnippetString: class {
     constructor(readonly value: string) {}
   },
@@ -85,10 +103,18 @@ const fakeVscode = {
     constructor(readonly items: unknown[]) {}
   },
 };
+// The client library's modules subclass a few more vscode classes when they load; any will do.
+const fakeVscode = new Proxy(fakeVscodeApi as Record<string | symbol, unknown>, {
+  get: (target, name) => (name in target ? target[name] : class {}),
+});
 
-// -- fake vscode-languageclient/node ---------------------------------------------------------------------
+// -- fake vscode-languageclient/node, around the library's own inline completion feature -------------------
 
 const State = { Stopped: 1, Running: 2, Starting: 3 };
+const RevealOutputChannelOn = { Debug: 0, Info: 1, Warn: 2, Error: 3, Never: 4 };
+
+// Loaded (with the fake `vscode` below installed) once the module loader is patched.
+let library: { InlineCompletionItemFeature: any; code: any; protocol: any };
 
 class FakeClient {
   static all: FakeClient[] = [];
@@ -98,7 +124,13 @@ class FakeClient {
   notifications: { method: string; params: any }[] = [];
   handlers = new Map<string, (params: any) => void>();
   answer: unknown = null;
-  code2ProtocolConverter = { asUri: (uri: { toString(): string }) => uri.toString() };
+  failWith: Error | undefined; // the next inline request fails with this
+  failed: unknown[] = []; // what reached handleFailedRequest
+  features: any[] = [];
+  proposedFeatures = 0;
+  capabilities: any = {};
+  code2ProtocolConverter = library.code.createConverter((uri: { toString(): string }) => uri.toString());
+  protocol2CodeConverter = library.protocol.createConverter(undefined, true, true);
 
   constructor(
     readonly id: string,
@@ -115,10 +147,26 @@ class FakeClient {
   onDidChangeState() {
     return disposable;
   }
+  get middleware() {
+    return this.clientOptions.middleware;
+  }
+  /** vscode-languageclient 9.0.1's ProposedFeatures.createAll: the inline completion feature alone. */
+  registerProposedFeatures() {
+    this.proposedFeatures++;
+    this.features.push(new library.InlineCompletionItemFeature(this));
+  }
+  /** As the real client: capabilities filled in, then features initialized with the server's. */
   async start() {
+    for (const feature of this.features) {
+      feature.fillClientCapabilities(this.capabilities);
+      feature.initialize({ inlineCompletionProvider: true }, this.clientOptions.documentSelector);
+    }
     this.running = true;
   }
   async stop() {
+    for (const feature of this.features) {
+      feature.clear(); // the real client disposes every feature's registrations when it stops
+    }
     this.running = false;
     this.stopped = true;
   }
@@ -129,8 +177,19 @@ class FakeClient {
     return this.running;
   }
   async sendRequest(type: { method: string }, params: unknown, token: unknown) {
-    this.requests.push({ method: type.method, params, token });
+    // What goes on the wire is the JSON: the library's params as JSON.stringify writes them.
+    this.requests.push({ method: type.method, params: JSON.parse(JSON.stringify(params)), token });
+    if (this.failWith) {
+      const err = this.failWith;
+      this.failWith = undefined;
+      throw err;
+    }
     return this.answer;
+  }
+  /** The real one logs the failure, then throws it again (cancellations aside). */
+  handleFailedRequest(_type: unknown, _token: unknown, error: unknown) {
+    this.failed.push(error);
+    throw error;
   }
   async sendNotification(type: { method: string }, params: unknown) {
     this.notifications.push({ method: type.method, params });
@@ -140,9 +199,7 @@ class FakeClient {
 const fakeClientLib = {
   LanguageClient: FakeClient,
   State,
-  RequestType: class {
-    constructor(readonly method: string) {}
-  },
+  RevealOutputChannelOn,
   DidChangeConfigurationNotification: { type: { method: "workspace/didChangeConfiguration" } },
 };
 
@@ -157,6 +214,12 @@ Module._load = function (request: string, ...rest: unknown[]) {
     return fakeClientLib;
   }
   return load.call(this, request, ...rest);
+};
+require("vscode-languageserver-protocol/node"); // installs the node runtime the converters time with
+library = {
+  InlineCompletionItemFeature: require("vscode-languageclient/lib/common/inlineCompletion").InlineCompletionItemFeature,
+  code: require("vscode-languageclient/lib/common/codeConverter"),
+  protocol: require("vscode-languageclient/lib/common/protocolConverter"),
 };
 const extension: typeof import("../src/extension") = require("../src/extension");
 
@@ -173,8 +236,12 @@ const latest = () => FakeClient.all[FakeClient.all.length - 1];
 const uri = { toString: () => "file:///w/app.py" };
 const token = { isCancellationRequested: false };
 
-async function provide(triggerKind = 1) {
-  return providers[0].provider.provideInlineCompletionItems({ uri }, { line: 9, character: 7 }, { triggerKind }, token);
+/** The inline completion providers registered now (the client's feature registers one while it runs). */
+const active = () => providers.filter((p) => !p.disposed);
+
+async function provide(triggerKind = 1, selectedCompletionInfo?: { range: Range; text: string }) {
+  const context = { triggerKind, selectedCompletionInfo };
+  return active()[0].provider.provideInlineCompletionItems({ uri }, new Position(9, 7), context, token);
 }
 
 function fireChange() {
@@ -205,7 +272,19 @@ test("activation starts `livekv serve` with every server setting as initializati
     client.clientOptions.documentSelector.map((f: { language: string }) => f.language),
     ["python", "python"],
   );
+  // The client's own inline completion feature, registered before the start, provides the ghost
+  // text for the client's documents; the extension registers no provider of its own.
+  assert.equal(client.proposedFeatures, 1);
+  assert.equal(client.capabilities.textDocument.inlineCompletion.dynamicRegistration, true);
   assert.equal(providers.length, 1);
+  assert.deepEqual(
+    (providers[0].selector as { language: string; scheme: string }[]).map((f) => [f.language, f.scheme]),
+    [
+      ["python", "file"],
+      ["python", "untitled"],
+    ],
+  );
+  assert.equal(client.clientOptions.revealOutputChannelOn, RevealOutputChannelOn.Never); // no pop-up per keystroke
   assert.deepEqual([...commands.keys()].sort(), ["livekv.restart", "livekv.toggle"]);
   assert.equal(statusItem.shown, true);
   assert.match(statusItem.text, /loading/);
@@ -221,7 +300,7 @@ test("the inline provider sends the LSP request with the token and returns every
   assert.deepEqual(sent.params, {
     textDocument: { uri: "file:///w/app.py" },
     position: { line: 9, character: 7 },
-    context: { triggerKind: 2 },
+    context: { triggerKind: 2 }, // LSP 3.18's Automatic, not VS Code's 1 as 9.0.1 alone would send
   });
   assert.equal(sent.token, token);
   assert.equal(list.items.length, 2);
@@ -229,6 +308,32 @@ test("the inline provider sends the LSP request with the token and returns every
   assert.deepEqual(list.items[0].range, new Range(9, 4, 9, 7));
   assert.equal(list.items[1].insertText.value, "tot(${1})");
   assert.equal(list.items[1].range, undefined);
+  await provide(0); // VS Code's Invoke
+  assert.deepEqual(client.requests.at(-1)!.params.context, { triggerKind: 1 });
+});
+
+test("a selected popup item goes out as LSP's selectedCompletionInfo, its range plain", async () => {
+  const client = latest();
+  await provide(1, { range: new Range(9, 5, 9, 7), text: "items" });
+  assert.deepEqual(client.requests.at(-1)!.params.context, {
+    triggerKind: 2,
+    selectedCompletionInfo: {
+      range: { start: { line: 9, character: 5 }, end: { line: 9, character: 7 } },
+      text: "items",
+    },
+  });
+});
+
+test("a failed inline request shows in the status bar until the next suggestion", async () => {
+  const client = latest();
+  client.failWith = new Error("decoding blew up");
+  assert.equal(await provide(), undefined);
+  assert.equal(client.failed.length, 1); // the client's own failure handling saw it (and logged it)
+  assert.equal(statusItem.text, "$(error) livekv error");
+  assert.match(statusItem.tooltip, /inline completion failed: decoding blew up/);
+  client.handlers.get("livekv/status")!({ latencyMs: 200, firstTokenMs: 30, model: "Model-1B fp32" });
+  assert.equal(statusItem.text, "$(check) livekv Model-1B 200 ms");
+  assert.doesNotMatch(statusItem.tooltip, /failed/);
 });
 
 test("progress and livekv/status reach the status bar; progress still goes on to the client", async () => {
@@ -279,6 +384,11 @@ test("a model setting or the server command restarts the server with the new set
   assert.equal(latest().serverOptions.command, "/opt/venv/bin/python");
   assert.deepEqual(latest().serverOptions.args, ["-m", "lsp_server.cli", "serve"]);
   assert.equal(FakeClient.all.filter((c) => c.running).length, 1);
+  // each stopped client took its inline provider with it; the running one has one, asking itself
+  assert.equal(active().length, 1);
+  assert.equal(FakeClient.all.every((c) => c.proposedFeatures === 1), true);
+  await provide();
+  assert.equal(latest().requests.length, 1);
 });
 
 test("changes in quick succession leave exactly one server running, with the last settings", async () => {
@@ -301,4 +411,5 @@ test("livekv.restart and deactivate stop the running server", async () => {
   assert.equal(latest().running, true);
   await extension.deactivate();
   assert.equal(FakeClient.all.filter((c) => c.running).length, 0);
+  assert.equal(active().length, 0);
 });

@@ -35,6 +35,15 @@ test("package.json contributes exactly the server's keys and the extension's own
   }
 });
 
+test("the model settings say they take effect after a restart, and only they", () => {
+  for (const key of SERVER_KEYS) {
+    const spec = properties[`livekv.${key}`];
+    const text = spec.markdownDescription ?? spec.description ?? "";
+    const says = text.includes("(takes effect after a restart");
+    assert.equal(says, (MODEL_KEYS as readonly string[]).includes(key), key);
+  }
+});
+
 test("the initialization options are every server key with its default, nothing else", () => {
   const options = serverSettings(settings());
   assert.deepEqual(Object.keys(options), [...SERVER_KEYS]);
