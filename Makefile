@@ -31,6 +31,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 # The unit tier: every test but those marked integration (they load the embedded model); `make test` runs all.

@@ -115,8 +115,8 @@ def keep_only(logits: torch.Tensor, allowed: np.ndarray) -> torch.Tensor | None:
         out = logits.masked_fill(~mask, float("-inf"))
         return out if bool(torch.isfinite(out).any()) else None
     src = logits.numpy()  # numpy: single-threaded, microseconds (see monitors.vocab)
-    out = np.where(allowed, src, np.float32(-np.inf)).astype(src.dtype, copy=False)
-    return torch.from_numpy(out) if np.isfinite(out[allowed]).any() else None
+    masked = np.where(allowed, src, np.float32(-np.inf)).astype(src.dtype, copy=False)
+    return torch.from_numpy(masked) if np.isfinite(masked[allowed]).any() else None
 
 
 def add_where(logits: torch.Tensor, where: np.ndarray, bonus: float) -> torch.Tensor:

@@ -30,7 +30,7 @@ _original = InferenceState.parse_and_get_code
 
 def install() -> None:
     """Guard jedi's reads (idempotent)."""
-    InferenceState.parse_and_get_code = _parse_and_get_code  # type: ignore[method-assign]
+    InferenceState.parse_and_get_code = _parse_and_get_code
 
 
 def withheld(path: str, data: bytes, project: str) -> bool:

@@ -109,10 +109,13 @@ class NameMonitor:
         out = logits
         legal = names.names if names is not None else None
         if trigger.kind == "keyword":  # only `name=` tokens are judged, and only when jedi knows the call
-            key = (legal, b"=", trigger.partial(w), False)
-            if legal is not None and key not in self._masks:
-                self._masks[key] = self.masks.keyword_mask(legal, trigger.partial(w))
-            kept = keep_only(logits, self._masks[key]) if legal is not None else None
+            mask = None
+            if legal is not None:
+                key = (legal, b"=", trigger.partial(w), False)
+                if key not in self._masks:
+                    self._masks[key] = self.masks.keyword_mask(legal, trigger.partial(w))
+                mask = self._masks[key]
+            kept = keep_only(logits, mask) if mask is not None else None
             if kept is None:
                 return logits
             self.stats.constrained += 1

@@ -175,7 +175,7 @@ class ProjectStore:
             ]
             self._shards = [s for s in self._shards if s.files]
 
-    def hits(self, context: Sequence[int], length: int) -> list[Hit]:
+    def hits(self, context: Sequence[int] | np.ndarray, length: int) -> list[Hit]:
         """The places where the longest match of the context's end occurs (at least KEY_TOKENS tokens, up to
         MAX_HITS examined per shard), each with up to `length` tokens that followed it there."""
         if len(context) < KEY_TOKENS:

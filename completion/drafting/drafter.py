@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -107,7 +108,7 @@ class Drafter:
         if best < LONG_MATCH:
             length = min(length, self.config.short_match_length)
         end = int(np.flatnonzero(lengths == best)[-1])  # the most recent of the longest matches
-        return stream[end + 1 : end + 1 + length].tolist()
+        return cast(list[int], stream[end + 1 : end + 1 + length].tolist())
 
     def _chain(self, token: int, length: int) -> list[int]:
         out: list[int] = []

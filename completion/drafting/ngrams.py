@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def _hashes(stream: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def hash_tokens(tokens: Sequence[int]) -> np.uint64:
     """The hash `_hashes` gives these tokens."""
-    return _hashes(np.asarray(tokens, dtype=np.int32), len(tokens))[0][0]
+    return cast(np.uint64, _hashes(np.asarray(tokens, dtype=np.int32), len(tokens))[0][0])
 
 
 class NgramTable:
@@ -138,4 +139,4 @@ class NgramModel:
             w = WEIGHTS[c + 1] * seen  # unseen contexts drop out of the mixture
             num += w[:, None] * gram_count / np.maximum(ctx_count, 1)[:, None]
             den += w[:, None]
-        return num / den
+        return cast(np.ndarray, num / den)

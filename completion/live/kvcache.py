@@ -248,6 +248,7 @@ class KVCache:
             visible=visible,
             logits="all",
         )
+        assert logits is not None  # logits="all" always returns them
         self.front += n
         return logits
 

@@ -69,7 +69,7 @@ def start_token(tokenizer: PreTrainedTokenizerBase) -> int:
         return vocab["<|endoftext|>"]
     for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
         if token_id is not None:
-            return token_id
+            return int(token_id)  # transformers types the special ids as Any
     raise ValueError("tokenizer has no <|endoftext|>, BOS or EOS token to start a document with")
 
 

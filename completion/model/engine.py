@@ -26,7 +26,8 @@ def calibration_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
         text = Path(textwrap.__file__).read_text(encoding="utf-8")
     except OSError:
         return []
-    return tokenizer(text).input_ids[:CALIBRATION_TOKENS]
+    ids: list[int] = tokenizer(text).input_ids
+    return ids[:CALIBRATION_TOKENS]
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -89,8 +90,11 @@ class _Int8Dynamic:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # reduce_range: fbgemm's AVX2 kernel accumulates u8*s8 pairs in int16 and needs 7-bit activations
         if x.shape[0] <= INT8_ROWS:
-            return torch.ops.quantized.linear_dynamic(x, self.packed, True)
-        return torch.cat([torch.ops.quantized.linear_dynamic(rows, self.packed, True) for rows in x.split(INT8_ROWS)])
+            return cast(torch.Tensor, torch.ops.quantized.linear_dynamic(x, self.packed, True))
+        # torch.split is Tensor.split with annotations
+        return torch.cat(
+            [torch.ops.quantized.linear_dynamic(rows, self.packed, True) for rows in torch.split(x, INT8_ROWS)]
+        )
 
 
 class _Int8WeightOnly:

@@ -14,6 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -83,9 +84,11 @@ def _convert_gguf(gguf: Path, out: Path) -> tuple[PreTrainedModel, PreTrainedTok
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
     )
-    # The weights are dequantized already; drop the GGUF quantizer so they can be saved.
-    model.hf_quantizer = None
-    model.is_quantized = False
+    # The weights are dequantized already; drop the GGUF quantizer so they can be saved. These are plain
+    # attributes, which nn.Module's __setattr__ (typed for tensors and modules only) does not describe.
+    plain: Any = model
+    plain.hf_quantizer = None
+    plain.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
@@ -127,7 +130,7 @@ def load_model(
             raise ModelLoadError(f"model not found: {source} is neither a Hugging Face folder nor a .gguf file")
     except (OSError, ValueError, KeyError) as err:
         raise ModelLoadError(f"could not load model from {source}: {err}") from err
-    model.eval()
+    model.train(False)  # what eval() does; transformers leaves eval() unannotated
     model.requires_grad_(False)
     name = "SmolLM2-135M-Instruct (embedded)" if path is None else source.name
     return LoadedModel(model=model, tokenizer=tokenizer, name=name)

@@ -47,7 +47,7 @@ class Layer:
 def _fuse(*linears: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One weight (and bias) for several linears on the same input; a single one is not copied."""
     if len(linears) == 1:
-        bias = linears[0].bias
+        bias: torch.Tensor | None = linears[0].bias
         return linears[0].weight.detach(), None if bias is None else bias.detach()
     weight = torch.cat([lin.weight.detach().float() for lin in linears])
     biases = [lin.bias for lin in linears]
@@ -168,7 +168,11 @@ class Runner:
         """
         if (tokens is None) == (embeddings is None):
             raise ValueError("give exactly one of tokens and embeddings")
-        x = F.embedding(tokens, self.embed) if embeddings is None else embeddings.to(self.device)  # (q, hidden)
+        if embeddings is None:
+            assert tokens is not None  # exactly one of the two is given (checked above)
+            x = F.embedding(tokens, self.embed)  # (q, hidden)
+        else:
+            x = embeddings.to(self.device)
         q = x.shape[0]
         end = at + q
         mask = self._mask(q, at, visible)

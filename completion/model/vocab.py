@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 
 import torch
 from transformers import PreTrainedTokenizerBase
-from transformers.convert_slow_tokenizer import bytes_to_unicode
+from transformers.convert_slow_tokenizer import bytes_to_unicode as _untyped_bytes_to_unicode
+
+# GPT-2's byte -> printable character table (transformers leaves the function unannotated)
+bytes_to_unicode: Callable[[], dict[int, str]] = _untyped_bytes_to_unicode
 
 _SP_BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlparse
 
 from completion.project.files import shared_path, workspace_files
@@ -32,7 +33,7 @@ _LINE_BREAK = re.compile(r"\r\n?|\n")
 _STOPWORDS = frozenset(keyword.kwlist) | {"self", "cls"}
 _RECENCY_BOOST = 0.1  # the most recently touched file scores up to 10% higher: it wins near-ties, not relevance
 _RENDER_CANDIDATES = 32
-_LANE_FORMAT = {1: "B", 2: "H", 4: "I"}  # memoryview formats for 1/2/4-byte counters
+_LANE_FORMAT: dict[int, Literal["B", "H", "I"]] = {1: "B", 2: "H", 4: "I"}  # memoryview formats for 1/2/4-byte counters
 
 
 @dataclass(frozen=True)

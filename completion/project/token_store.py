@@ -45,7 +45,8 @@ class ProjectIndex:
         self._roots: list[str] = []  # the folders index_folder was given: only their files are indexed
 
     def _tokens(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True).input_ids
+        ids: list[list[int]] = self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True).input_ids
+        return ids
 
     def add_root(self, root: str) -> None:
         """From now on the folder's files may be indexed; its open documents that arrived before are indexed now."""

@@ -59,7 +59,8 @@ class Workspace:
             self.snippets.add_root(root)
         if store is not None:
             store.add_root(root)
-        files, batch = 0, {}
+        files = 0
+        batch: dict[str, str] = {}
         for path, text in workspace_files(top, max_bytes=MAX_FILE_BYTES, should_stop=should_stop):
             if snippets and self.snippets.add_disk_file(top, path, text) and store is None:
                 files += 1
