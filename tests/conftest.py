@@ -120,12 +120,16 @@ def _guarded(load: Callable[..., object]) -> Callable[..., object]:
             pytest.fail(f"{where}: a unit test loaded the embedded model: mark it integration", pytrace=False)
         return load(source, *args)
 
+    guard.guarded = True  # type: ignore[attr-defined]
     return guard
 
 
 # Every in-process load of weights goes through one of these two (load_model looks them up at each call).
-loading._load_hf_dir = _guarded(loading._load_hf_dir)  # type: ignore[assignment]
-loading._convert_gguf = _guarded(loading._convert_gguf)  # type: ignore[assignment]
+# Wrapped once: test modules that `from tests.conftest import ...` load this file a second time, whose
+# `_running` no hook ever sets; its guard must not wrap the first one's.
+if not getattr(loading._load_hf_dir, "guarded", False):
+    loading._load_hf_dir = _guarded(loading._load_hf_dir)  # type: ignore[assignment]
+    loading._convert_gguf = _guarded(loading._convert_gguf)  # type: ignore[assignment]
 
 
 @pytest.fixture(scope="session")
