@@ -165,5 +165,3 @@ def test_a_selected_popup_item_is_followed_only_over_the_partial_word() -> None:
     assert selected_rest(info("total"), 40, 42, "it") == ""  # does not extend what is typed
     assert selected_rest(info("it\nems"), 40, 42, "it") == ""  # spans lines
     assert selected_rest(info("it" + "x" * (SELECTED_MAX_CHARS + 1)), 40, 42, "it") == ""
-
-
