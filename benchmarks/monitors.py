@@ -1,12 +1,36 @@
 """Monitor benchmark: does the dereference monitor make the identifier after `obj.` right?
 
 For each point (a real dereference in real code, see benchmarks/monitor_points.py) the
-document, with the target identifier cut out, is encoded up to the dot, then the identifier
-is decoded three ways from the same cache: `plain` (no monitor), `monitor` (jedi's members
-as a hard mask when it resolves the receiver, nothing otherwise) and `monitor+bias` (the
-same, plus a bonus for the member names the document itself uses, among the legal ones
-when jedi resolved). The prediction is the identifier decoded (up to the first
-non-identifier character).
+document, with the target identifier cut out, is opened in the server's engine session
+(`EngineSession`) with the caret right after the dot, left to settle as after a pause (the
+prompt encoded, idle-time steps run), and asked for an inline suggestion there
+(`EngineSession.complete`) three times, under three settings:
+
+- `plain`: every monitor off (`monitorMembers`, `monitorImports`, `monitorKeywords`,
+  `monitorSyntax`: false);
+- `members`: the dereference monitor alone (`monitorMembers` on, the other three off): jedi's
+  members as a hard mask when it resolves the receiver in time, nothing otherwise;
+- `monitor`: the server's defaults (all four monitors on, `jediTimeoutMs` 300).
+
+Every other setting is the server's default except `indexWorkspace: false` (the points' root is
+the whole site-packages, jedi's project for the points, not a workspace to walk) and what a flag
+changes (`--context-tokens`, `--model`, `--threads`, `--weights`, `--set`); the JSON records the
+settings that differ from the defaults, the common ones under `summary.settings` and each
+variant's under `summary.variants.*.settings`. The prediction is the identifier the suggestion
+starts with (up to its first non-identifier character).
+
+What changed from the benchmark before it went through the session (its results are not
+comparable row for row): the suggestion is the server's, so decoding stops at the end of the
+line (at most `maxTokens`, 48) and is post-processed, instead of stopping after the identifier
+(at most 24 tokens); jedi gets the server's 300 ms at the trigger instead of 30 s, so a late
+answer leaves that request unconstrained (counted as `jedi_late`); the prompt window is the
+server's `contextTokens` (4096) unless `--context-tokens` says otherwise, not 1024; and the
+`monitor+bias` row is gone: the bias for the document's own member names is not a server
+setting. How often jedi resolves a receiver, and its names (`jedi`, `jedi_knows`,
+`hallucinated`), come from the benchmark's own jedi call at the point (no time limit), as before.
+Each variant's request is the first at its point: a change that edits nothing (a new document
+version) comes before it, so the session asks jedi afresh instead of reusing the answer the
+previous variant's request left in its cache.
 
     livekv bench monitors [--points FILE.jsonl[.gz]] [--root DIR] [--limit N] [--json OUT]
 """
@@ -16,6 +40,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import re
 import statistics
 import sys
@@ -24,26 +49,23 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from benchmarks.common import setting
 from benchmarks.edits import select
-from completion.decoding.decode import decode
-from completion.live.document import LiveDocument
-from completion.model.engine import Engine
+from benchmarks.engine_session import MonitorTap, non_default, settle, start, with_settings
 from completion.model.formats import FORMATS
-from completion.model.loading import load_model
-from completion.model.vocab import Vocabulary
+from completion.session import EngineSession
+from completion.settings import Settings
 from monitors.analysis import Query
-from monitors.base import MonitorStats, Site
-from monitors.chain import MonitorConfig, Monitors
 
 DEFAULT_POINTS = Path(__file__).parent / "data" / "monitor_points.jsonl.gz"
 _IDENT = re.compile(r"\w*")
-MAX_TOKENS = 24  # long names split into many tokens (TEXT_DOCUMENT_WILL_SAVE...): let them finish
-BIAS = 2.0
-VARIANTS = {
-    "plain": None,
-    "monitor": MonitorConfig(imports=False, syntax=False, jedi_timeout=30.0),
-    "monitor+bias": MonitorConfig(imports=False, syntax=False, jedi_timeout=30.0, bias=BIAS),
+_ALL_OFF = {"monitorMembers": False, "monitorImports": False, "monitorKeywords": False, "monitorSyntax": False}
+VARIANTS: dict[str, dict[str, bool]] = {
+    "plain": _ALL_OFF,
+    "members": {**_ALL_OFF, "monitorMembers": True},
+    "monitor": {},  # the server's defaults
 }
+BASE = {"indexWorkspace": False}  # the points' root is site-packages: jedi's project, not a folder to walk
 
 
 @dataclass
@@ -51,21 +73,18 @@ class Trial:
     point: str
     receiver: str
     target: str
-    jedi: str  # resolved / unresolved / dynamic / error
+    jedi: str  # resolved / unresolved / dynamic / error (the benchmark's own jedi call, no time limit)
     jedi_knows: bool  # the target is among jedi's names
     names: int
     predictions: dict[str, str]
     exact: dict[str, bool]
     hallucinated: dict[str, bool]  # jedi resolved and the prediction is not among its names
     tokens: dict[str, int]
-    decode_s: dict[str, float]
-    monitor_s: dict[str, float]  # inside the monitor, waiting for jedi excluded
-    jedi_s: float  # jedi's time at the trigger (once per point)
-
-
-def identifier_end(text: str) -> int | None:
-    end = _IDENT.match(text).end()  # type: ignore[union-attr]
-    return end if end < len(text) else None
+    decode_s: dict[str, float]  # the suggestion's decoding, waiting for jedi excluded
+    monitor_s: dict[str, float]  # inside the monitors, waiting for jedi excluded
+    jedi_late: dict[str, bool]  # the request's jedi answer came after jediTimeoutMs: decoded unconstrained
+    jedi_s: float  # jedi's time at the trigger (the benchmark's call, once per point)
+    prompt_tokens: int
 
 
 def load_points(path: Path) -> list[dict]:
@@ -73,36 +92,44 @@ def load_points(path: Path) -> list[dict]:
     return [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
 
 
-def run_point(engine: Engine, vocab: Vocabulary, monitors: Monitors, point: dict, root: Path, window: int) -> Trial:
+def run_point(session: EngineSession, variants: dict[str, Settings], point: dict, root: str, tap: MonitorTap) -> Trial:
     # the document as the user has it before typing the identifier: the target is not in it
     text = point["text"][: point["offset"]] + point["text"][point["offset"] + len(point["target"]) :]
     offset = point["offset"]
-    path = str(root / point["path"])
-    live = LiveDocument(engine, text, cursor=offset, window=window)
-    site = Site(text, offset, live.heal, path, str(root), key=("bench", point["id"]))
+    path = os.path.join(root, point["path"])
+    uri = Path(path).as_uri()
+    session.open(uri, text)
+    prompt_tokens = settle(session, uri, offset)
     line = text.count("\n", 0, offset) + 1
     column = offset - (text.rfind("\n", 0, offset) + 1)
+    assert session.monitors is not None
     t0 = time.perf_counter()
-    known = monitors.analyzer.ask(("bench-names", point["id"]), lambda: Query(text, line, column, path, str(root)))
+    known = session.monitors.analyzer.ask(("bench-names", point["id"]), lambda: Query(text, line, column, path, root))
     names = known.result()
     jedi_s = time.perf_counter() - t0
     legal = names.names or frozenset()
     trial = Trial(
         point["id"], point["receiver"], point["target"], names.why, point["target"] in legal, len(legal),
-        {}, {}, {}, {}, {}, {}, jedi_s,
+        {}, {}, {}, {}, {}, {}, {}, jedi_s, prompt_tokens,
     )  # fmt: skip
-    live.prompt_logits()  # the prompt's cost is shared; decode times below are the decoding only
-    for variant, config in VARIANTS.items():
-        stats = MonitorStats()
-        processors = [] if config is None else monitors.for_site(site, config, stats)
-        out = decode(live, vocab, max_tokens=MAX_TOKENS, processors=processors, stop=identifier_end)
-        prediction = out.text[: _IDENT.match(out.text).end()]  # type: ignore[union-attr]
+    for variant, settings in variants.items():
+        session.apply_settings(settings)
+        session.change(uri, [], text)  # a new version, nothing edited: jedi is asked afresh, not from the last variant
+        tap.clear()
+        answer = session.complete(uri, offset)
+        stats = tap.last().stats
+        draft = answer.drafts[0] if answer is not None and answer.drafts else None
+        suggestion = draft.text if draft is not None else ""
+        prediction = suggestion[: _IDENT.match(suggestion).end()]  # type: ignore[union-attr]
         trial.predictions[variant] = prediction
         trial.exact[variant] = prediction == point["target"]
         trial.hallucinated[variant] = names.names is not None and prediction not in legal
-        trial.tokens[variant] = len(out.tokens)
-        trial.decode_s[variant] = out.seconds - stats.analyzer_seconds
+        trial.tokens[variant] = draft.tokens if draft is not None else 0
+        seconds = draft.seconds if draft is not None else (answer.seconds if answer is not None else 0.0)
+        trial.decode_s[variant] = seconds - stats.analyzer_seconds
         trial.monitor_s[variant] = stats.seconds
+        trial.jedi_late[variant] = stats.timeouts > 0
+    session.close(uri)
     return trial
 
 
@@ -110,7 +137,7 @@ def rate(flags: list[bool]) -> float | None:
     return round(100 * sum(flags) / len(flags), 1) if flags else None
 
 
-def summarize(trials: list[Trial]) -> dict:
+def summarize(trials: list[Trial], variants: dict[str, Settings]) -> dict:
     resolved = [t for t in trials if t.jedi == "resolved"]
     out: dict = {
         "points": len(trials),
@@ -119,14 +146,16 @@ def summarize(trials: list[Trial]) -> dict:
         "jedi_s_mean": round(statistics.mean(t.jedi_s for t in trials), 4) if trials else None,
         "variants": {},
     }
-    for v in VARIANTS:
+    for v, settings in variants.items():
         tokens = sum(t.tokens[v] for t in trials)
         monitor_s = sum(t.monitor_s[v] for t in trials)
         decode_s = sum(t.decode_s[v] for t in trials)
         out["variants"][v] = {
+            "settings": non_default(settings),
             "exact_pct": rate([t.exact[v] for t in trials]),
             "exact_resolved_pct": rate([t.exact[v] for t in resolved]),
             "hallucinated_resolved_pct": rate([t.hallucinated[v] for t in resolved]),
+            "jedi_late_pct": rate([t.jedi_late[v] for t in trials]),
             "monitor_ms_per_token": round(1000 * monitor_s / tokens, 3) if tokens else None,
             "decode_ms_per_token": round(1000 * decode_s / tokens, 2) if tokens else None,
             "monitor_share_pct": round(100 * monitor_s / decode_s, 2) if decode_s else None,
@@ -136,9 +165,10 @@ def summarize(trials: list[Trial]) -> dict:
 
 def print_table(summary: dict, file=sys.stdout) -> None:
     p = lambda s="": print(s, file=file)  # noqa: E731
+    jedi_ms = "-" if summary["jedi_s_mean"] is None else f"{1000 * summary['jedi_s_mean']:.0f}"
     p(
         f"{summary['points']} points; jedi resolved {summary['jedi_resolved_pct']}% of receivers, "
-        f"knew the target in {summary['jedi_knows_target_pct']}%, {1000 * summary['jedi_s_mean']:.0f} ms per call"
+        f"knew the target in {summary['jedi_knows_target_pct']}%, {jedi_ms} ms per call"
     )
     p()
     p("| variant | exact % | exact, jedi resolved % | hallucinated, jedi resolved % | monitor ms/token | of step % |")
@@ -157,33 +187,47 @@ def main(argv: list[str] | None = None) -> int:
         "--root", type=Path, default=Path(sysconfig.get_paths()["purelib"]), help="the points' project root"
     )
     ap.add_argument("--limit", type=int, default=None, help="an evenly spaced subset of N points")
-    ap.add_argument("--context-tokens", type=int, default=1024, help="prompt window before the dot")
-    ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--weights", default="fp32", choices=FORMATS)
+    ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
+    ap.add_argument("--model", "--model-path", dest="model", default=None, help="modelPath (default: embedded)")
+    ap.add_argument("--threads", type=int, default=None, help="threads (default: the server's)")
+    ap.add_argument("--weights", default=None, choices=FORMATS, help="weights (default: the server's)")
+    ap.add_argument(
+        "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write per-point results and the summary here")
     args = ap.parse_args(argv)
 
-    engine = Engine.from_loaded(load_model(args.model, threads=args.threads), args.weights)
-    vocab = Vocabulary(engine.tokenizer, engine.runner.vocab_size)
-    monitors = Monitors(vocab)
-    monitors.analyzer.warm_up().result()
+    flags = {
+        "contextTokens": args.context_tokens,
+        "modelPath": args.model,
+        "threads": args.threads,
+        "weights": args.weights,
+    }
+    base = with_settings(Settings(), {**BASE, **{k: v for k, v in flags.items() if v is not None}, **dict(args.set)})
+    variants = {name: with_settings(base, overlay) for name, overlay in VARIANTS.items()}
+    session = start(base)
+    assert session.monitors is not None
+    tap = MonitorTap(session.monitors)
+    root = os.path.abspath(args.root)
+    session.workspace.roots = [root]  # jedi's project for the points; nothing walked (indexWorkspace: false)
     points = select(load_points(args.points), args.limit)
     trials: list[Trial] = []
     t0 = time.perf_counter()
     for i, point in enumerate(points, 1):
-        trials.append(run_point(engine, vocab, monitors, point, args.root, args.context_tokens))
+        trials.append(run_point(session, variants, point, root, tap))
         t = trials[-1]
         print(
             f"[{i}/{len(points)}] {t.point}: {t.target!r} jedi={t.jedi} "
             + " ".join(f"{v}={p!r}" for v, p in t.predictions.items()),
             file=sys.stderr,
         )
-    monitors.shutdown()
-    summary = summarize(trials)
+    session.shutdown()
+    summary = summarize(trials, variants)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
-    summary["weights"] = args.weights
-    summary["context_tokens"] = args.context_tokens
+    summary["model"] = session.model_name
+    summary["weights"] = base.weights
+    summary["context_tokens"] = base.context_tokens
+    summary["settings"] = non_default(base)
     print_table(summary)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
