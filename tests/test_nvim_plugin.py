@@ -28,6 +28,9 @@ PLUGIN = REPO / "editors" / "nvim"
 SCRIPT = Path(__file__).resolve().parent / "nvim" / "plugin_e2e.lua"
 BUILTIN_SCRIPT = Path(__file__).resolve().parent / "nvim" / "builtin_stub.lua"
 DEBOUNCE_MS = 60
+# The server's settings. A generous time budget: on a loaded 2-core machine a multi-line suggestion can take
+# longer than the default 3 s, and a suggestion cut off before its first token comes back empty (nothing shown).
+SETTINGS = {"threads": 1, "drafts": 2, "timeBudgetMs": 30_000}
 AFTER = "    def count(self):"  # the typed line goes below this one
 TYPED = "        for "  # cursor at its end; the two drafts here both start with `i`, so both survive typing it
 SECOND_AFTER = "    def first(self):"
@@ -72,7 +75,7 @@ def plugin_run(tmp_path_factory: pytest.TempPathFactory) -> NeovimRun:
         "file": str(source),
         "out": str(report_path),
         "cmd": [sys.executable, "-m", "lsp_server.cli", "--log-level", "INFO", "serve", "--log-file", str(server_log)],
-        "settings": {"threads": 1, "drafts": 2},
+        "settings": SETTINGS,
         "debounce_ms": DEBOUNCE_MS,
         "after_line": AFTER,
         "typed": TYPED,
@@ -119,7 +122,7 @@ def test_plugin_starts_the_server_with_the_settings(plugin_run: NeovimRun) -> No
     assert not report["errors"], plugin_run.explain("the Neovim script failed")
     assert report["nvim"].startswith("0.11.") and not report["builtin"], plugin_run.explain("expected Neovim 0.11")
     assert report["attached"], plugin_run.explain("the buffer was not attached to livekv")
-    assert report["init_options"] == {"threads": 1, "drafts": 2}
+    assert report["init_options"] == SETTINGS
     root = Path(report["file"]).parent.parent
     assert report["root_dir"] == str(root), plugin_run.explain("the root is not the pyproject.toml directory")
     assert report["status_loaded"]["state"] == "ready" and not report["status_loaded"]["builtin"]
