@@ -10,7 +10,8 @@ records those differences as camelCase settings (`non_default`), the names edito
   caret encoded, then idle-time steps until there is nothing left (the rest of the document, its
   refresh, the cross-file context);
 - `MonitorTap`: what the session's monitors did in each request (their `MonitorStats`, the processors),
-  read without changing them.
+  read without changing them; with `picks`, also the token greedy decoding chose at each step (`Picks`,
+  a processor last in the chain that leaves the logits as they are).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import torch
 
 from completion.decoding.decode import Processor
 from completion.model.engine import Engine
@@ -96,25 +99,46 @@ def settle(session: EngineSession, uri: str, offset: int) -> int:
     return session.warm(uri, offset)
 
 
+class Picks:
+    """A processor that changes nothing: the token greedy decoding picks at each step (the argmax of the logits
+    it is given, last in the chain, as `Sampling.pick` takes it). Greedy single drafts only: the tokens decoded
+    are `ids` (less an end-of-sequence pick), and the passes after the prompt's one fewer than the picks."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    def __call__(self, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
+        self.ids.append(int(torch.argmax(logits)))
+        return logits
+
+    def tokens(self, eos: Iterable[int]) -> list[int]:
+        """The tokens the decode appended: every pick but a last end-of-sequence one."""
+        return self.ids[:-1] if self.ids and self.ids[-1] in set(eos) else list(self.ids)
+
+
 @dataclasses.dataclass
 class Tapped:
     stats: MonitorStats
     processors: list[Processor]
+    picks: Picks | None = None
 
 
 class MonitorTap:
-    """Wraps the session's `Monitors.for_site`: each request's stats and processors, as the session made them."""
+    """Wraps the session's `Monitors.for_site`: each request's stats and processors, as the session made them
+    (and, with `picks`, a `Picks` after them)."""
 
-    def __init__(self, monitors: Monitors) -> None:
+    def __init__(self, monitors: Monitors, *, picks: bool = False) -> None:
         self.inner: Callable[..., list[Processor]] = monitors.for_site
+        self.picks = picks
         self.calls: list[Tapped] = []
         monitors.for_site = self  # type: ignore[method-assign]
 
     def __call__(self, site: Site, config: MonitorConfig, stats: MonitorStats | None = None) -> list[Processor]:
         stats = stats if stats is not None else MonitorStats()
         processors = self.inner(site, config, stats)
-        self.calls.append(Tapped(stats, processors))
-        return processors
+        picks = Picks() if self.picks else None
+        self.calls.append(Tapped(stats, processors, picks))
+        return processors if picks is None else [*processors, picks]
 
     def last(self) -> Tapped:
         """The last request's (a request without monitors built from the settings still calls `for_site`)."""
