@@ -3,30 +3,48 @@
 At the edit benchmark's positions (`benchmarks/data/edits.jsonl`: a real standard-library
 file after a realistic edit, the cursor at the start of a real line) the document is the
 file with the line(s) to predict taken out, so neither the prompt, the suffix that
-post-processing checks against, nor the project's n-grams hold the answer. The prompt is
-the last `--context-tokens` tokens before the cursor (prefix-only: the embedded model has no
-FIM). The project for the superposed drafts' n-grams is every other scenario's file plus
-this open document, as the server indexes a workspace and its open documents.
+post-processing checks against, nor the project holds the answer. The project is every
+scenario's file as it is after its edit, written to a temporary folder (one flat file per
+scenario) and walked as a workspace folder of the server's engine session (`EngineSession`),
+as the server walks one: its cross-file snippets and its tokens (the drafter's store and the
+superposed drafts' n-grams). The document is opened in the session under its own file's name
+(an open document replaces its saved file in the indexes; it is closed after the position, and
+the saved file comes back), left to settle as after a pause (the prompt encoded, idle-time
+steps run) and asked at the cursor with `EngineSession.complete`.
 
-Two modes: `line` (one line, stop at the newline, at most 48 tokens; the target is the real
-line) and `3-line` (multi-line, at most 3 lines, 64 tokens, ending at a blank line too; the
-target is the real lines up to 3 or the first blank one). The prompt is encoded once per
-position; the modes differ only after the cursor. For each k in --ks (line mode; 1 2 3 5)
-and --multiline-ks (3-line mode; 1 3 by default, to keep a default run within 20 minutes on
-2 cores) and each
+Two modes: `line` (the server's defaults: one line, at most `maxTokens`, 48; the target is the
+real line) and `3-line` (`multiline: true`: the server's multi-line suggestion, to the block's
+end; the target is the real lines up to 3 or the first blank one, and each draft is compared
+on as many of its own lines, cut the same way). The line mode's document is opened first; the
+3-line mode's takes the further lines out with an edit after the caret (`EngineSession.change`),
+so the prompt is encoded once per position. For each k in --ks (line mode; 1 2 3 5) and
+--multiline-ks (3-line mode; 1 3 by default, to keep a default run short on 2 cores) and each
 method (`branches`, `superposed`, `beam`, `greedy-runs`; `--alphas` adds superposed variants
-with other n-gram weights) the drafts go through `completion.decoding.suggest.inline`, the server's
-code path: deduplicated and post-processed, no monitors. k = 1 is plain greedy decoding for
-every method (the reference), run once; `greedy+drafting` is the same with the server's
-retrieval drafter (same output, fewer passes) for reference. Nothing is decoded twice per
-cell, so no cache warms another.
+with other n-gram weights) a request asks with `drafts: k`, `draftMethod` and `ngramWeight`
+set, every other setting the server's default (monitors and post-processing on, `drafting` on,
+which `greedy-runs` uses). k = 1 is greedy decoding for every method, run once: `greedy` with
+`drafting: false` (the reference; one token per pass), and with --with-drafting
+`greedy+drafting`, the server's default (same output, fewer passes). Nothing is decoded twice
+per cell. An untimed request comes first at each mode (the first decode after encoding runs
+slower); the n-grams a cell uses are counted before it, as the server's indexing thread does.
 
-Reported per mode, method and k: latency p50 (ms) and the median per-position ratio to
-greedy's; distinct drafts shown per request; exact match of the first draft and best-of-k
-(any draft) against the real text; edit similarity of the first draft and the best draft;
-how often the first draft equals greedy's suggestion.
+What changed from the benchmark before it went through the session (its results are not
+comparable row for row): the prompt is the server's (the whole file in a `contextTokens` window,
+4096 unless `--context-tokens` says otherwise, with cross-file snippets in front; before: the
+last 1,024 tokens before the cursor alone); the monitors and the server's time budget apply
+(before: none); the 3-line mode decodes the server's multi-line suggestion, at most 48 tokens to
+the block's end, cut to 3 lines only for the comparison (before: 64 tokens, stopped after 3
+lines or a blank one); `greedy-runs` uses the drafter, as the server's does; and
+`greedy` is the session with `drafting: false`. The JSON records the settings that differ from
+the defaults: the common ones under `settings`, each cell's under `summary.*.*.*.settings`
+and each trial's.
 
-    livekv bench drafts [--limit 40] [--context-tokens 1024] [--ks 1 2 3 5] [--json OUT]
+Reported per mode, method and k: latency p50 (ms, `Answer.seconds`: the request to its items)
+and the median per-position ratio to greedy's; distinct drafts shown per request; exact match
+of the first draft and best-of-k (any draft) against the real text; edit similarity of the
+first draft and the best draft; how often the first draft equals greedy's suggestion.
+
+    livekv bench drafts [--limit 40] [--context-tokens N] [--ks 1 2 3 5] [--json OUT]
 """
 
 from __future__ import annotations
@@ -34,30 +52,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from benchmarks.edits import DEFAULT_SCENARIOS, edit_similarity, select, window_cut
+from benchmarks.common import setting
+from benchmarks.edits import DEFAULT_SCENARIOS, edit_similarity, select
+from benchmarks.engine_session import index, non_default, settle, start, with_settings
 from benchmarks.scenarios import apply_edits
-from completion.decoding.suggest import DRAFT_METHODS, CompletionOptions, inline
+from completion.decoding.suggest import DRAFT_METHODS
 from completion.decoding.superposed import SuperposedConfig
-from completion.drafting.datastore import ProjectStore
-from completion.drafting.drafter import Drafter
-from completion.drafting.ngrams import NgramModel
-from completion.live.document import LiveDocument, TextEdit
-from completion.model.engine import Engine
-from completion.model.loading import load_model
-from completion.model.vocab import Vocabulary
+from completion.live.document import TextEdit
+from completion.session import EngineSession
+from completion.settings import Settings
 
-MODES = {
-    "line": CompletionOptions(max_tokens=48, time_budget=None),
-    "3-line": CompletionOptions(max_tokens=64, multiline=True, max_lines=3, time_budget=None),
-}
+MODES: dict[str, dict[str, Any]] = {"line": {}, "3-line": {"multiline": True}}
 KS = (1, 2, 3, 5)
-MULTILINE_KS = (1, 3)  # 3-line drafts cost ~3x a line's: the default run stays within 20 minutes
+MULTILINE_KS = (1, 3)  # multi-line drafts cost ~3x a line's: the default run stays short
+WARM_UP = {"maxTokens": 4, "drafting": False}
 
 
 @dataclass
@@ -74,6 +91,7 @@ class Trial:
     first_similarity: float
     best_similarity: float
     same_as_greedy: bool
+    settings: dict[str, Any]  # the request's settings that differ from the server's defaults
 
 
 def normal(text: str) -> str:
@@ -94,113 +112,117 @@ def target_lines(rest: str, mode: str) -> str:
     return "\n".join(out)
 
 
-def prompt_window(engine: Engine, sc: dict, context_tokens: int) -> tuple[str, int, int]:
-    """(file after the edit, where the context window starts in it (a line start), cursor)."""
-    after = apply_edits(sc["before"], sc["edits"])
-    return after, window_cut(engine, after[: sc["cursor"]], context_tokens), sc["cursor"]
+def project_name(source: str) -> str:
+    """A scenario's file in the project folder: one flat module per scenario, named after its source
+    ("email/policy.py:129" -> "email_policy_py_129.py"), so no folder shadows a standard-library package."""
+    return re.sub(r"\W", "_", source) + ".py"
 
 
-def methods_for(alphas: list[float], wanted: list[str]) -> dict[str, tuple[str, SuperposedConfig]]:
-    """Row name -> (draft method, superposed settings)."""
-    default = SuperposedConfig()
-    out = {}
+def methods_for(alphas: list[float], wanted: list[str]) -> dict[str, dict[str, Any]]:
+    """Row name -> the settings of its requests (draftMethod, ngramWeight)."""
+    default = Settings().ngram_weight
+    out: dict[str, dict[str, Any]] = {}
     for m in wanted:
         if m != "superposed":
-            out[m] = (m, default)
+            out[m] = {"draftMethod": m}
             continue
         for a in alphas:
-            name = "superposed" if a == default.alpha else f"superposed a={a:g}"
-            out[name] = ("superposed", replace(default, alpha=a))
+            name = "superposed" if a == default else f"superposed a={a:g}"
+            out[name] = {"draftMethod": "superposed", "ngramWeight": a}
     return out
 
 
 def run_position(
-    engine: Engine,
-    vocab: Vocabulary,
-    store: ProjectStore,
-    ngrams: NgramModel,
+    session: EngineSession,
+    base: Settings,
     sc: dict,
+    folder: Path,
     args: argparse.Namespace,
-    rows: dict[str, tuple[str, SuperposedConfig]],
+    rows: dict[str, dict[str, Any]],
 ) -> list[Trial]:
-    """Every mode, method and k at one position. The prompt is encoded once: the modes differ only
-    after the cursor (how many real lines are taken out), which a prefix-only prompt does not hold."""
-    after, cut, cursor = prompt_window(engine, sc, args.context_tokens)
-    live: LiveDocument | None = None
+    """Every mode, method and k at one position. The document is opened for the first mode; the next
+    takes out the further lines with an edit after the caret, which a prefix-only prompt does not hold."""
+    after, cursor = apply_edits(sc["before"], sc["edits"]), sc["cursor"]
+    uri = (folder / project_name(sc["source"])).as_uri()
     removed = 0  # characters of `after` taken out at the cursor so far
     trials: list[Trial] = []
-    for mode in args.modes:
+    for mode in [m for m in MODES if m in args.modes]:  # each mode takes out more: line first
         target = target_lines(after[cursor:], mode)
         text = after[:cursor] + after[cursor + len(target) + 1 :]
-        if live is None:
-            live = LiveDocument(engine, text[cut:], cursor=cursor - cut, fim=False, window=args.context_tokens + 256)
-        else:  # take out the further lines: an edit after the prompt's end, nothing to encode
-            c = cursor - cut
-            live.apply_edits([TextEdit(c, c + len(target) + 1 - removed, "")], cursor=c)
+        if not removed:
+            session.open(uri, text)
+        else:  # take out the further lines: an edit after the prompt's end
+            session.change(uri, [TextEdit(cursor, cursor + len(target) + 1 - removed, "")], text)
         removed = len(target) + 1
-        assert live.text == text[cut:]
-        # the open document as the project index holds it; its n-grams are counted on the server's
-        # indexing thread, so here before the timed requests
-        store.update(sc["source"], engine.tokenizer(text, add_special_tokens=False).input_ids)
-        ngrams.warm()
-        live.prompt_logits()
-        # room for the widest request's tokens now: a buffer growing inside one timed request (a copy
-        # of the whole cache) would be charged to whichever method happens to run first
-        live.kv.reserve(max(args.ks + args.multiline_ks) * MODES[mode].max_tokens + 1)  # the gap decoding writes into
+        assert session.text_of(uri) == text
+        mode_settings = with_settings(base, MODES[mode])
+        session.apply_settings(mode_settings)
+        settle(session, uri, cursor)
         ks = args.ks if mode == "line" else args.multiline_ks
-        trials += mode_trials(live, vocab, store, ngrams, sc["id"], mode, target, ks, args.with_drafting, rows)
+        trials += mode_trials(session, uri, cursor, mode_settings, sc["id"], mode, target, ks, args.with_drafting, rows)
+    session.close(uri)
     return trials
 
 
+def compared(draft: str, mode: str) -> str:
+    """What of a draft is held against the target: all of it in line mode, else its lines as the target's are cut."""
+    return draft if mode == "line" else target_lines(draft, mode)
+
+
 def mode_trials(
-    live: LiveDocument,
-    vocab: Vocabulary,
-    store: ProjectStore,
-    ngrams: NgramModel,
+    session: EngineSession,
+    uri: str,
+    cursor: int,
+    base: Settings,
     scenario: str,
     mode: str,
     target: str,
     ks: list[int],
     with_drafting: bool,
-    rows: dict[str, tuple[str, SuperposedConfig]],
+    rows: dict[str, dict[str, Any]],
 ) -> list[Trial]:
     want = normal(target)
     greedy_text: str | None = None
 
-    def trial(method: str, k: int, options: CompletionOptions, drafter: Drafter | None = None) -> Trial:
-        t0 = time.perf_counter()
-        drafts = [d.text for d in inline(live, vocab, options, drafter=drafter, ngrams=ngrams)]
-        seconds = time.perf_counter() - t0
-        sims = [edit_similarity(normal(d), want) for d in drafts] or [0.0]
+    def trial(method: str, k: int, values: dict[str, Any]) -> Trial:
+        settings = with_settings(base, {"drafts": k, **values})
+        session.apply_settings(settings)
+        session.warm_ngrams()  # the server's indexing thread counts the n-grams the settings use
+        answer = session.complete(uri, cursor)
+        assert answer is not None, f"{uri} is not open in the session"
+        drafts = [d.text for d in answer.drafts]
+        shown = [normal(compared(d, mode)) for d in drafts]
+        sims = [edit_similarity(d, want) for d in shown] or [0.0]
         return Trial(
             scenario=scenario,
             mode=mode,
             method=method,
             k=k,
-            seconds=seconds,
+            seconds=answer.seconds,
             drafts=drafts,
             target=target,
-            first_exact=bool(drafts) and normal(drafts[0]) == want,
-            best_exact=any(normal(d) == want for d in drafts),
+            first_exact=bool(shown) and shown[0] == want,
+            best_exact=any(d == want for d in shown),
             first_similarity=sims[0],
             best_similarity=max(sims),
             same_as_greedy=greedy_text is None or (drafts[0] if drafts else "") == greedy_text,
+            settings=non_default(settings),
         )
 
-    base = MODES[mode]
-    # untimed: the first decode after the prompt's encoding (and the n-gram counting) runs slower
-    # than the ones after it; it must not be charged to whichever method runs first
-    inline(live, vocab, replace(base, max_tokens=4))
-    greedy = trial("greedy", 1, base)
+    # untimed: the first decode after the prompt's encoding runs slower than the ones after it;
+    # it must not be charged to whichever method runs first
+    session.apply_settings(with_settings(base, WARM_UP))
+    session.complete(uri, cursor)
+    greedy = trial("greedy", 1, {"drafting": False})
     greedy_text = greedy.drafts[0] if greedy.drafts else ""
     trials = [greedy]
     if with_drafting:
-        trials.append(trial("greedy+drafting", 1, base, Drafter(store)))
+        trials.append(trial("greedy+drafting", 1, {}))
     for k in ks:
         if k == 1:
             continue  # every method is greedy decoding at k = 1
-        for name, (method, config) in rows.items():
-            trials.append(trial(name, k, replace(base, drafts=k, draft_method=method, superposed=config)))
+        for name, values in rows.items():
+            trials.append(trial(name, k, values))
     return trials
 
 
@@ -213,6 +235,7 @@ def summarize(trials: list[Trial]) -> dict:
     for (mode, method, k), ts in cells.items():
         ratios = [t.seconds / greedy[t.scenario, t.mode].seconds for t in ts]
         out.setdefault(mode, {}).setdefault(method, {})[str(k)] = {
+            "settings": ts[0].settings,
             "n": len(ts),
             "latency_ms_p50": 1000 * statistics.median(t.seconds for t in ts),
             "latency_ms_mean": 1000 * statistics.mean(t.seconds for t in ts),
@@ -227,7 +250,8 @@ def summarize(trials: list[Trial]) -> dict:
     return out
 
 
-def print_table(summary: dict, file=sys.stdout) -> None:
+def print_table(summary: dict, file=None) -> None:
+    file = file or sys.stdout  # looked up at the call (a test's capture replaces it)
     p = lambda s="": print(s, file=file)  # noqa: E731
     p(
         "| mode | method | k | n | latency p50 ms | x greedy (p50) | distinct | first EM % | best-of-k EM % "
@@ -248,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="livekv bench drafts", description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenarios", type=Path, default=DEFAULT_SCENARIOS)
     ap.add_argument("--limit", type=int, default=40, help="an evenly spaced subset of N scenarios (0: all)")
-    ap.add_argument("--context-tokens", type=int, default=1024)
+    ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
     ap.add_argument("--ks", nargs="*", type=int, default=list(KS), help="drafts per request, line mode (1: greedy)")
     ap.add_argument(
@@ -259,47 +283,46 @@ def main(argv: list[str] | None = None) -> int:
         "--alphas",
         nargs="*",
         type=float,
-        default=[SuperposedConfig().alpha],
-        help="n-gram weights of the superposed rows (tuning: 0 0.2 0.4 0.54)",
+        default=[Settings().ngram_weight],
+        help="ngramWeight of the superposed rows (tuning: 0 0.2 0.4 0.54)",
     )
-    ap.add_argument("--with-drafting", action="store_true", help="add a greedy row with the retrieval drafter")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--with-drafting", action="store_true", help="add greedy with the retrieval drafter (the default)")
+    ap.add_argument("--threads", type=int, default=None, help="threads (default: the server's)")
+    ap.add_argument("--model-path", default=None, help="modelPath (default: the embedded model)")
+    ap.add_argument(
+        "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write per-trial results and the summary here")
     args = ap.parse_args(argv)
 
-    loaded = load_model(threads=args.threads)
-    engine = Engine.from_loaded(loaded)
-    vocab = Vocabulary(engine.tokenizer, engine.runner.vocab_size)
+    flags = {"contextTokens": args.context_tokens, "threads": args.threads, "modelPath": args.model_path}
+    base = with_settings(Settings(), {**{k: v for k, v in flags.items() if v is not None}, **dict(args.set)})
+    session = start(base)
     scenarios = [json.loads(line) for line in args.scenarios.read_text().splitlines() if line.strip()]
     chosen = select(scenarios, args.limit or None)
-    # the project: every scenario's file as it is after the edit (each position replaces its own by the document)
-    files = {sc["source"]: apply_edits(sc["before"], sc["edits"]) for sc in scenarios}
-    store = ProjectStore()
-    ids = engine.tokenizer(list(files.values()), add_special_tokens=False).input_ids
-    store.update_many(dict(zip(files, ids, strict=True)))
-    ngrams = NgramModel(store)
-    t_index = time.perf_counter()
-    ngrams.warm()
-    print(
-        f"project: {len(files)} files, {store.tokens} tokens; n-grams counted in {time.perf_counter() - t_index:.1f} s",
-        file=sys.stderr,
-    )
     rows = methods_for(args.alphas, args.methods)
-    load_before = os.getloadavg()
-    trials: list[Trial] = []
-    t0 = time.perf_counter()
-    for i, sc in enumerate(chosen, 1):
-        result = run_position(engine, vocab, store, ngrams, sc, args, rows)
-        store.update(sc["source"], engine.tokenizer(files[sc["source"]], add_special_tokens=False).input_ids)
-        trials += result
-        print(
-            f"[{i}/{len(chosen)} {time.perf_counter() - t0:.0f}s] {sc['id']}: "
-            + " ".join(
-                f"{t.mode[0]}:{t.method}/{t.k}={'Y' if t.best_exact else '.'}{1000 * t.seconds:.0f}" for t in result
-            ),
-            file=sys.stderr,
-            flush=True,
-        )
+    with tempfile.TemporaryDirectory(prefix="livekv-drafts-") as tmp:
+        # the project: every scenario's file as it is after the edit (each position opens its own as the document)
+        folder = Path(tmp).resolve()
+        for sc in scenarios:
+            (folder / project_name(sc["source"])).write_text(apply_edits(sc["before"], sc["edits"]))
+        project = index(session, str(folder))
+        print(f"project: {project['files']} files, {project['tokens']} tokens", file=sys.stderr)
+        load_before = os.getloadavg()
+        trials: list[Trial] = []
+        t0 = time.perf_counter()
+        for i, sc in enumerate(chosen, 1):
+            result = run_position(session, base, sc, folder, args, rows)
+            trials += result
+            print(
+                f"[{i}/{len(chosen)} {time.perf_counter() - t0:.0f}s] {sc['id']}: "
+                + " ".join(
+                    f"{t.mode[0]}:{t.method}/{t.k}={'Y' if t.best_exact else '.'}{1000 * t.seconds:.0f}" for t in result
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
+    session.shutdown()
     summary = summarize(trials)
     print_table(summary)
     if args.json:
@@ -307,11 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(
             json.dumps(
                 {
-                    "model": loaded.name,
-                    "context_tokens": args.context_tokens,
-                    "threads": args.threads,
+                    "model": session.model_name,
+                    "settings": non_default(base),
+                    "mode_settings": {m: MODES[m] for m in args.modes},
+                    "context_tokens": base.context_tokens,
+                    "threads": base.threads,
                     "scenarios": len(chosen),
-                    "project_tokens": store.tokens,
+                    "project_files": project["files"],
+                    "project_tokens": project["tokens"],
                     "superposed": asdict(SuperposedConfig()),
                     "alphas": args.alphas,
                     "seconds": time.perf_counter() - t0,
