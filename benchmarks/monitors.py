@@ -163,7 +163,8 @@ def summarize(trials: list[Trial], variants: dict[str, Settings]) -> dict:
     return out
 
 
-def print_table(summary: dict, file=sys.stdout) -> None:
+def print_table(summary: dict, file=None) -> None:
+    file = file or sys.stdout  # looked up at the call (a test's capture replaces it)
     p = lambda s="": print(s, file=file)  # noqa: E731
     jedi_ms = "-" if summary["jedi_s_mean"] is None else f"{1000 * summary['jedi_s_mean']:.0f}"
     p(

@@ -3,15 +3,36 @@ without the syntax monitor?
 
 Points are drawn deterministically (fixed seed) from the standard library's own pure-Python
 files (sorted; 2-60 KB; test directories and the generated encodings excluded): statements
-inside function bodies that begin their line. At each point the user has just opened a new line before that statement
-(the cursor after the indentation) and the model writes a multi-line completion there, with
-`inline` in multi-line mode (the editor's stop rules and clean-up), twice from the same
-document and cache: plain, and with the SyntaxMonitor. A completion is valid if the file with
-it spliced in at the cursor parses (`ast.parse`), or, where only blanks follow the cursor, if
-the result is a valid prefix (`codeop`). The monitored completion is also cut back to its
-last complete statement with `complete_statements` and checked again ("monitor+complete").
+inside function bodies that begin their line. At each point the user has just opened a new line
+before that statement (the cursor after the indentation): that document is opened in the
+server's engine session (`EngineSession`, under the file's own name), left to settle as after a
+pause (the prompt encoded, idle-time steps run) and asked for a multi-line suggestion there
+(`EngineSession.complete` with `multiline: true`: the server's stop rules, post-processing and
+time budget), twice:
 
-    livekv bench syntax [--files N] [--points N] [--max-tokens 64] [--context-tokens 1024]
+- `plain`: `monitorSyntax: false`: no syntax monitor, and no cut to a complete statement;
+- `monitor+complete`: the server's defaults: the syntax monitor while decoding, then the
+  suggestion cut back to its last complete statement (`complete_statements`), as the server
+  sends it.
+
+The name monitors (`monitorMembers`, `monitorImports`, `monitorKeywords`) are on in both, as by
+default; every other setting is the server's default but for what a flag changes
+(`--max-tokens`, `--context-tokens`, `--model`, `--threads`, `--weights`, `--device`, `--set`),
+and the JSON records the settings that differ from the defaults (`settings`, and each variant's
+under `variant_settings`). A completion is valid if the file with it spliced in at the cursor
+parses (`ast.parse`), or, where only blanks follow the cursor, if the result is a valid prefix
+(`codeop`). Tokens and monitor figures are read beside the session without changing what it
+does (`engine_session.MonitorTap`: the monitors' stats, and each step's pick).
+
+What changed from the benchmark before it went through the session (its results are not
+comparable row for row): the `monitor` row (the monitored suggestion before the cut) is gone,
+since the server never sends it, and with it the figures of what the cut removed; suggestions
+are at most the server's `maxTokens` (48) within its 3 s time budget (before: 64 tokens, no
+budget), on the server's `contextTokens` window (4096; before: 1024) with the name monitors on
+(before: the syntax monitor alone); and `--k` (candidates the monitor checks per step) is gone:
+it is not a server setting (the JSON records the monitor's own, `k`).
+
+    livekv bench syntax [--files N] [--points N] [--max-tokens N] [--context-tokens N]
                         [--weights fp32] [--json OUT]
 """
 
@@ -31,22 +52,21 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from completion.decoding.suggest import CompletionOptions, inline
-from completion.live.document import LiveDocument
-from completion.model.engine import Engine
+from benchmarks.common import setting
+from benchmarks.engine_session import MonitorTap, non_default, settle, start, with_settings
 from completion.model.formats import FORMATS
-from completion.model.loading import load_model
-from completion.model.vocab import Vocabulary
-from monitors.base import MonitorStats, Site
-from monitors.syntax import SyntaxMonitor, complete_statements
+from completion.session import EngineSession
+from completion.settings import Settings
+from monitors.syntax import SyntaxMonitor
 
 # Tests are not code people complete; encodings/ is ~100 generated codec tables that would crowd out the rest.
 SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "encodings"}
 MIN_BYTES, MAX_BYTES = 2_000, 60_000
 SEED = 0
+BASE = {"multiline": True}  # the benchmark's subject: multi-line suggestions
+VARIANTS: dict[str, dict[str, Any]] = {"plain": {"monitorSyntax": False}, "monitor+complete": {}}
 
 
 @dataclass(frozen=True)
@@ -60,20 +80,20 @@ class Point:
 class Trial:
     path: str
     line: int
-    context_tokens: int
-    plain: str  # the suggestion without the monitor
-    monitored: str  # ... with it
-    completed: str  # `monitored` cut by complete_statements
+    context_tokens: int  # the prompt's tokens
+    plain: str  # the suggestion without the syntax monitor
+    completed: str  # ... with it, as the server sends it (cut by complete_statements)
     plain_valid: bool
-    monitored_valid: bool
     completed_valid: bool
     plain_tokens: int  # decoding steps
     monitored_tokens: int
-    plain_s: float  # latency of the whole suggestion
+    plain_s: float  # latency of the whole request (Answer.seconds)
     monitored_s: float
-    monitor_s: float  # time inside the monitor (set-up included)
+    monitor_s: float  # time inside the monitors of the monitored request (set-up included, jedi's waits not)
+    plain_monitor_s: float  # ... of the plain one (the name monitors)
     repairs: int
     monitor_active: bool
+    k: int  # candidates the syntax monitor checked per step
 
 
 def stdlib_root() -> Path:
@@ -163,69 +183,59 @@ def splice_valid(doc: str, cursor: int, suggestion: str) -> bool:
     return True
 
 
-class StepCounter:
-    """A processor that only counts decoding steps."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def __call__(self, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
-        self.steps += 1
-        return logits
-
-
 def run_point(
-    engine: Engine, vocab: Vocabulary, root: Path, point: Point, options: CompletionOptions, context_tokens: int, k: int
+    session: EngineSession, tap: MonitorTap, variants: dict[str, Settings], root: Path, point: Point
 ) -> Trial:
     doc = document_at((root / point.path).read_text(encoding="utf-8"), point.offset)
-    live = LiveDocument(engine, doc, cursor=point.offset, window=context_tokens)
-    site = Site(doc, point.offset, live.heal)
+    uri = (root / point.path).as_uri()
+    session.open(uri, doc)
+    prompt_tokens = settle(session, uri, point.offset)
+    assert session.engine is not None
+    eos = session.engine.tokenizer.all_special_ids
     results = {}
-    monitor = None
-    stats = MonitorStats()
     # Alternate which variant runs first, so neither always finds the caches warm.
-    variants = ("plain", "monitored") if point.line % 2 else ("monitored", "plain")
-    for variant in variants:
-        counter = StepCounter()
-        processors = [counter]
-        if variant == "monitored":
-            monitor = SyntaxMonitor(vocab, site, stats, k=k)
-            processors.append(monitor)
-        t0 = time.perf_counter()
-        drafts = inline(live, vocab, options, processors=processors)
-        results[variant] = (drafts[0].text if drafts else "", counter.steps, time.perf_counter() - t0)
-    assert monitor is not None
-    plain, plain_tokens, plain_s = results["plain"]
-    monitored, monitored_tokens, monitored_s = results["monitored"]
-    completed = complete_statements(monitored, site)
+    order = list(variants) if point.line % 2 else list(reversed(variants))
+    for variant in order:
+        session.apply_settings(variants[variant])
+        tap.clear()
+        answer = session.complete(uri, point.offset)
+        assert answer is not None, f"{uri} is not open in the session"
+        tapped = tap.last()
+        assert tapped.picks is not None
+        text = answer.drafts[0].text if answer.drafts else ""
+        results[variant] = (text, len(tapped.picks.tokens(eos)), answer.seconds, tapped)
+    session.close(uri)
+    plain, plain_tokens, plain_s, plain_tap = results["plain"]
+    completed, monitored_tokens, monitored_s, tapped = results["monitor+complete"]
+    monitor = next(p for p in tapped.processors if isinstance(p, SyntaxMonitor))
     return Trial(
         path=point.path,
         line=point.line,
-        context_tokens=len(live.prompt),
+        context_tokens=prompt_tokens,
         plain=plain,
-        monitored=monitored,
         completed=completed,
         plain_valid=splice_valid(doc, point.offset, plain),
-        monitored_valid=splice_valid(doc, point.offset, monitored),
         completed_valid=splice_valid(doc, point.offset, completed),
         plain_tokens=plain_tokens,
         monitored_tokens=monitored_tokens,
         plain_s=plain_s,
         monitored_s=monitored_s,
-        monitor_s=stats.seconds,
-        repairs=stats.repairs,
+        monitor_s=tapped.stats.seconds,
+        plain_monitor_s=plain_tap.stats.seconds,
+        repairs=tapped.stats.repairs,
         monitor_active=monitor.active,
+        k=monitor.k,
     )
 
 
 def summarize(trials: Sequence[Trial]) -> dict:
-    def variant(texts: list[str], valid: list[bool], tokens: list[int] | None, seconds: list[float] | None) -> dict:
+    def variant(texts: list[str], valid: list[bool], tokens: list[int], seconds: list[float]) -> dict:
         shown = [v for t, v in zip(texts, valid, strict=True) if t]
         return {
             "suggestions": len(shown),  # non-empty ones
             "valid": sum(shown),
             "valid_pct": 100 * sum(shown) / len(shown) if shown else None,
-            "mean_chars": statistics.mean(len(t) for t in texts),
+            "mean_chars": statistics.mean(len(t) for t in texts) if texts else None,
             "mean_tokens": statistics.mean(tokens) if tokens else None,
             "mean_latency_ms": 1000 * statistics.mean(seconds) if seconds else None,
         }
@@ -234,42 +244,40 @@ def summarize(trials: Sequence[Trial]) -> dict:
     tokens = sum(t.monitored_tokens for t in ts)
     decode_s = sum(t.monitored_s for t in ts)
     monitor_s = sum(t.monitor_s for t in ts)
-    trimmed = [t for t in ts if t.completed != t.monitored]
+    plain_tokens = sum(t.plain_tokens for t in ts)
+    plain_monitor_s = sum(t.plain_monitor_s for t in ts)
     return {
         "points": len(ts),
         "plain": variant(
             [t.plain for t in ts], [t.plain_valid for t in ts], [t.plain_tokens for t in ts], [t.plain_s for t in ts]
         ),
-        "monitor": variant(
-            [t.monitored for t in ts],
-            [t.monitored_valid for t in ts],
+        "monitor+complete": variant(
+            [t.completed for t in ts],
+            [t.completed_valid for t in ts],
             [t.monitored_tokens for t in ts],
             [t.monitored_s for t in ts],
         ),
-        "monitor+complete": variant([t.completed for t in ts], [t.completed_valid for t in ts], None, None),
         "repairs": sum(t.repairs for t in ts),
         "monitor_inactive": sum(not t.monitor_active for t in ts),
+        # all the monitored request's monitors (syntax and names); the plain request's name monitors alone below
         "monitor_us_per_token": 1e6 * monitor_s / tokens if tokens else None,
+        "plain_monitor_us_per_token": 1e6 * plain_monitor_s / plain_tokens if plain_tokens else None,
         "monitor_fraction_of_step": monitor_s / decode_s if decode_s else None,
-        "same_text_with_monitor": sum(t.plain == t.monitored for t in ts),
-        "complete_trimmed": len(trimmed),
-        "complete_trimmed_to_empty": sum(not t.completed and bool(t.monitored) for t in ts),
-        "complete_mean_chars_cut": statistics.mean(len(t.monitored) - len(t.completed) for t in trimmed)
-        if trimmed
-        else 0.0,
+        "same_text_with_monitor": sum(t.plain == t.completed for t in ts),
     }
 
 
-def print_table(s: dict, file=sys.stdout) -> None:
+def print_table(s: dict, file=None) -> None:
+    file = file or sys.stdout  # looked up at the call (a test's capture replaces it)
     p = lambda text="": print(text, file=file)  # noqa: E731
     fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
     p("| variant | suggestions | valid | valid % | mean tokens | mean latency (ms) | mean chars |")
     p("|---|---|---|---|---|---|---|")
-    for name in ("plain", "monitor", "monitor+complete"):
+    for name in ("plain", "monitor+complete"):
         v = s[name]
         p(
             f"| {name} | {v['suggestions']} | {v['valid']} | {fmt(v['valid_pct'], '.1f')} | "
-            f"{fmt(v['mean_tokens'], '.1f')} | {fmt(v['mean_latency_ms'], '.0f')} | {v['mean_chars']:.0f} |"
+            f"{fmt(v['mean_tokens'], '.1f')} | {fmt(v['mean_latency_ms'], '.0f')} | {fmt(v['mean_chars'], '.0f')} |"
         )
     p()
     p(
@@ -280,54 +288,60 @@ def print_table(s: dict, file=sys.stdout) -> None:
     p(
         f"Monitor cost: {fmt(s['monitor_us_per_token'], '.0f')} us per token, "
         f"{fmt(None if s['monitor_fraction_of_step'] is None else 100 * s['monitor_fraction_of_step'], '.2f')}% "
-        "of the monitored run's decode time."
+        f"of the monitored request's time (syntax and name monitors; the name monitors alone, in plain: "
+        f"{fmt(s['plain_monitor_us_per_token'], '.0f')} us per token)."
     )
-    p(
-        f"monitor+complete = the monitored suggestion cut by complete_statements: {s['complete_trimmed']} trimmed "
-        f"(mean {s['complete_mean_chars_cut']:.0f} chars cut), {s['complete_trimmed_to_empty']} to nothing."
-    )
+    p("monitor+complete = what the server sends: the monitored suggestion cut by complete_statements.")
     p("valid % counts non-empty suggestions only (an empty one leaves the file as it was).")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="livekv bench syntax", description=__doc__.split("\n\n")[0])
-    # The defaults take ~4 minutes on 2 idle CPU cores (~7 s a point: the 1k-token prompt and two
-    # ~40-token suggestions, embedded model in fp32), ~9 when another job shares the cores.
+    # Each point is two multi-line requests on a settled document (the server's 4k-token window).
     ap.add_argument("--files", type=int, default=16, help="standard-library files to draw points from")
     ap.add_argument("--points", type=int, default=32, help="completion points in all (spread over the files)")
-    ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--context-tokens", type=int, default=1024, help="the LiveDocument's window")
-    ap.add_argument("--k", type=int, default=8, help="candidates the monitor checks per step")
+    ap.add_argument("--max-tokens", type=int, default=None, help="maxTokens (default: the server's)")
+    ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
     ap.add_argument("--seed", type=int, default=SEED, help="which points (the same seed, the same points)")
-    ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--weights", default="fp32", choices=FORMATS, help="the runner's weight format")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--model", "--model-path", dest="model", default=None, help="modelPath (default: embedded)")
+    ap.add_argument("--threads", type=int, default=None, help="threads (default: the server's)")
+    ap.add_argument("--weights", default=None, choices=FORMATS, help="the runner's weight format (default: fp32)")
+    ap.add_argument("--device", default=None, help="cpu or cuda[:N] (default: the server's)")
+    ap.add_argument(
+        "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write per-point results and the summary here")
     args = ap.parse_args(argv)
-    if args.max_tokens < 1 or args.k < 1:
-        ap.error("--max-tokens and --k must be >= 1")
 
+    flags = {
+        "maxTokens": args.max_tokens,
+        "contextTokens": args.context_tokens,
+        "modelPath": args.model,
+        "threads": args.threads,
+        "weights": args.weights,
+        "device": args.device,
+    }
+    base = with_settings(Settings(), {**BASE, **{k: v for k, v in flags.items() if v is not None}, **dict(args.set)})
+    variants = {name: with_settings(base, overlay) for name, overlay in VARIANTS.items()}
     root = stdlib_root()
     points = select_points(root, args.files, args.points, args.seed)
-    loaded = load_model(args.model, threads=args.threads)
-    engine = Engine.from_loaded(loaded, args.weights, args.device)
-    vocab = Vocabulary(engine.tokenizer, engine.runner.vocab_size)
-    # No time budget: both variants decode the same number of tokens whatever the machine's load.
-    options = CompletionOptions(max_tokens=args.max_tokens, multiline=True, time_budget=None)
+    session = start(base)
+    assert session.monitors is not None
+    tap = MonitorTap(session.monitors, picks=True)
     trials: list[Trial] = []
     t0 = time.perf_counter()
     for i, point in enumerate(points, 1):
-        t = run_point(engine, vocab, root, point, options, args.context_tokens, args.k)
+        t = run_point(session, tap, variants, root, point)
         trials.append(t)
         mark = lambda ok, text: "-" if not text else "Y" if ok else "."  # noqa: E731
         print(
             f"[{i}/{len(points)} {time.perf_counter() - t0:.0f}s] {point.path}:{point.line} "
-            f"plain={mark(t.plain_valid, t.plain)} monitor={mark(t.monitored_valid, t.monitored)} "
-            f"complete={mark(t.completed_valid, t.completed)} repairs={t.repairs}",
+            f"plain={mark(t.plain_valid, t.plain)} complete={mark(t.completed_valid, t.completed)} "
+            f"repairs={t.repairs}",
             file=sys.stderr,
             flush=True,
         )
+    session.shutdown()
     summary = summarize(trials)
     print_table(summary)
     if args.json:
@@ -335,12 +349,14 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(
             json.dumps(
                 {
-                    "model": loaded.name,
-                    "weights": args.weights,
-                    "threads": args.threads,
-                    "context_tokens": args.context_tokens,
-                    "max_tokens": args.max_tokens,
-                    "k": args.k,
+                    "model": session.model_name,
+                    "settings": non_default(base),
+                    "variant_settings": {name: non_default(v) for name, v in variants.items()},
+                    "weights": base.weights,
+                    "threads": base.threads,
+                    "context_tokens": base.context_tokens,
+                    "max_tokens": base.max_tokens,
+                    "k": trials[0].k if trials else None,
                     "seed": args.seed,
                     "stdlib": str(root),
                     "python": sys.version.split()[0],
