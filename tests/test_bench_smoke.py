@@ -1,0 +1,109 @@
+"""The benchmarks that measure a server feature run through the engine session: each one's smallest
+configuration on the tiny random model, and the JSON it writes (its keys, the settings it records as
+differing from the server's defaults). The figures of a random model mean nothing; the paths do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import drafting, drafts, monitors, syntax
+from benchmarks.edits import DEFAULT_SCENARIOS
+from benchmarks.engine_session import non_default
+from completion.settings import Settings
+
+
+def written(path: Path) -> dict:
+    assert path.is_file(), "the benchmark wrote no JSON"
+    return json.loads(path.read_text())
+
+
+def test_non_default_names_only_what_differs_in_camel_case() -> None:
+    assert non_default(Settings()) == {}
+    assert non_default(Settings(drafting=False, max_tokens=8)) == {"drafting": False, "maxTokens": 8}
+    assert non_default(Settings(drafts=3), base=Settings(drafts=3)) == {}
+
+
+def test_monitors_bench_asks_the_session_under_each_variant_s_settings(
+    tiny_model_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "monitors.json"
+    argv = ["--limit", "1", "--model-path", tiny_model_dir, "--context-tokens", "256", "--json", str(out)]
+    assert monitors.main(argv) == 0
+    data = written(out)
+    summary = data["summary"]
+    common = {"modelPath": tiny_model_dir, "contextTokens": 256, "indexWorkspace": False}
+    assert summary["settings"] == common and summary["points"] == 1
+    assert list(summary["variants"]) == ["plain", "members", "monitor"]
+    off = {"monitorMembers": False, "monitorImports": False, "monitorKeywords": False, "monitorSyntax": False}
+    assert summary["variants"]["plain"]["settings"] == {**common, **off}
+    members = {k: v for k, v in off.items() if k != "monitorMembers"}  # on, as by default
+    assert summary["variants"]["members"]["settings"] == {**common, **members}
+    assert summary["variants"]["monitor"]["settings"] == common  # the server's monitors
+    for row in summary["variants"].values():
+        assert {"exact_pct", "hallucinated_resolved_pct", "jedi_late_pct", "monitor_ms_per_token"} <= row.keys()
+    (trial,) = data["trials"]
+    assert trial["prompt_tokens"] > 0 and set(trial["predictions"]) == set(summary["variants"])
+    assert trial["monitor_s"]["plain"] == 0.0  # no monitor ran with them all off
+    assert "| monitor |" in capsys.readouterr().out
+
+
+def test_drafting_bench_times_the_session_with_drafting_off_and_on(tiny_model_dir: str, tmp_path: Path) -> None:
+    out = tmp_path / "drafting.json"
+    argv = ["--positions", "1", "--modes", "line", "--model-path", tiny_model_dir, "--context-tokens", "256"]
+    assert drafting.main([*argv, "--index-files", "0", "--json", str(out)]) == 0
+    data = written(out)
+    assert data["settings"] == {"modelPath": tiny_model_dir, "contextTokens": 256}
+    assert data["mode_settings"] == {"line": {}}
+    assert data["method_settings"]["greedy"] == {"drafting": False} and data["method_settings"]["drafting"] == {}
+    assert data["project"]["files"] > 0 and data["index_1000_files"] is None
+    rows = data["modes"]["line"]
+    assert list(rows) == list(drafting.METHODS)
+    for method in ("greedy", "drafting", "wrong-drafts", "pld-ours"):  # drafts never change greedy's output
+        assert rows[method]["runs"] == 1 and rows[method]["identical"] == 1, method
+    (record,) = data["records"]
+    assert record["prompt_tokens"] > 0 and set(record["seconds"]) == set(drafting.METHODS)
+    assert record["accepted_by_method"]["wrong-drafts"] == 0
+
+
+def test_drafts_bench_varies_drafts_method_and_ngram_weight_through_settings(
+    tiny_model_dir: str, tmp_path: Path
+) -> None:
+    scenarios = tmp_path / "scenarios.jsonl"
+    lines = DEFAULT_SCENARIOS.read_text().splitlines()[:2]  # the project: these two files
+    scenarios.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "drafts.json"
+    argv = ["--scenarios", str(scenarios), "--limit", "1", "--ks", "1", "2", "--multiline-ks", "1"]
+    argv += ["--methods", "superposed", "--alphas", "0", "0.4", "--with-drafting"]
+    argv += ["--model-path", tiny_model_dir, "--context-tokens", "256", "--json", str(out)]
+    assert drafts.main(argv) == 0
+    data = written(out)
+    common = {"modelPath": tiny_model_dir, "contextTokens": 256}
+    assert data["settings"] == common and data["project_files"] == 2
+    line = data["summary"]["line"]
+    assert set(line) == {"greedy", "greedy+drafting", "superposed", "superposed a=0.4"}
+    assert line["greedy"]["1"]["settings"] == {**common, "drafting": False}
+    assert line["greedy+drafting"]["1"]["settings"] == common
+    assert line["superposed"]["2"]["settings"] == {**common, "drafts": 2}  # superposed, weight 0: the defaults
+    assert line["superposed a=0.4"]["2"]["settings"] == {**common, "drafts": 2, "ngramWeight": 0.4}
+    assert data["summary"]["3-line"]["greedy"]["1"]["settings"] == {**common, "multiline": True, "drafting": False}
+    assert {"latency_ms_p50", "best_exact", "first_is_greedy"} <= line["superposed"]["2"].keys()
+    assert all(t["seconds"] > 0 for t in data["trials"])
+
+
+def test_syntax_bench_compares_the_session_with_and_without_the_syntax_monitor(
+    tiny_model_dir: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "syntax.json"
+    argv = ["--files", "1", "--points", "1", "--model-path", tiny_model_dir, "--context-tokens", "256"]
+    assert syntax.main([*argv, "--max-tokens", "8", "--json", str(out)]) == 0
+    data = written(out)
+    common = {"modelPath": tiny_model_dir, "contextTokens": 256, "maxTokens": 8, "multiline": True}
+    assert data["settings"] == common
+    assert data["variant_settings"] == {"plain": {**common, "monitorSyntax": False}, "monitor+complete": common}
+    summary = data["summary"]
+    assert summary["points"] == 1 and {"plain", "monitor+complete", "repairs", "monitor_inactive"} <= summary.keys()
+    (trial,) = data["trials"]
+    assert trial["context_tokens"] > 0 and 0 < trial["monitored_tokens"] <= 8 and trial["k"] == 8
