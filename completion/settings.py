@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from completion.decoding.suggest import DEFAULT_DRAFT_METHOD, DRAFT_METHODS
-from completion.model.formats import FORMATS
+from completion.model.formats import WEIGHT_CHOICES
 
 UPDATE_POLICIES = ("pie", "prefix-reuse", "full")  # what servers offer (live/document.py has one more, for tests)
 # Settings read once, when the model loads: a change takes effect after a restart. The server says so,
@@ -31,7 +31,7 @@ class Settings:
     max_file_bytes: int = 2_000_000  # larger (or binary) documents are not cached
     time_budget_ms: int = 3000  # wall-clock limit of one suggestion
     update_policy: str = "pie"  # pie; the baselines: prefix-reuse (llama.cpp: the last prompt's common prefix), full
-    weights: str = "fp32"  # weight format of the runner: fp32, bf16, int8, int8-wo, int4-wo
+    weights: str = "auto"  # weight format of the runner (formats.WEIGHT_CHOICES); auto: a GGUF's own blocks, else fp32
     device: str = "cpu"  # "cuda" (or "cuda:N") runs the model on a GPU when there is one
     multiline: bool = False  # suggest to the end of the block instead of the end of the line
     drafts: int = 1  # inline suggestions per request (more than 1: decoded by draft_method)
@@ -99,7 +99,7 @@ def _check(name: str, value: Any) -> str | None:
     if name == "model_path":
         return None if value is None or isinstance(value, str) else "must be a path string or null"
     if name == "weights":
-        return None if value in FORMATS else f"must be one of {', '.join(FORMATS)}"
+        return None if value in WEIGHT_CHOICES else f"must be one of {', '.join(WEIGHT_CHOICES)}"
     if name == "draft_method":
         return None if value in DRAFT_METHODS else f"must be one of {', '.join(DRAFT_METHODS)}"
     if name == "update_policy":

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from completion.model.formats import FORMATS
+from completion.model.formats import WEIGHT_CHOICES
 from completion.session import EngineSession
 from completion.settings import Settings
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drafts", type=int, default=1, help="inline drafts (default 1)")
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
-    ap.add_argument("--weights", default="fp32", choices=FORMATS, help="weight format (default fp32)")
+    ap.add_argument("--weights", default="auto", choices=WEIGHT_CHOICES, help="weight format (default auto)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from completion.live.document import TextEdit
-from completion.model.formats import FORMATS
+from completion.model.formats import WEIGHT_CHOICES
 from lsp_server.editor import Answer, Editor
 
 DEFAULT_FILE = Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="livekv demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--file", type=Path, default=DEFAULT_FILE, help="Python file to edit (default: stdlib textwrap.py)")
     ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
-    ap.add_argument("--weights", default=None, choices=FORMATS, help="weight format (default: the server's)")
+    ap.add_argument("--weights", default=None, choices=WEIGHT_CHOICES, help="weight format (default: the server's)")
     args = ap.parse_args(argv)
     options = {"modelPath": args.model, "indexWorkspace": False}
     if args.weights:

@@ -141,7 +141,7 @@ async def test_status_notification_reports_the_latency(client: LanguageClient, d
     params = status.result()
     assert isinstance(params.latencyMs, int) and params.latencyMs >= 0
     assert isinstance(params.firstTokenMs, int) and 0 <= params.firstTokenMs
-    assert params.model == "SmolLM2-135M-Instruct (embedded) fp32"
+    assert params.model == "SmolLM2-135M-Instruct (embedded) gguf"
 
 
 @pytest.mark.asyncio(loop_scope="module")

@@ -22,7 +22,7 @@ from pytest_lsp import LanguageClient, client_capabilities
 
 pytestmark = pytest.mark.integration  # the server it starts loads the embedded model
 
-MODEL = "SmolLM2-135M-Instruct (embedded) fp32"
+MODEL = "SmolLM2-135M-Instruct (embedded) gguf"
 MAX_FILE_BYTES = 2048
 
 WORKSPACE = {

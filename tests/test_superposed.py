@@ -70,8 +70,8 @@ def test_an_embedding_row_fed_as_a_vector_is_the_token(engine: Engine) -> None:
     by_token.encode(ids[:-1])
     by_vector.encode(ids[:-1])
     want = by_token.encode(ids[-1:], logits="last")
-    x = superpose([ids[-1]], torch.tensor([-3.25]), engine.runner.embed)  # one draft: weight exactly 1.0
-    assert torch.equal(x, engine.runner.embed[ids[-1]])
+    x = superpose([ids[-1]], torch.tensor([-3.25]), engine.runner.embed_rows)  # one draft: weight exactly 1.0
+    assert torch.equal(x, engine.runner.embed_rows(torch.tensor([ids[-1]]))[0])
     got = by_vector.encode_embeddings(x[None])
     assert torch.equal(got, want)
     assert torch.equal(by_vector.keys[:, :, : len(ids)], by_token.keys[:, :, : len(ids)])
@@ -88,7 +88,7 @@ def test_superposition_weights_sum_to_one_and_duplicates_add() -> None:
     assert abs(float(weights.sum()) - 1.0) < 1e-6
     embed = torch.randn(12, 5)
     dense = torch.zeros(12).index_add(0, torch.tensor([7, 3, 7, 9]), expected) @ embed  # the paper's |V| @ E
-    assert torch.allclose(superpose([7, 3, 7, 9], scores, embed), dense, atol=1e-6)
+    assert torch.allclose(superpose([7, 3, 7, 9], scores, lambda ids: embed[ids]), dense, atol=1e-6)
 
 
 # -- superposed decoding -------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from lsprotocol import converters, types
 from pytest_lsp import LanguageClient, client_capabilities
 
 from completion import settings as server_settings
-from completion.model.formats import FORMATS
+from completion.model.formats import WEIGHT_CHOICES
 from completion.settings import Settings
 
 EXTENSION = Path(__file__).resolve().parents[1] / "editors" / "vscode"
@@ -97,7 +97,7 @@ def test_the_contributed_bounds_and_choices_are_the_servers() -> None:
     for name, (lo, hi) in server_settings._RANGES.items():
         spec = specs[camel(name)]
         assert (spec["minimum"], spec["maximum"]) == (lo, hi), name
-    assert specs["weights"]["enum"] == list(FORMATS)
+    assert specs["weights"]["enum"] == list(WEIGHT_CHOICES)
 
 
 def test_the_servers_settings_accept_the_extensions_options_without_a_problem() -> None:
@@ -204,7 +204,7 @@ async def test_vscode_initialize_is_accepted_and_reports_the_model_loading(clien
     assert lsp_helpers.encoding_of(client) == "utf-16"  # vscode-languageclient offers nothing else
     await eventually(lambda: loading_end(client) is not None, timeout=240, what="the model loading progress")
     end = loading_end(client)
-    assert end is not None and end.message == "SmolLM2-135M-Instruct (embedded) fp32"
+    assert end is not None and end.message == "SmolLM2-135M-Instruct (embedded) gguf"
     assert warnings(client) == []
 
 
@@ -220,7 +220,7 @@ async def test_an_automatic_request_after_typing(client: LanguageClient, doc: Do
     assert status.done()
     params = status.result()
     assert isinstance(params.latencyMs, int) and isinstance(params.firstTokenMs, int)
-    assert params.model == "SmolLM2-135M-Instruct (embedded) fp32"
+    assert params.model == "SmolLM2-135M-Instruct (embedded) gguf"
 
 
 @pytest.mark.integration

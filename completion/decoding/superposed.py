@@ -33,7 +33,7 @@ exactly as found.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,10 +70,12 @@ def superposition_weights(tokens: Sequence[int], scores: torch.Tensor) -> tuple[
     return unique, torch.zeros(len(unique), dtype=weights.dtype).index_add(0, inverse, weights)
 
 
-def superpose(tokens: Sequence[int], scores: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
+def superpose(
+    tokens: Sequence[int], scores: torch.Tensor, embed: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
     """x = sum_i g_i E[t_i]: (hidden,), by gathering the rows (never a |V|-long product)."""
     unique, weights = superposition_weights(tokens, scores)
-    rows = embed[unique.to(embed.device)]  # (distinct tokens, hidden)
+    rows = embed(unique)  # (distinct tokens, hidden)
     return (weights.to(rows)[:, None] * rows).sum(0)
 
 
@@ -112,7 +114,7 @@ def decode_superposed(
     """Up to `width` drafts, best first by their interpolated score; [] if cancelled."""
     s = args.setup(live, vocab)
     search = Search(vocab, live.heal, args.stop, s.eos, args.width)
-    embed = live.engine.runner.embed
+    embed = live.engine.runner.embed_rows
     n = config.tokens_per_draft * args.width
     prompt = live.prompt
     with live.decoding() as (kv, logits):

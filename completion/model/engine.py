@@ -11,6 +11,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from completion.live.layout import FimIds, detect_fim, start_token
+from completion.model.checkpoint import Checkpoint
+from completion.model.kernels import cpu_ops
 from completion.model.loading import LoadedModel
 from completion.model.rope import PieUnsupported, RotaryParams, rotary_params
 from completion.model.runner import Runner
@@ -47,15 +49,23 @@ class Engine:
         tokenizer: PreTrainedTokenizerBase,
         weights: str = "fp32",
         device: str | torch.device = "cpu",
+        gguf: Path | None = None,
     ) -> Engine:
-        """Build the runner (weights in the given format, on the given device) and the PIE facts."""
+        """Build the runner (weights in the given format, on the given device) and the PIE facts.
+
+        `gguf`: the file the model came from; the `gguf` format reads its blocks from it."""
+        source: PreTrainedModel | Checkpoint = model
+        if weights == "gguf":
+            if gguf is None:
+                raise ValueError("weight format 'gguf' (the file's own blocks) needs a .gguf model")
+            source = Checkpoint.from_gguf(gguf, model.config)
         try:
             rope, refusal = rotary_params(model), None
         except PieUnsupported as err:
             rope, refusal = None, str(err)
             log.warning("PIE disabled for this model (%s); edits will re-encode exactly", err)
         return cls(
-            runner=Runner(model, weights, device, calibration_ids(tokenizer)),
+            runner=Runner(source, weights, device, calibration_ids(tokenizer) if weights == "int8" else ()),
             tokenizer=tokenizer,
             rope=rope,
             pie_refusal=refusal,
@@ -65,5 +75,17 @@ class Engine:
         )
 
     @classmethod
-    def from_loaded(cls, loaded: LoadedModel, weights: str = "fp32", device: str | torch.device = "cpu") -> Engine:
-        return cls.from_model(loaded.model, loaded.tokenizer, weights, device)
+    def from_loaded(cls, loaded: LoadedModel, weights: str = "auto", device: str | torch.device = "cpu") -> Engine:
+        return cls.from_model(
+            loaded.model, loaded.tokenizer, resolve_weights(weights, loaded, device), device, loaded.gguf
+        )
+
+
+def resolve_weights(weights: str, loaded: LoadedModel, device: str | torch.device) -> str:
+    """`auto`: a GGUF model's own blocks when the kernels are built and it runs on the CPU (the same
+    model as fp32, to float tolerance, and the fastest format measured), else fp32."""
+    if weights != "auto":
+        return weights
+    if loaded.gguf is not None and torch.device(device).type == "cpu" and cpu_ops() is not None:
+        return "gguf"
+    return "fp32"

