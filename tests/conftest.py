@@ -124,12 +124,14 @@ def _guarded(load: Callable[..., object]) -> Callable[..., object]:
     return guard
 
 
-# Every in-process load of weights goes through one of these two (load_model looks them up at each call).
+# Every in-process load of the model goes through one of these (load_model looks them up at each call):
+# a GGUF's config and tokenizer first, whose weights are then read as blocks or converted.
 # Wrapped once: test modules that `from tests.conftest import ...` load this file a second time, whose
 # `_running` no hook ever sets; its guard must not wrap the first one's.
 if not getattr(loading._load_hf_dir, "guarded", False):
     loading._load_hf_dir = _guarded(loading._load_hf_dir)  # type: ignore[assignment]
     loading._convert_gguf = _guarded(loading._convert_gguf)  # type: ignore[assignment]
+    loading._gguf_meta = _guarded(loading._gguf_meta)  # type: ignore[assignment]
 
 
 @pytest.fixture(scope="session")

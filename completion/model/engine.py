@@ -14,7 +14,7 @@ from completion.live.layout import FimIds, detect_fim, start_token
 from completion.model.checkpoint import Checkpoint
 from completion.model.kernels import cpu_ops
 from completion.model.loading import LoadedModel
-from completion.model.rope import PieUnsupported, RotaryParams, rotary_params
+from completion.model.rope import PieUnsupported, RotaryParams, rotary_params_of
 from completion.model.runner import Runner
 
 log = logging.getLogger(__name__)
@@ -49,23 +49,26 @@ class Engine:
         tokenizer: PreTrainedTokenizerBase,
         weights: str = "fp32",
         device: str | torch.device = "cpu",
-        gguf: Path | None = None,
     ) -> Engine:
-        """Build the runner (weights in the given format, on the given device) and the PIE facts.
+        """Build the runner (weights in the given format, on the given device) and the PIE facts."""
+        return cls.from_checkpoint(Checkpoint.from_model(model), tokenizer, weights, device)
 
-        `gguf`: the file the model came from; the `gguf` format reads its blocks from it."""
-        source: PreTrainedModel | Checkpoint = model
-        if weights == "gguf":
-            if gguf is None:
-                raise ValueError("weight format 'gguf' (the file's own blocks) needs a .gguf model")
-            source = Checkpoint.from_gguf(gguf, model.config)
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: Checkpoint,
+        tokenizer: PreTrainedTokenizerBase,
+        weights: str = "fp32",
+        device: str | torch.device = "cpu",
+    ) -> Engine:
         try:
-            rope, refusal = rotary_params(model), None
+            rope, refusal = rotary_params_of(checkpoint.config, checkpoint.rotary), None
         except PieUnsupported as err:
             rope, refusal = None, str(err)
             log.warning("PIE disabled for this model (%s); edits will re-encode exactly", err)
+        calibration = calibration_ids(tokenizer) if weights == "int8" else ()
         return cls(
-            runner=Runner(source, weights, device, calibration_ids(tokenizer) if weights == "int8" else ()),
+            runner=Runner(checkpoint, weights, device, calibration),
             tokenizer=tokenizer,
             rope=rope,
             pie_refusal=refusal,
@@ -76,9 +79,15 @@ class Engine:
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, weights: str = "auto", device: str | torch.device = "cpu") -> Engine:
-        return cls.from_model(
-            loaded.model, loaded.tokenizer, resolve_weights(weights, loaded, device), device, loaded.gguf
-        )
+        """`gguf` weights read the file's blocks and never load the transformers model."""
+        weights = resolve_weights(weights, loaded, device)
+        if weights == "gguf":
+            if loaded.gguf is None:
+                raise ValueError("weight format 'gguf' (the file's own blocks) needs a .gguf model")
+            return cls.from_checkpoint(
+                Checkpoint.from_gguf(loaded.gguf, loaded.config), loaded.tokenizer, weights, device
+            )
+        return cls.from_model(loaded.model, loaded.tokenizer, weights, device)
 
 
 def resolve_weights(weights: str, loaded: LoadedModel, device: str | torch.device) -> str:

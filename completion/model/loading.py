@@ -12,14 +12,16 @@ import importlib.util
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -36,12 +38,30 @@ class ModelLoadError(RuntimeError):
     """The model could not be found or is not supported; the message names what was tried."""
 
 
-@dataclass
 class LoadedModel:
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    name: str
-    gguf: Path | None = None  # the file a GGUF model came from: its own blocks can run as they are
+    """A model's tokenizer and config, and its transformers model, which a GGUF loads (dequantized to
+    fp32, converted once and cached) only when something asks for it: running the file's own blocks
+    never does, so a GGUF model starts without a full-precision copy in memory."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        name: str,
+        config: PretrainedConfig,
+        model: PreTrainedModel | None = None,
+        gguf: Path | None = None,
+        convert: Callable[[], PreTrainedModel] | None = None,
+    ) -> None:
+        self.tokenizer, self.name, self.config = tokenizer, name, config
+        self.gguf = gguf  # the file a GGUF model came from: its own blocks can run as they are
+        self._model, self._convert = model, convert
+
+    @property
+    def model(self) -> PreTrainedModel:
+        if self._model is None:
+            assert self._convert is not None  # a model is given or can be converted
+            self._model = _ready(self._convert())
+        return self._model
 
 
 def embedded_model_path() -> Path:
@@ -67,6 +87,43 @@ def _conversion_dir(gguf: Path) -> Path:
     key = f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}|{torch.float32}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_root() / "converted" / f"{gguf.stem}-{digest}"
+
+
+def _ready(model: PreTrainedModel) -> PreTrainedModel:
+    model.train(False)  # what eval() does; transformers leaves eval() unannotated
+    model.requires_grad_(False)
+    return model
+
+
+def _gguf_meta(gguf: Path, out: Path) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:
+    """The GGUF's config and tokenizer, parsed by transformers once (seconds) and cached beside the conversion."""
+    if (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file():
+        return AutoConfig.from_pretrained(out, local_files_only=True), AutoTokenizer.from_pretrained(
+            out, local_files_only=True
+        )
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    try:
+        config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "livekv-source.json").write_text(json.dumps({"gguf": str(gguf)}))
+        tmp.replace(out)
+    except OSError as err:
+        log.warning("could not cache the GGUF's config and tokenizer at %s: %s", out, err)
+    return config, tokenizer
+
+
+def _gguf_model(gguf: Path) -> PreTrainedModel:
+    """The GGUF dequantized to fp32 as a transformers model (converted once, cached)."""
+    converted = _conversion_dir(gguf)
+    try:
+        if (converted / "config.json").is_file():
+            return _load_hf_dir(converted)[0]
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        return _convert_gguf(gguf, converted)[0]
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(f"could not convert {gguf} to a transformers model: {err}") from err
 
 
 def _load_hf_dir(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -112,24 +169,19 @@ def load_model(
             raise ValueError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     source = embedded_model_path() if path is None else Path(path).expanduser()
+    name = "SmolLM2-135M-Instruct (embedded)" if path is None else source.name
     try:
         if source.is_dir():
             if not (source / "config.json").is_file():
                 raise ModelLoadError(f"{source} is a folder without config.json (not a Hugging Face model)")
             model, tokenizer = _load_hf_dir(source)
-        elif source.is_file() and source.suffix == ".gguf":
-            converted = _conversion_dir(source)
-            if (converted / "config.json").is_file():
-                model, tokenizer = _load_hf_dir(converted)
-            else:
-                converted.parent.mkdir(parents=True, exist_ok=True)
-                model, tokenizer = _convert_gguf(source, converted)
-        else:
-            raise ModelLoadError(f"model not found: {source} is neither a Hugging Face folder nor a .gguf file")
+            return LoadedModel(tokenizer, name, model.config, model=_ready(model))
+        if source.is_file() and source.suffix == ".gguf":
+            meta = _conversion_dir(source)
+            meta = meta.with_name(meta.name + "-meta")
+            meta.parent.mkdir(parents=True, exist_ok=True)
+            config, tokenizer = _gguf_meta(source, meta)
+            return LoadedModel(tokenizer, name, config, gguf=source, convert=lambda: _gguf_model(source))
+        raise ModelLoadError(f"model not found: {source} is neither a Hugging Face folder nor a .gguf file")
     except (OSError, ValueError, KeyError) as err:
         raise ModelLoadError(f"could not load model from {source}: {err}") from err
-    model.train(False)  # what eval() does; transformers leaves eval() unannotated
-    model.requires_grad_(False)
-    name = "SmolLM2-135M-Instruct (embedded)" if path is None else source.name
-    gguf = source if source.suffix == ".gguf" else None
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name, gguf=gguf)

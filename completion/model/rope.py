@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
 
 # rope_type values whose inv_freq is fixed, so rotation by a delta is exact.
 ADDITIVE_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn"})
@@ -32,13 +33,16 @@ class RotaryParams:
     rotary_dim: int  # leading dims of each head that are rotated (partial rotary leaves the rest)
 
 
-def rotary_params(model: nn.Module) -> RotaryParams:
+def rotary_params(model: PreTrainedModel) -> RotaryParams:
     """Read the rotation a model applies to keys; raise PieUnsupported with the reason if PIE can't work."""
-    config = model.config
+    return rotary_params_of(model.config, getattr(getattr(model, "model", None), "rotary_emb", None))
+
+
+def rotary_params_of(config: PretrainedConfig, rotary: nn.Module | None) -> RotaryParams:
+    """`rotary_params` from a config and its rotary embedding module (a GGUF checkpoint has no model)."""
     model_type = getattr(config, "model_type", "?")
     if model_type not in ROTATE_HALF_MODELS:
         raise PieUnsupported(f"model type {model_type!r} is not a supported RoPE architecture")
-    rotary = getattr(getattr(model, "model", None), "rotary_emb", None)
     if rotary is None or not hasattr(rotary, "inv_freq"):
         raise PieUnsupported(f"model type {model_type!r} has no rotary position embedding")
     rope_type = getattr(rotary, "rope_type", "default")
@@ -48,7 +52,9 @@ def rotary_params(model: nn.Module) -> RotaryParams:
     sliding = getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)
     if sliding or "sliding_attention" in layer_types:
         raise PieUnsupported("sliding-window attention: reused keys would see a different window")
-    inv_freq = rotary.inv_freq.detach().to(torch.float64).cpu()
+    inv_freq = rotary.inv_freq
+    assert isinstance(inv_freq, torch.Tensor)  # a registered buffer
+    inv_freq = inv_freq.detach().to(torch.float64).cpu()
     return RotaryParams(inv_freq=inv_freq, rotary_dim=2 * inv_freq.numel())
 
 

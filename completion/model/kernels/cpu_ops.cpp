@@ -425,6 +425,29 @@ void axpy(float a, const float* x, float* y, int64_t n) {
 #endif
 }
 
+// acc += sum_j p[j] * v[j] over n value rows of hd floats: 64 accumulator lanes stay in registers
+// over all rows (a load-add-store per row would wait on its own store).
+void weighted_sum(const float* p, const float* v, int64_t n, int64_t hd, float* acc) {
+  int64_t d = 0;
+#if LIVEKV_AVX2
+  for (; d + 64 <= hd; d += 64) {
+    __m256 a[8];
+    for (int q = 0; q < 8; ++q) a[q] = _mm256_loadu_ps(acc + d + 8 * q);
+    for (int64_t j = 0; j < n; ++j) {
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      const float* vj = v + j * hd + d;
+      for (int q = 0; q < 8; ++q) a[q] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * q), a[q]);
+    }
+    for (int q = 0; q < 8; ++q) _mm256_storeu_ps(acc + d + 8 * q, a[q]);
+  }
+#endif
+  for (; d < hd; ++d) {
+    float a = acc[d];
+    for (int64_t j = 0; j < n; ++j) a += p[j] * v[j * hd + d];
+    acc[d] = a;
+  }
+}
+
 void exp_inplace(float* v, int64_t n) {
 #if LIVEKV_AVX2
   int64_t j = 0;
@@ -494,13 +517,13 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& keys, const to
           }
           st[i].max = new_max;
           for (int64_t j = 0; j < n; ++j) sr[j] -= new_max;
-          exp_inplace(sr, n);  // masked slots: exp(-inf) is 0 (clamped to a tiny value on AVX2: zeroed below)
-          for (int64_t j = 0; j < n; ++j) {
+          exp_inplace(sr, n);
+          for (int64_t j = 0; j < n; ++j) {  // masked slots weigh 0 (AVX2's exp clamps -inf to a tiny value)
             const bool seen = mp ? mp[r * end + t + j] : (t + j <= at + r);
-            if (!seen) continue;
+            sr[j] = seen ? sr[j] : 0.0f;
             st[i].sum += sr[j];
-            axpy(sr[j], vg + (t + j) * hd, ac + i * hd, hd);
           }
+          weighted_sum(sr, vg + t * hd, n, hd, ac + i * hd);
         }
       }
     }
