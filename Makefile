@@ -52,7 +52,7 @@ bench-latency: setup
 	HF_HUB_OFFLINE=1 $(BIN)/livekv bench latency --json benchmarks/results/latency.json
 
 bench-speed: setup
-	HF_HUB_OFFLINE=1 $(BIN)/livekv bench speed --json benchmarks/results/speed.json
+	HF_HUB_OFFLINE=1 $(BIN)/livekv bench speed --shapes qwen2-0.5b qwen2-1.5b --json benchmarks/results/speed.json
 
 bench-monitors: setup
 	HF_HUB_OFFLINE=1 $(BIN)/livekv bench monitors --json benchmarks/results/monitors.json

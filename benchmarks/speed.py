@@ -7,9 +7,11 @@ pays); prefill tokens/s at 512 and 2048; the PIE update of a one-line mid-file e
 4k tokens (through `LiveDocument`, as the server does it); peak RSS; quality against fp32
 on 512 tokens of `argparse.py` in one pass (next-token NLL, top-1 agreement). Inputs are real
 Python (the standard library's own files). llama.cpp's figures for the same model on
-this machine are printed beside them as given in the issue (not measured here).
+this machine are printed beside them as given in the issue, or, with `--llamacpp DIR` (a
+llama.cpp build), measured with its `llama-bench` on the same files in the same run.
+`--shapes` adds real code models' shapes with random Q4_1 weights (`shapes.py`).
 
-    livekv bench speed [--formats fp32 int8 ...] [--json OUT]
+    livekv bench speed [--formats fp32 gguf ...] [--shapes qwen2-0.5b qwen2-1.5b] [--llamacpp DIR] [--json OUT]
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.shapes import SHAPES, shape_config, shape_gguf
 from completion.live.document import LiveDocument, TextEdit, UpdatePolicy
 from completion.live.kvcache import KVCache
+from completion.model.checkpoint import Checkpoint
 from completion.model.engine import Engine
 from completion.model.formats import FORMATS
-from completion.model.loading import load_model
+from completion.model.loading import embedded_model_path, load_model
 from completion.model.runner import CPU_ONLY_FORMATS, Runner
 
 CACHED = (256, 1024, 4096)
@@ -90,11 +94,33 @@ def time_passes(kv: KVCache, ids: list[int], cached: int, sizes: Sequence[int] =
     return out
 
 
-def time_prefill(engine: Engine, ids: list[int], n: int) -> float:
-    kv = KVCache(engine.runner)
+def time_prefill(runner: Runner, ids: list[int], n: int) -> float:
+    kv = KVCache(runner)
     t0 = time.perf_counter()
     kv.encode(ids[:n], logits="last")
-    return n / (finished(engine.runner.device) - t0)
+    return n / (finished(runner.device) - t0)
+
+
+def time_runner(runner: Runner, ids: list[int], row: dict) -> None:
+    """Prefill tokens/s, decode ms/token at each cached size and the pass costs at 1k, into `row`; a
+    runner too slow to prefill 512 tokens in SLOW_PREFILL_S is measured up to 1k cached tokens only."""
+    row["prefill_tps"] = {}
+    for n in PREFILL:
+        row["prefill_tps"][str(n)] = time_prefill(runner, ids, n)
+        if n / row["prefill_tps"][str(n)] > SLOW_PREFILL_S:
+            row["skipped"] = f"prefill of {n} tokens took over {SLOW_PREFILL_S:.0f} s: no longer contexts measured"
+            break
+    cached = [n for n in CACHED if "skipped" not in row or n <= 1024]
+    kv = KVCache(runner)
+    kv.encode(ids[: max(cached) + STEPS])
+    decode = {}
+    for n in sorted(cached, reverse=True):  # each measurement crops the cache shorter
+        if n == 1024:
+            passes = time_passes(kv, ids, 1024)
+        decode[str(n)] = time_decode(kv, ids, n)
+    row["decode_ms"] = {str(n): decode[str(n)] for n in cached}
+    row["pass_ms_at_1024"] = passes
+    row["pass_ratio_at_1024"] = {q: ms / passes["1"] for q, ms in passes.items()}
 
 
 def time_pie_edit(engine: Engine, text: str, tokens: int, full: bool) -> dict[str, float]:
@@ -130,35 +156,56 @@ def quality_vs_fp32(runner: Runner, reference: Runner, ids: list[int]) -> dict[s
 
 
 def measure(weights: str, threads: int, device: str) -> dict:
-    """Every figure for one format; a format too slow to prefill 512 tokens in SLOW_PREFILL_S
-    (the weight-only kernels on some CPUs) is measured up to 1k cached tokens only."""
+    """Every figure for one format of the embedded model."""
     loaded = load_model(threads=threads)
     engine = Engine.from_loaded(loaded, weights, device)
     text, ids = corpus(engine.tokenizer, max(CACHED) + STEPS + 64)
-    row: dict = {"format": weights, "threads": threads, "device": device, "prefill_tps": {}}
+    row: dict = {"format": engine.runner.weight_format, "setting": weights, "threads": threads, "device": device}
     t0 = time.perf_counter()
-    for n in PREFILL:
-        row["prefill_tps"][str(n)] = time_prefill(engine, ids, n)
-        if n / row["prefill_tps"][str(n)] > SLOW_PREFILL_S:
-            row["skipped"] = f"prefill of {n} tokens took over {SLOW_PREFILL_S:.0f} s: no longer contexts measured"
-            break
-    cached = [n for n in CACHED if "skipped" not in row or n <= 1024]
-    kv = KVCache(engine.runner)
-    kv.encode(ids[: max(cached) + STEPS])
-    decode = {}
-    for n in sorted(cached, reverse=True):  # each measurement crops the cache shorter
-        if n == 1024:
-            passes = time_passes(kv, ids, 1024)
-        decode[str(n)] = time_decode(kv, ids, n)
-    row["decode_ms"] = {str(n): decode[str(n)] for n in cached}
-    row["pass_ms_at_1024"] = passes
-    row["pass_ratio_at_1024"] = {q: ms / passes["1"] for q, ms in passes.items()}
+    time_runner(engine.runner, ids, row)
     if "skipped" not in row:
         row["pie_edit_4k_ms"] = time_pie_edit(engine, text, 4096, full=True)
     row["seconds"] = time.perf_counter() - t0
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row["quality"] = quality_vs_fp32(engine.runner, Runner(loaded.model, "fp32", device), ids)  # after the RSS reading
     return row
+
+
+def measure_shape(name: str, threads: int) -> dict:
+    """A real code model's shape with random Q4_1 weights (`shapes.py`), on its own blocks (the default
+    for a GGUF). Token ids are random: the weights are. No PIE edit or quality (they need a tokenizer
+    and trained weights)."""
+    torch.set_num_threads(threads)
+    path = shape_gguf(name)
+    runner = Runner(Checkpoint.from_gguf(path, shape_config(name)), "gguf")
+    ids = torch.randint(0, runner.vocab_size, (max(CACHED) + STEPS + 64,), generator=torch.Generator().manual_seed(0))
+    row: dict = {"format": f"gguf {name}", "shape": name, "threads": threads, "file_mb": path.stat().st_size / 2**20}
+    t0 = time.perf_counter()
+    time_runner(runner, ids.tolist(), row)
+    row["seconds"] = time.perf_counter() - t0
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["rss_over_file"] = row["peak_rss_mb"] / row["file_mb"]
+    return row
+
+
+def llama_bench(where: Path, gguf: Path, threads: int, label: str) -> dict:
+    """llama.cpp's own `llama-bench` on the same file in the same run: prefill of 512 tokens, and
+    decode of STEPS tokens after 0 and 1024 cached (`-d`)."""
+    exe = next((p for p in (where / "bin" / "llama-bench", where / "llama-bench") if p.is_file()), None)
+    if exe is None:
+        raise FileNotFoundError(f"no llama-bench under {where} (or {where}/bin)")
+    runs = []
+    for args in (["-p", "512", "-n", "0"], ["-p", "0", "-n", str(STEPS)], ["-p", "0", "-n", str(STEPS), "-d", "1024"]):
+        cmd = [str(exe), "-m", str(gguf), "-t", str(threads), "-r", "3", "-o", "json", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        runs.append(json.loads(done.stdout)[0])
+    return {
+        "format": f"llama.cpp {label}",
+        "threads": threads,
+        "prefill_tps": {"512": runs[0]["avg_ts"]},
+        "decode_ms": {"0": 1000 / runs[1]["avg_ts"], "1024": 1000 / runs[2]["avg_ts"]},
+        "command": " ".join(cmd[:-6]) + " ...",
+    }
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -191,29 +238,54 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (formats with CPU kernels only are refused)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
+    ap.add_argument("--shapes", nargs="*", default=[], choices=sorted(SHAPES), help="real code models' shapes too")
+    ap.add_argument("--llamacpp", type=Path, default=None, help="a llama.cpp build: time llama-bench on the same files")
     ap.add_argument("--one", choices=FORMATS, help=argparse.SUPPRESS)  # internal: measure one format, print JSON
+    ap.add_argument("--one-shape", choices=sorted(SHAPES), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
         torch.manual_seed(0)
         print(json.dumps(measure(args.one, args.threads, args.device)))
         return 0
+    if args.one_shape:
+        print(json.dumps(measure_shape(args.one_shape, args.threads)))
+        return 0
     on_cpu = torch.device(args.device).type == "cpu"
     formats = args.formats or [f for f in FORMATS if on_cpu or f not in CPU_ONLY_FORMATS]
+    jobs = [("--one", w, ["--device", args.device]) for w in formats] + [("--one-shape", s, []) for s in args.shapes]
     rows = []
-    for weights in formats:
-        cmd = [sys.executable, "-m", "benchmarks.speed", "--one", weights, "--threads", str(args.threads)]
-        cmd += ["--device", args.device]
+    for flag, what, extra in jobs:
+        cmd = [sys.executable, "-m", "benchmarks.speed", flag, what, "--threads", str(args.threads), *extra]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
         if done.returncode != 0:
-            print(f"{weights}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+            print(f"{what}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
             return 1
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(f"{weights}: {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
-    print_table([*rows, LLAMA_CPP])
+        print(f"{what}: {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
+    references = [LLAMA_CPP]
+    if args.llamacpp is not None:
+        references = [llama_bench(args.llamacpp, embedded_model_path(), args.threads, "Q4_1 embedded")]
+        references += [llama_bench(args.llamacpp, shape_gguf(s), args.threads, f"Q4_1 {s}") for s in args.shapes]
+    print_table([*rows, *references])
+    print_ratios(rows, references)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": rows, "reference": LLAMA_CPP}, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "reference": references}, indent=1))
     return 0
+
+
+def print_ratios(rows: list[dict], references: list[dict]) -> None:
+    """Each block-format row against llama.cpp on the same file: decode at 1k and prefill at 512."""
+    by_label = {r["format"].removeprefix("llama.cpp Q4_1 "): r for r in references if "command" in r}
+    for row in rows:
+        label = row.get("shape") or ("embedded" if row["format"] == "gguf" else None)
+        ref = by_label.get(label or "")
+        if ref is None:
+            continue
+        decode = row["decode_ms"]["1024"] / ref["decode_ms"]["1024"]
+        prefill = row["prefill_tps"]["512"] / ref["prefill_tps"]["512"]
+        rss = f", peak RSS {row['rss_over_file']:.2f}x the file" if "rss_over_file" in row else ""
+        print(f"{row['format']}: decode @1k {decode:.2f}x llama.cpp's time, prefill @512 {prefill:.2f}x its speed{rss}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ namespace {
 
 constexpr int64_t BLOCK = 32;      // weights per block, every format
 constexpr int64_t FEW_ROWS = 16;   // up to this many rows stream the blocks; more dequantize into a GEMM
-constexpr int64_t GEMM_SLICE = 64; // output rows dequantized per GEMM slice
+constexpr int64_t GEMM_SLICE_FLOATS = 1 << 17;  // weights dequantized per GEMM slice (512 KB: stays in L2)
 
 // GGML type ids, as in the GGUF file.
 enum Format : int64_t { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8 };
@@ -242,7 +242,16 @@ void dequantize_rows(int64_t format, const uint8_t* w, int64_t row_bytes, int64_
                      float* out) {
   const int64_t bb = block_bytes(format);
   for (int64_t n = n0; n < n1; ++n)
-    for (int64_t b = 0; b < nblocks; ++b) decode_scalar(format, w + n * row_bytes + b * bb, out + (n - n0) * nblocks * BLOCK + b * BLOCK);
+    for (int64_t b = 0; b < nblocks; ++b) {
+      float* dst = out + (n - n0) * nblocks * BLOCK + b * BLOCK;
+#if LIVEKV_AVX2
+      __m256 v[4];
+      decode_avx2(format, w + n * row_bytes + b * bb, v);
+      for (int q = 0; q < 4; ++q) _mm256_storeu_ps(dst + 8 * q, v[q]);
+#else
+      decode_scalar(format, w + n * row_bytes + b * bb, dst);
+#endif
+    }
 }
 
 void check_blocks(const torch::Tensor& blocks, int64_t format, int64_t in_features) {
@@ -275,8 +284,9 @@ torch::Tensor block_linear(const torch::Tensor& x, const torch::Tensor& blocks, 
     at::parallel_for(0, n, 16, [&](int64_t n0, int64_t n1) { few_rows(format, w, row_bytes, nblocks, xp, k, rows, tp, n, n0, n1); });
     if (accumulate) y.add_(target);
   } else {
-    for (int64_t s0 = 0; s0 < n; s0 += GEMM_SLICE) {
-      const int64_t s1 = std::min(n, s0 + GEMM_SLICE);
+    const int64_t slice_rows = std::clamp<int64_t>(GEMM_SLICE_FLOATS / k, 16, 512);
+    for (int64_t s0 = 0; s0 < n; s0 += slice_rows) {
+      const int64_t s1 = std::min(n, s0 + slice_rows);
       torch::Tensor slice = torch::empty({s1 - s0, k}, x.options());
       float* sp = slice.data_ptr<float>();
       at::parallel_for(s0, s1, 4, [&](int64_t a, int64_t b) { dequantize_rows(format, w, row_bytes, nblocks, a, b, sp + (a - s0) * k); });
