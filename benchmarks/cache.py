@@ -29,7 +29,7 @@ from benchmarks.speed import corpus
 from completion.live.document import LiveDocument, TextEdit, UpdatePolicy
 from completion.live.kvcache import KVCache
 from completion.model.engine import Engine
-from completion.model.formats import FORMATS
+from completion.model.formats import WEIGHT_CHOICES
 from completion.model.loading import load_model
 
 STEPS = 12  # decode steps timed per case (median taken)
@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--sizes", type=int, nargs="*", default=[1024, 4000], help="document sizes in tokens (at most contextTokens)"
     )
-    ap.add_argument("--weights", default="fp32", choices=FORMATS, help="weight format (the server's default: fp32)")
+    ap.add_argument(
+        "--weights", default="auto", choices=WEIGHT_CHOICES, help="weight format (the server's default: auto)"
+    )
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the server's default: 2)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)

@@ -91,7 +91,7 @@ from completion.drafting.datastore import ProjectStore
 from completion.drafting.drafter import Drafter
 from completion.live.document import LiveDocument
 from completion.model.engine import Engine
-from completion.model.formats import FORMATS
+from completion.model.formats import WEIGHT_CHOICES
 from completion.model.loading import LoadedModel, load_model
 from completion.project.files import python_files
 from completion.project.token_store import ProjectIndex
@@ -426,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     ap.add_argument("--model-path", default=None, help="modelPath (default: the embedded model)")
     ap.add_argument("--threads", type=int, default=None, help="threads (default: the server's)")
-    ap.add_argument("--weights", default=None, choices=FORMATS, help="weights of our runner (default: the server's)")
+    ap.add_argument(
+        "--weights", default=None, choices=WEIGHT_CHOICES, help="weights of our runner (default: the server's)"
+    )
     ap.add_argument(
         "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"
     )

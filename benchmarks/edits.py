@@ -40,7 +40,7 @@ from benchmarks.scenarios import apply_edits
 from completion.decoding.decode import decode
 from completion.live.document import LiveDocument, TextEdit, UpdatePolicy
 from completion.model.engine import Engine
-from completion.model.formats import FORMATS
+from completion.model.formats import WEIGHT_CHOICES
 from completion.model.loading import load_model
 from completion.model.vocab import Vocabulary
 
@@ -306,7 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mid-file", type=int, default=5, help="mid-file insertion trials at 4k tokens (0: skip)")
     ap.add_argument("--model", default=None, help="model path (default: the embedded model)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--weights", default="fp32", choices=FORMATS, help="the runner's weight format")
+    ap.add_argument(
+        "--weights",
+        default="auto",
+        choices=WEIGHT_CHOICES,
+        help="the runner's weight format (the server's default: auto)",
+    )
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument(
         "--methods",

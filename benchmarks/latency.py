@@ -81,7 +81,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import pct, setting
-from completion.model.formats import FORMATS
+from completion.model.formats import WEIGHT_CHOICES
 from lsp_server.editor import Answer, Editor
 
 POLICIES = ("pie", "prefix-reuse", "full")
@@ -890,7 +890,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--max-doc-tokens", type=int, default=MAX_DOC_TOKENS, help="longer files are cut (default 4000)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--weights", default="fp32", choices=FORMATS, help="the servers' weight format")
+    ap.add_argument(
+        "--weights", default="auto", choices=WEIGHT_CHOICES, help="the servers' weight format (the default: auto)"
+    )
     ap.add_argument("--model-path", default=None, help="the servers' modelPath (default: the embedded model)")
     ap.add_argument(
         "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"

@@ -52,7 +52,7 @@ from pathlib import Path
 from benchmarks.common import setting
 from benchmarks.edits import select
 from benchmarks.engine_session import MonitorTap, non_default, settle, start, with_settings
-from completion.model.formats import FORMATS
+from completion.model.formats import WEIGHT_CHOICES
 from completion.session import EngineSession
 from completion.settings import Settings
 from monitors.analysis import Query
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
     ap.add_argument("--model", "--model-path", dest="model", default=None, help="modelPath (default: embedded)")
     ap.add_argument("--threads", type=int, default=None, help="threads (default: the server's)")
-    ap.add_argument("--weights", default=None, choices=FORMATS, help="weights (default: the server's)")
+    ap.add_argument("--weights", default=None, choices=WEIGHT_CHOICES, help="weights (default: the server's)")
     ap.add_argument(
         "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"
     )

@@ -56,7 +56,7 @@ from typing import Any
 
 from benchmarks.common import setting
 from benchmarks.engine_session import MonitorTap, non_default, settle, start, with_settings
-from completion.model.formats import FORMATS
+from completion.model.formats import WEIGHT_CHOICES
 from completion.session import EngineSession
 from completion.settings import Settings
 from monitors.syntax import SyntaxMonitor
@@ -305,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=SEED, help="which points (the same seed, the same points)")
     ap.add_argument("--model", "--model-path", dest="model", default=None, help="modelPath (default: embedded)")
     ap.add_argument("--threads", type=int, default=None, help="threads (default: the server's)")
-    ap.add_argument("--weights", default=None, choices=FORMATS, help="the runner's weight format (default: fp32)")
+    ap.add_argument(
+        "--weights", default=None, choices=WEIGHT_CHOICES, help="the runner's weight format (default: the server's)"
+    )
     ap.add_argument("--device", default=None, help="cpu or cuda[:N] (default: the server's)")
     ap.add_argument(
         "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"

@@ -92,11 +92,11 @@ def test_targets_are_met_missed_or_not_comparable() -> None:
 
 
 def test_the_servers_differ_from_the_defaults_by_the_policy_alone() -> None:
-    assert differs_from_defaults(server_options("pie", "fp32", None, {})) in (
+    assert differs_from_defaults(server_options("pie", "auto", None, {})) in (
         {"indexWorkspace": False},
         {"updatePolicy": "pie", "indexWorkspace": False},  # a server from before updatePolicy
     )
-    full = server_options("full", "fp32", None, {"maxTokens": 8})
+    full = server_options("full", "auto", None, {"maxTokens": 8})
     assert differs_from_defaults(full) == {"updatePolicy": "full", "indexWorkspace": False, "maxTokens": 8}
 
 

@@ -15,8 +15,8 @@ from completion.live.document import LiveDocument, TextEdit, UpdatePolicy, diff_
 from completion.live.kvcache import KVCache
 from completion.live.layout import FIM_TEMPLATES
 from completion.live.store import DocumentStore
+from completion.model.checkpoint import RunnerUnsupported
 from completion.model.engine import Engine
-from completion.model.runner import RunnerUnsupported
 from tests.conftest import TINY, tiny_model
 
 SOURCE = '''import os

@@ -54,6 +54,12 @@ def rotary_embedding(config: PretrainedConfig) -> nn.Module:
     return rotary
 
 
+def check_supported(config: PretrainedConfig) -> None:
+    if config.model_type not in SUPPORTED_MODELS:
+        supported = ", ".join(sorted(SUPPORTED_MODELS))
+        raise RunnerUnsupported(f"model type {config.model_type!r} is not supported (supported: {supported})")
+
+
 def hf_name(gguf_name: str) -> str | None:
     stem, _, suffix = gguf_name.rpartition(".")
     if stem.startswith("blk."):
@@ -62,6 +68,13 @@ def hf_name(gguf_name: str) -> str | None:
         return None if mapped is None else f"model.layers.{layer}.{mapped}.{suffix}"
     mapped = TOP_NAMES.get(stem)
     return None if mapped is None else f"{mapped}.{suffix}"
+
+
+SUPPORTED_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
+
+class RunnerUnsupported(ValueError):
+    """The model's architecture is not one the runner implements."""
 
 
 @dataclass
@@ -74,11 +87,13 @@ class Checkpoint:
 
     @classmethod
     def from_model(cls, model: PreTrainedModel) -> Checkpoint:
+        check_supported(model.config)
         dense = {name: t.detach() for name, t in model.state_dict().items()}
         return cls(config=model.config, rotary=model.model.rotary_emb, model=model, dense=dense)
 
     @classmethod
     def from_gguf(cls, path: Path, config: PretrainedConfig) -> Checkpoint:
+        check_supported(config)
         return cls(config=config, rotary=rotary_embedding(config), gguf=GGUFFile(path, config))
 
     def has(self, name: str) -> bool:

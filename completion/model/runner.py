@@ -27,12 +27,7 @@ from completion.model.formats import BLOCK_WEIGHTS, FORMATS, Linear, make_linear
 from completion.model.kernels import cpu_ops
 from completion.model.smooth import activation_ranges, smoothing_scales
 
-SUPPORTED_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 CPU_ONLY_FORMATS = frozenset({"int8", "int4-wo", "gguf", "q4_0", "q4_1", "q8_0"})  # fbgemm, int4 packing, our kernels
-
-
-class RunnerUnsupported(ValueError):
-    """The model's architecture is not one this runner implements."""
 
 
 @dataclass
@@ -60,10 +55,6 @@ class Runner:
         """`calibration`: token ids of typical text; int8 uses them to smooth activation outliers."""
         ck = source if isinstance(source, Checkpoint) else Checkpoint.from_model(source)
         config = ck.config
-        if config.model_type not in SUPPORTED_MODELS:
-            raise RunnerUnsupported(
-                f"model type {config.model_type!r} is not supported (supported: {', '.join(sorted(SUPPORTED_MODELS))})"
-            )
         if weight_format not in FORMATS:
             raise ValueError(f"weight format must be one of {FORMATS}, got {weight_format!r}")
         self.device = torch.device(device)
