@@ -117,6 +117,8 @@ def state_problems(state: dict[str, Any], text: str, budget_bytes: int, kv_toler
         problems.append(f"cacheBytes {state['cacheBytes']} over the budget {budget_bytes}")
     if state.get("tokensFresh") is False:
         problems.append("cached tokens differ from a fresh tokenization's layout")
+    if state.get("treeFresh") is False:
+        problems.append("the syntax tree differs from a fresh parse of the text")
     if (error := state.get("kvMaxError")) is not None and error > kv_tolerance:
         problems.append(f"KV differs from a full re-encode by {error:.3g} > {kv_tolerance:g}")
     return problems

@@ -20,11 +20,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 from completion.decoding.decode import Processor, TokenHealing
+from completion.decoding.stops import block_wanted
 from completion.decoding.suggest import CompletionOptions, Draft, PopupItem, inline, partial_word_start, popup
 from completion.decoding.superposed import SuperposedConfig
 from completion.drafting.drafter import Drafter
 from completion.drafting.ngrams import NgramModel
-from completion.live.document import LiveDocument, TextEdit, UpdatePolicy, fresh_layout, kv_error
+from completion.live.document import LiveDocument, TextEdit, UpdatePolicy, fresh_layout, kv_error, tree_fresh
 from completion.live.store import DocumentStore
 from completion.model.engine import Engine
 from completion.model.loading import ModelLoadError, load_model
@@ -171,6 +172,7 @@ class EngineSession:
                 window=self.settings.context_tokens,
                 policy=UpdatePolicy(self.settings.update_policy),
                 encode=False,
+                syntax_tree=self.settings.syntax_tree,
             )
         self.store.add(uri, doc)
 
@@ -236,11 +238,13 @@ class EngineSession:
         doc = self.store.get(uri)
         doc.prepare()  # the baselines hold their last prompt until a request prepares the next
         fresh = doc.tokens == fresh_layout(doc)
+        tree = tree_fresh(doc)
         stale = doc.stale
         doc.refresh()
         return {
             "evicted": False,
             "tokensFresh": fresh,
+            "treeFresh": tree,
             "kvMaxError": kv_error(doc),
             "staleBefore": stale,
             "checkMs": round(1000 * (time.perf_counter() - t0), 1),
@@ -263,9 +267,10 @@ class EngineSession:
         if doc is None or self.vocab is None or (should_stop is not None and should_stop()):
             return None
         s = self.settings
+        multiline = block_wanted(doc.text, offset, doc.syntax) if s.multiline == "auto" else bool(s.multiline)
         options = CompletionOptions(
             max_tokens=s.max_tokens,
-            multiline=s.multiline,
+            multiline=multiline,
             drafts=s.drafts,
             time_budget=s.time_budget_ms / 1000,
             draft_method=s.draft_method,
@@ -290,7 +295,7 @@ class EngineSession:
         )
         if should_stop is not None and should_stop():
             return None
-        if s.multiline and s.monitor_syntax:  # multi-line suggestions end on a complete statement
+        if multiline and s.monitor_syntax:  # multi-line suggestions end on a complete statement
             drafts = [d for d in (replace(d, text=complete_statements(d.text, site)) for d in drafts) if d.text]
         first = (t1 - t0) + drafts[0].first_token_seconds if drafts else None
         items = [InlineItem(start, partial + d.text) for d in drafts]
@@ -352,6 +357,7 @@ class EngineSession:
                     window=PREVIEW_TOKENS,
                     policy=UpdatePolicy.PREFIX_REUSE,
                     encode=False,
+                    syntax_tree=self.settings.syntax_tree,
                 )
                 self.previews[uri] = preview
             preview.move_cursor(offset)
@@ -361,7 +367,9 @@ class EngineSession:
     def _site(self, uri: str, doc: LiveDocument) -> Site:
         path = fs_path(uri)
         root = self.workspace.root_of(path)
-        return Site(doc.text, doc.cursor, doc.heal, path, root, key=(uri, self.changes.get(uri), doc.cursor))
+        return Site(
+            doc.text, doc.cursor, doc.heal, path, root, key=(uri, self.changes.get(uri), doc.cursor), tree=doc.syntax
+        )
 
     def _monitors(self, site: Site, stats: MonitorStats) -> list[Processor]:
         """The monitors for a suggestion at the site, as the settings ask."""

@@ -33,7 +33,8 @@ class Settings:
     update_policy: str = "pie"  # pie; the baselines: prefix-reuse (llama.cpp: the last prompt's common prefix), full
     weights: str = "auto"  # weight format of the runner (formats.WEIGHT_CHOICES); auto: a GGUF's own blocks, else fp32
     device: str = "cpu"  # "cuda" (or "cuda:N") runs the model on a GPU when there is one
-    multiline: bool = False  # suggest to the end of the block instead of the end of the line
+    multiline: bool | str = False  # true: to the end of the block; false: the line; auto: by where the cursor is
+    syntax_tree: bool = True  # keep a tree-sitter tree per open document (stops, multiline auto, the syntax monitor)
     drafts: int = 1  # inline suggestions per request (more than 1: decoded by draft_method)
     draft_method: str = DEFAULT_DRAFT_METHOD  # branches, superposed, beam or greedy-runs (decoding/suggest.py)
     ngram_weight: float = 0.0  # superposed drafts: weight of the project's n-grams in their score (0: model only)
@@ -102,6 +103,8 @@ def _check(name: str, value: Any) -> str | None:
         return None if value in WEIGHT_CHOICES else f"must be one of {', '.join(WEIGHT_CHOICES)}"
     if name == "draft_method":
         return None if value in DRAFT_METHODS else f"must be one of {', '.join(DRAFT_METHODS)}"
+    if name == "multiline":
+        return None if isinstance(value, bool) or value == "auto" else 'must be true, false or "auto"'
     if name == "update_policy":
         return None if value in UPDATE_POLICIES else f"must be one of {', '.join(UPDATE_POLICIES)}"
     if name == "device":

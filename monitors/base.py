@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from completion.model.vocab import Vocabulary
+from completion.syntax.tree import DocTree
 
 TAIL_CHARS = 2000  # document text before the suggestion that monitors look at (jedi gets all of it)
 
@@ -30,6 +31,7 @@ class Site:
     path: str | None = None  # the document's file, so jedi resolves its imports
     root: str | None = None  # the workspace folder: jedi's project
     key: object = None  # names this document version, for caches (e.g. (uri, version))
+    tree: DocTree | None = None  # the document's live syntax tree, when it has one (never reparsed here)
 
     @property
     def before(self) -> str:

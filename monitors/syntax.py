@@ -76,6 +76,7 @@ import torch
 
 from completion.decoding.lexer import Lex, lex, strip_comment
 from completion.model.vocab import Vocabulary
+from completion.syntax.tree import DocTree
 from monitors.base import MonitorStats, Site
 
 CAP_LINES = 300  # how far before the cursor the document is lexed to find the region
@@ -172,9 +173,61 @@ def _synthetic(line: _Line) -> bytes:
     return ws + b"if 1:\n"  # if/elif/for/while accept else/elif after it, def/class/with nothing
 
 
-def region_at(text: str, end: int) -> Region:
-    """The region ending at character offset `end` of `text` (see the module docstring)."""
-    w0 = _window_start(text, end)
+# The synthetic header for each kind of block owner the tree names (the rest take `if 1:`).
+_HEADER_WORDS = {
+    "try_statement": b"try",
+    "except_clause": b"except",
+    "except_group_clause": b"except*",
+    "else_clause": b"else",
+    "match_statement": b"match",
+    "case_clause": b"case",
+}
+
+
+def region_from_tree(tree: DocTree, text: str, end: int) -> Region | None:
+    """The region from the document's syntax tree: the last statement before the cursor's line and
+    the blocks around it are read off the tree, so only that statement's lines are lexed and
+    checked (a few lines, wherever the cursor is). None where the tree cannot say (no statement
+    before the cursor's line, an ERROR node there, the cursor's line continuing a statement):
+    `region_at` reads the document instead."""
+    before = tree.statement_before(end)
+    if before is None:
+        return None
+    doc = text[before.start : end].encode("utf-8", "surrogatepass")
+    starts = [0]
+    state, _ = lex(Lex(), doc, starts)
+    if state.error:
+        return Region(b"", state, f"the document has {state.error}")
+    line = doc.rfind(b"\n") + 1
+    if starts[-1] != line or line == 0:
+        return None  # the cursor's line continues a statement (or is the statement's own line)
+    chain = [
+        _Line(0, h.indent.encode("utf-8", "surrogatepass"), 0, _HEADER_WORDS.get(h.kind, b""), True)
+        for h in before.headers
+    ]
+    head = b"".join(_synthetic(h) for h in chain)
+    if chain[0].ws if chain else doc[: len(doc) - len(doc.lstrip(b" \t\f"))]:
+        head = b"if 1:\n" + head  # the outermost block is itself indented: the file is not Python
+    checked = head + doc[:line]
+    after = _INDENT.match(doc, line).end()  # type: ignore[union-attr]
+    name = _WORD.match(doc, after)
+    word = b"except*" if _EXCEPT_STAR.match(doc, after) else name.group() if name else b""
+    if after < len(doc) and doc[after] not in b"#\r\n" and word not in _CLAUSES and word != b"case":
+        checked += doc[line:after] + b"def _(): pass\n"  # the cursor line's code must start a statement
+    if not valid_prefix(checked.decode("utf-8", "replace")):
+        return Region(head + doc, state, "the document before the cursor is not a valid prefix")
+    return Region(head + doc, state, "")
+
+
+def region_at(text: str, end: int, tree: DocTree | None = None) -> Region:
+    """The region ending at character offset `end` of `text` (see the module docstring), from the
+    document's syntax tree where it has one (`region_from_tree`), else read off the text: lexed
+    from the definition the tree finds around the last statement, or from `_window_start`'s guess."""
+    if tree is not None and (region := region_from_tree(tree, text, end)) is not None:
+        return region
+    w0 = tree.region_start(end) if tree is not None else None
+    if w0 is None:
+        w0 = _window_start(text, end)
     doc = text[w0:end].encode("utf-8", "surrogatepass")
     starts = [0]
     state, _ = lex(Lex(), doc, starts)
@@ -261,7 +314,7 @@ class SyntaxMonitor:
         self.k = k
         self.stats = stats if stats is not None else MonitorStats()
         t0 = time.perf_counter()
-        self.region = region_at(site.text, len(site.before))
+        self.region = region_at(site.text, len(site.before), site.tree)
         self.reason = self.region.error  # why the monitor is inactive ("" while active)
         if not self.reason:
             # The healed text is the user's too: it must pass before the model's text is judged.
@@ -364,7 +417,7 @@ def complete_statements(suggestion: str, site: Site) -> str:
     fine), else "". When the document before the cursor has a lexical error there is nothing
     to judge by, and the suggestion is returned unchanged. The text after the cursor is ignored.
     """
-    region = region_at(site.text, site.cursor)
+    region = region_at(site.text, site.cursor, site.tree)
     if region.state.error:
         return suggestion
     data = suggestion.encode("utf-8", "surrogatepass")

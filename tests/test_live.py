@@ -11,7 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerBase
 
-from completion.live.document import LiveDocument, TextEdit, UpdatePolicy, diff_splice, fresh_layout, map_cursor
+from completion.live.document import (
+    LiveDocument,
+    TextEdit,
+    UpdatePolicy,
+    diff_splice,
+    fresh_layout,
+    map_cursor,
+    tree_fresh,
+)
 from completion.live.kvcache import KVCache
 from completion.live.layout import FIM_TEMPLATES
 from completion.live.store import DocumentStore
@@ -181,6 +189,7 @@ def test_cache_tokens_equal_layout_of_fresh_tokenization(
             live.move_cursor(int(caret / 0.3 * len(live.text)))
         live.apply_edits([TextEdit(start, end, text)])
         assert live.tokens == fresh_layout(live)
+        assert tree_fresh(live)
         assert len(live.kv) == len(live.tokens) <= window
     live.refresh()
     assert max_diff(live.kv, full_encode(engine, live.tokens), 0, len(live.tokens)) <= 1e-4

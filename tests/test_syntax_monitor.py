@@ -19,10 +19,23 @@ from completion.decoding.decode import decode
 from completion.live.document import LiveDocument
 from completion.model.engine import Engine
 from completion.model.vocab import Vocabulary
+from completion.syntax.tree import DocTree
 from monitors.base import MonitorStats, Site
 from monitors.syntax import Lex, SyntaxMonitor, complete_statements, lex
 
 INF = float("-inf")
+READS = {"read": "the text"}  # how the monitor finds its region: from the text, or from a syntax tree
+
+
+@pytest.fixture(autouse=True, params=["the text", "a syntax tree"])
+def reading(request: pytest.FixtureRequest) -> None:
+    """Every test twice: the region read off the text (documents without a tree) and off the tree."""
+    READS["read"] = request.param
+
+
+def site(text: str, cursor: int, heal: str = "") -> Site:
+    tree = DocTree.of(text) if READS["read"] == "a syntax tree" else None
+    return Site(text, cursor, heal, tree=tree)
 
 
 def tid(vocab: Vocabulary, piece: bytes) -> int:
@@ -40,7 +53,7 @@ def ranked(vocab: Vocabulary, *pieces: bytes) -> torch.Tensor:
 
 
 def monitor(vocab: Vocabulary, text: str, heal: str = "", **kwargs: object) -> SyntaxMonitor:
-    return SyntaxMonitor(vocab, Site(text, len(text), heal), **kwargs)  # type: ignore[arg-type]
+    return SyntaxMonitor(vocab, site(text, len(text), heal), **kwargs)  # type: ignore[arg-type]
 
 
 def greedy(vocab: Vocabulary, logits: torch.Tensor) -> bytes:
@@ -295,7 +308,7 @@ def test_arguments_are_checked(vocab: Vocabulary) -> None:
     with pytest.raises(ValueError, match="k must be"):
         monitor(vocab, "x = 1", k=0)
     with pytest.raises(ValueError, match="heal"):
-        SyntaxMonitor(vocab, Site("x = foo", 7, "bar"))
+        SyntaxMonitor(vocab, site("x = foo", 7, "bar"))
 
 
 # -- the lexer ----------------------------------------------------------------------------
@@ -359,13 +372,13 @@ BODY = "def f(x):\n    "
     ],
 )
 def test_complete_statements(text: str, suggestion: str, expected: str) -> None:
-    assert complete_statements(suggestion, Site(text, len(text), "")) == expected
+    assert complete_statements(suggestion, site(text, len(text), "")) == expected
 
 
 def test_complete_statements_ignores_the_text_after_the_cursor() -> None:
     text = BODY + "\n    return x\n"
     cursor = len(BODY)
-    assert complete_statements("y = 1\n    z = (", Site(text, cursor, "")) == "y = 1\n"
+    assert complete_statements("y = 1\n    z = (", site(text, cursor, "")) == "y = 1\n"
 
 
 # -- decoding with a tiny random model ----------------------------------------------------
@@ -407,13 +420,13 @@ def test_a_random_model_ends_only_valid_lines_with_the_monitor(
         stats = MonitorStats()
         processors = [only(vocab, SOUP)]
         if name == "monitored":
-            processors.append(SyntaxMonitor(vocab, Site(live.text, live.cursor, live.heal), stats))
+            processors.append(SyntaxMonitor(vocab, site(live.text, live.cursor, live.heal), stats))
         written[name] = decode(live, vocab, max_tokens=48, processors=processors, stop=never).text
     assert stats.steps == 48 and stats.repairs > 0
     assert python_prefix(through_last_statement(text + written["monitored"]))
     assert python_prefix(through_last_statement(text + written["plain"])) == plain_is_python
     if written["monitored"].count("\n") > 1:
-        cut = complete_statements(written["monitored"], Site(text, len(text), ""))
+        cut = complete_statements(written["monitored"], site(text, len(text), ""))
         assert cut.endswith("\n") and python_prefix(text + cut)
 
 

@@ -8,9 +8,10 @@ line's end), so a line is never cut while the model is still writing it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from completion.decoding.lexer import strip_comment
+from completion.syntax.tree import DocTree
 
 StopRule = Callable[[str], int | None]
 
@@ -55,6 +56,52 @@ class BlockEnd:
                 return start - 1
             start += len(line) + 1
         return None
+
+
+@dataclass
+class StructureEnd:
+    """Multi-line mode with a syntax tree: stop where the statement the cursor's line opens ends
+    (an `if … else:` the suggestion writes is kept whole, where `BlockEnd` cuts before the `else:`),
+    or, on a blank line in a block, where that block ends (`DocTree.statement_end`). Judged on
+    complete lines only, once per new line (memoized); where the tree has no structure to go by
+    (the top level, an ERROR node), `fallback` (the indentation rule) decides."""
+
+    tree: DocTree
+    cursor: int
+    fallback: StopRule
+    _seen: dict[str, tuple[bool, int | None]] = field(default_factory=dict)
+
+    def __call__(self, text: str) -> int | None:
+        last = text.rfind("\n")
+        if last <= 0:
+            return None
+        complete = text[:last]
+        if complete not in self._seen:
+            self._seen[complete] = self.tree.statement_end(self.cursor, complete)
+        known, cut = self._seen[complete]
+        return cut if known else self.fallback(text)
+
+
+def block_wanted(text: str, cursor: int, tree: DocTree | None) -> bool:
+    """`multiline: "auto"`: a block where the cursor opens an empty one (at the end of a `def …:` or
+    `if …:` line, on the blank first line of its body) or follows an opening bracket at a line's end;
+    a line everywhere else (inside a call's arguments, a string, a comment, after a statement)."""
+    line_end = text.find("\n", cursor)
+    if text[cursor : len(text) if line_end < 0 else line_end].strip(" \t\r)]}"):
+        return False  # code after the cursor: finish this line
+    if tree is not None:
+        if tree.in_string_or_comment(cursor):
+            return False
+        if tree.empty_block_opened(cursor):
+            return True
+    before = text[:cursor]
+    line = before[before.rfind("\n") + 1 :]
+    if line.rstrip().endswith(("(", "[", "{")):
+        return True
+    if tree is not None:
+        return False
+    code_line = line if line.strip() else before.rstrip()[before.rstrip().rfind("\n") + 1 :]
+    return strip_comment(code_line).rstrip().endswith(":")  # without a tree: a header line, empty or not
 
 
 @dataclass(frozen=True)

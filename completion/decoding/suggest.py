@@ -20,7 +20,15 @@ from completion.decoding.beam import decode_beam
 from completion.decoding.branches import Branch, DraftArgs, decode_branches
 from completion.decoding.decode import GREEDY, Processor, Sampling, decode
 from completion.decoding.postprocess import EditContext, postprocess
-from completion.decoding.stops import BlockEnd, LineLimit, StopRule, SuffixOverlap, first_stop, stop_at_newline
+from completion.decoding.stops import (
+    BlockEnd,
+    LineLimit,
+    StopRule,
+    StructureEnd,
+    SuffixOverlap,
+    first_stop,
+    stop_at_newline,
+)
 from completion.decoding.superposed import SuperposedConfig, decode_superposed
 from completion.drafting.drafter import Drafter
 from completion.drafting.ngrams import NgramModel
@@ -87,7 +95,10 @@ def stop_rule(live: LiveDocument, multiline: bool, max_lines: int | None = None)
         return stop_at_newline
     cursor_line = live.text[live.text.rfind("\n", 0, live.cursor) + 1 : live.cursor]
     suffix = live.text[live.cursor : live.cursor + AROUND_CHARS]
-    rules: list[StopRule] = [BlockEnd(cursor_line), SuffixOverlap(suffix)]
+    block_end: StopRule = BlockEnd(cursor_line)
+    if live.syntax is not None:
+        block_end = StructureEnd(live.syntax, live.cursor, block_end)
+    rules: list[StopRule] = [block_end, SuffixOverlap(suffix)]
     return first_stop(rules if max_lines is None else [*rules, LineLimit(max_lines)])
 
 

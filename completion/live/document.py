@@ -34,6 +34,7 @@ from completion.live.kvcache import KVCache
 from completion.live.layout import Layout, build_layout, healed_token
 from completion.live.tokens import Splice, TokenizedText
 from completion.model.engine import Engine
+from completion.syntax.tree import DocTree, reason_without
 
 # Logits kept per document: after the last tokens encoded (what a request right after typing reads).
 LOGITS_KEPT = 16
@@ -111,8 +112,11 @@ class LiveDocument:
         suffix_tokens: int | None = None,
         policy: UpdatePolicy = UpdatePolicy.PIE,
         encode: bool = True,
+        syntax_tree: bool = True,
     ) -> None:
-        """`encode` False: tokenize only; the KV grows at idle time (`refresh`) or for a request (`prepare`)."""
+        """`encode` False: tokenize only; the KV grows at idle time (`refresh`) or for a request (`prepare`).
+        `syntax_tree`: keep a tree-sitter tree of the text in step with it (`syntax`; None where the text
+        gets none: see completion/syntax/tree.py)."""
         if window < 64:
             raise ValueError(f"window must be >= 64 tokens, got {window}")
         suffix_tokens = window // 8 if suffix_tokens is None else suffix_tokens
@@ -128,6 +132,8 @@ class LiveDocument:
         self.window = window
         self.suffix_tokens = suffix_tokens
         self.doc = TokenizedText(engine.tokenizer, text)
+        self.keeps_tree = syntax_tree
+        self.syntax = DocTree.of(text) if syntax_tree else None
         self.cursor = len(text) if cursor is None else cursor
         if not 0 <= self.cursor <= len(text):
             raise ValueError(f"cursor {self.cursor} out of range for a text of length {len(text)}")
@@ -193,6 +199,7 @@ class LiveDocument:
             first, end = map_index(first, splice, inside_to_end=False), map_index(end, splice, inside_to_end=True)
             if not self.defers:
                 encoded += self._splice_doc(splice, runs)
+        self._edit_tree(edits)
         self.cursor = new_cursor
         self._window = (first, end)
         if not self.defers:
@@ -297,6 +304,7 @@ class LiveDocument:
         other.kv.rope = self.engine.rope if policy is not UpdatePolicy.NO_ROTATION else None
         other.tokens, other.uids, other._logits = list(self.tokens), list(self.uids), dict(self._logits)
         other.counts = EncodeCounts()
+        other.syntax = None if self.syntax is None else self.syntax.copy()
         other.policy = policy
         return other
 
@@ -354,6 +362,13 @@ class LiveDocument:
                 continue
             splices.append(s)
         return splices
+
+    def _edit_tree(self, edits: Sequence[TextEdit]) -> None:
+        """Keep the syntax tree in step (incrementally), or start one when the text can have it again."""
+        if not edits or not self.keeps_tree:
+            return
+        if self.syntax is None or not self.syntax.edit(edits):
+            self.syntax = DocTree.of(self.text)
 
     def _doc_runs(self) -> list[list[int]]:
         """[slot, first, end) for each stretch of document tokens the cache holds in order."""
@@ -545,6 +560,16 @@ def fresh_layout(doc: LiveDocument) -> list[int]:
         window_end=doc.layout.window_end if document else None,
         suffix_tokens=doc.suffix_tokens,
     ).tokens
+
+
+def tree_fresh(doc: LiveDocument) -> bool | None:
+    """Whether the document's syntax tree is the tree of its text (and absent only where the text may
+    have none); None when it keeps no tree."""
+    if not doc.keeps_tree:
+        return None
+    if doc.syntax is None:
+        return reason_without(doc.text) is not None
+    return doc.syntax.text == doc.text and doc.syntax.equals_fresh_parse()
 
 
 def kv_error(doc: LiveDocument) -> float:
