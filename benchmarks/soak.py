@@ -104,6 +104,7 @@ class Tally:
     evicted_returns: int = 0
     server_errors: int = 0  # ERROR lines in the server's log
     rss: list[tuple[int, float, float]] = field(default_factory=list)  # (event, VmRSS MB, cacheBytes MB)
+    tree_edit_ms: list[float] = field(default_factory=list)  # the server's syntax-tree upkeep per edit
 
 
 def state_problems(state: dict[str, Any], text: str, budget_bytes: int, kv_tolerance: float) -> list[str]:
@@ -235,8 +236,10 @@ class Replay:
         self.texts[uri] = self.editor.texts[uri]
         buf.cursor = start + len(new)
         self.events += 1
-        await self.state(uri)
+        state = await self.state(uri)
         self.tally.edit_s.append(time.perf_counter() - t0)
+        if state.get("syntaxTree"):
+            self.tally.tree_edit_ms.append(state["treeEditMs"])
 
     async def check_all(self) -> None:
         """The full check of every open document, the active one last (it stays most recently used)."""
@@ -455,6 +458,13 @@ def summarize(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             "samples": [[e, round(mb, 1), round(cache, 1)] for e, mb, cache in t.rss],
         },
         "latency": {"completion": percentiles(t.completion_s), "edit_round_trip": percentiles(t.edit_s)},
+        # the server's own time to edit and reparse the document's syntax tree, per edit (`treeEditMs`)
+        "syntax_tree": {
+            "edits": len(t.tree_edit_ms),
+            **{f"p{q}_ms": round(pct(t.tree_edit_ms, q), 3) if t.tree_edit_ms else None for q in (50, 95, 99)},
+            "max_ms": max(t.tree_edit_ms, default=None),
+            "target": "p50 <= 0.5 ms, p99 <= 5 ms",
+        },
     }
 
 
@@ -464,6 +474,11 @@ def print_table(summary: dict[str, Any], file: Any = sys.stdout) -> None:
 
     def ms(p: dict[str, float | None]) -> str:
         return " / ".join("-" if p[k] is None else f"{p[k]:.0f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
+
+    def tree_ms(p: dict[str, Any]) -> str:
+        if not p["edits"]:
+            return "- (no tree: syntaxTree off)"
+        return " / ".join(f"{p[k]:.2f}" for k in ("p50_ms", "p95_ms", "p99_ms")) + f" ({p['edits']} edits)"
 
     rows = [
         ("events (edits + completion requests)", f"{summary['events']} in {summary['wall_s']:.0f} s"),
@@ -476,6 +491,7 @@ def print_table(summary: dict[str, Any], file: Any = sys.stdout) -> None:
         ("completions", ", ".join(f"{k} {v}" for k, v in sorted(done.items()))),
         ("completion latency p50 / p95 / p99 (ms)", ms(lat["completion"])),
         ("edit round trip p50 / p95 / p99 (ms)", ms(lat["edit_round_trip"])),
+        ("syntax tree upkeep per edit p50 / p95 / p99 (ms)", tree_ms(summary["syntax_tree"])),
         ("KV cache peak / budget (MB)", f"{cache['peak_cache_mb']:.0f} / {cache['budget_mb']}"),
         (
             "returns to an evicted document",

@@ -8,12 +8,17 @@ before that statement (the cursor after the indentation): that document is opene
 server's engine session (`EngineSession`, under the file's own name), left to settle as after a
 pause (the prompt encoded, idle-time steps run) and asked for a multi-line suggestion there
 (`EngineSession.complete` with `multiline: true`: the server's stop rules, post-processing and
-time budget), twice:
+time budget), three times:
 
 - `plain`: `monitorSyntax: false`: no syntax monitor, and no cut to a complete statement;
 - `monitor+complete`: the server's defaults: the syntax monitor while decoding, then the
   suggestion cut back to its last complete statement (`complete_statements`), as the server
-  sends it.
+  sends it;
+- `no tree`: the same with `syntaxTree: false`: the hand-written paths the server falls back on
+  without a syntax tree (multi-line stops by indentation, the monitor's region read off the text).
+
+Also per point: tree-sitter's verdict (no ERROR or MISSING node) on the same spliced files beside
+CPython's, and the syntax monitor's set-up (its region) timed from the tree and off the text.
 
 The name monitors (`monitorMembers`, `monitorImports`, `monitorKeywords`) are on in both, as by
 default; every other setting is the server's default but for what a flag changes
@@ -59,14 +64,20 @@ from benchmarks.engine_session import MonitorTap, non_default, settle, start, wi
 from completion.model.formats import WEIGHT_CHOICES
 from completion.session import EngineSession
 from completion.settings import Settings
-from monitors.syntax import SyntaxMonitor
+from completion.syntax.tree import DocTree
+from monitors.syntax import SyntaxMonitor, region_at
 
 # Tests are not code people complete; encodings/ is ~100 generated codec tables that would crowd out the rest.
 SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "encodings"}
 MIN_BYTES, MAX_BYTES = 2_000, 60_000
 SEED = 0
 BASE = {"multiline": True}  # the benchmark's subject: multi-line suggestions
-VARIANTS: dict[str, dict[str, Any]] = {"plain": {"monitorSyntax": False}, "monitor+complete": {}}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {"monitorSyntax": False},
+    "monitor+complete": {},
+    "no tree": {"syntaxTree": False},  # monitor+complete on the hand-written paths (indentation stops, lexed region)
+}
+SETUP_REPEATS = 5  # the syntax monitor's region is timed this many times per point (median)
 
 
 @dataclass(frozen=True)
@@ -83,17 +94,24 @@ class Trial:
     context_tokens: int  # the prompt's tokens
     plain: str  # the suggestion without the syntax monitor
     completed: str  # ... with it, as the server sends it (cut by complete_statements)
+    untreed: str  # ... as the server sends it with syntaxTree off
     plain_valid: bool
     completed_valid: bool
+    untreed_valid: bool
+    plain_tree_ok: bool  # tree-sitter's verdict on the same spliced files: no ERROR or MISSING node
+    completed_tree_ok: bool
     plain_tokens: int  # decoding steps
     monitored_tokens: int
     plain_s: float  # latency of the whole request (Answer.seconds)
     monitored_s: float
+    untreed_s: float
     monitor_s: float  # time inside the monitors of the monitored request (set-up included, jedi's waits not)
     plain_monitor_s: float  # ... of the plain one (the name monitors)
     repairs: int
     monitor_active: bool
     k: int  # candidates the syntax monitor checked per step
+    region_us_tree: float  # the syntax monitor's set-up (its region) at the point, from the tree (median)
+    region_us_text: float  # ... read off the text, as without a tree
 
 
 def stdlib_root() -> Path:
@@ -207,6 +225,8 @@ def run_point(
     session.close(uri)
     plain, plain_tokens, plain_s, plain_tap = results["plain"]
     completed, monitored_tokens, monitored_s, tapped = results["monitor+complete"]
+    untreed, _, untreed_s, _ = results["no tree"]
+    tree = DocTree.of(doc)
     monitor = next(p for p in tapped.processors if isinstance(p, SyntaxMonitor))
     return Trial(
         path=point.path,
@@ -214,18 +234,41 @@ def run_point(
         context_tokens=prompt_tokens,
         plain=plain,
         completed=completed,
+        untreed=untreed,
         plain_valid=splice_valid(doc, point.offset, plain),
         completed_valid=splice_valid(doc, point.offset, completed),
+        untreed_valid=splice_valid(doc, point.offset, untreed),
+        plain_tree_ok=tree_ok(doc, point.offset, plain),
+        completed_tree_ok=tree_ok(doc, point.offset, completed),
         plain_tokens=plain_tokens,
         monitored_tokens=monitored_tokens,
         plain_s=plain_s,
         monitored_s=monitored_s,
+        untreed_s=untreed_s,
         monitor_s=tapped.stats.seconds,
         plain_monitor_s=plain_tap.stats.seconds,
         repairs=tapped.stats.repairs,
         monitor_active=monitor.active,
         k=monitor.k,
+        region_us_tree=region_us(doc, point.offset, tree),
+        region_us_text=region_us(doc, point.offset, None),
     )
+
+
+def tree_ok(doc: str, cursor: int, suggestion: str) -> bool:
+    """tree-sitter's verdict on the spliced file (beside `splice_valid`'s, which is CPython's)."""
+    tree = DocTree.of(doc[:cursor] + suggestion + doc[cursor:])
+    return tree is not None and tree.parses_cleanly()
+
+
+def region_us(doc: str, cursor: int, tree: DocTree | None) -> float:
+    """The syntax monitor's set-up at `cursor` (its region), in microseconds, the median of a few."""
+    times = []
+    for _ in range(SETUP_REPEATS):
+        t0 = time.perf_counter()
+        region_at(doc, cursor, tree)
+        times.append(time.perf_counter() - t0)
+    return 1e6 * statistics.median(times)
 
 
 def summarize(trials: Sequence[Trial]) -> dict:
@@ -257,6 +300,21 @@ def summarize(trials: Sequence[Trial]) -> dict:
             [t.monitored_tokens for t in ts],
             [t.monitored_s for t in ts],
         ),
+        "no tree": variant([t.untreed for t in ts], [t.untreed_valid for t in ts], [], [t.untreed_s for t in ts]),
+        # tree-sitter's verdict against CPython's on the same non-empty spliced files
+        "tree_verdict": {
+            name: {
+                "agree": sum(ok == valid for text, ok, valid in rows if text),
+                "tree_only": sum(ok and not valid for text, ok, valid in rows if text),  # tree-sitter lenient
+                "cpython_only": sum(valid and not ok for text, ok, valid in rows if text),
+            }
+            for name, rows in (
+                ("plain", [(t.plain, t.plain_tree_ok, t.plain_valid) for t in ts]),
+                ("monitor+complete", [(t.completed, t.completed_tree_ok, t.completed_valid) for t in ts]),
+            )
+        },
+        "region_us_tree_p50": statistics.median(t.region_us_tree for t in ts) if ts else None,
+        "region_us_text_p50": statistics.median(t.region_us_text for t in ts) if ts else None,
         "repairs": sum(t.repairs for t in ts),
         "monitor_inactive": sum(not t.monitor_active for t in ts),
         # all the monitored request's monitors (syntax and names); the plain request's name monitors alone below
@@ -273,7 +331,7 @@ def print_table(s: dict, file=None) -> None:
     fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
     p("| variant | suggestions | valid | valid % | mean tokens | mean latency (ms) | mean chars |")
     p("|---|---|---|---|---|---|---|")
-    for name in ("plain", "monitor+complete"):
+    for name in ("plain", "monitor+complete", "no tree"):
         v = s[name]
         p(
             f"| {name} | {v['suggestions']} | {v['valid']} | {fmt(v['valid_pct'], '.1f')} | "
@@ -291,7 +349,17 @@ def print_table(s: dict, file=None) -> None:
         f"of the monitored request's time (syntax and name monitors; the name monitors alone, in plain: "
         f"{fmt(s['plain_monitor_us_per_token'], '.0f')} us per token)."
     )
+    p(
+        f"Monitor set-up (its region) p50: {fmt(s['region_us_tree_p50'], '.0f')} us from the syntax tree, "
+        f"{fmt(s['region_us_text_p50'], '.0f')} us read off the text (target <= 50 us from the tree)."
+    )
+    v = s["tree_verdict"]["monitor+complete"]
+    p(
+        f"tree-sitter's verdict on the monitor+complete splices: agrees with CPython's on {v['agree']}, "
+        f"accepts {v['tree_only']} CPython rejects, rejects {v['cpython_only']} CPython accepts."
+    )
     p("monitor+complete = what the server sends: the monitored suggestion cut by complete_statements.")
+    p("no tree = the same with syntaxTree off (indentation stops, the region read off the text).")
     p("valid % counts non-empty suggestions only (an empty one leaves the file as it was).")
 
 

@@ -140,6 +140,9 @@ class EngineSession:
                 self.unencoded[uri] = self.store.get(uri).text
                 self.store.close(uri)
             self.previews.clear()
+        if old.syntax_tree != settings.syntax_tree:
+            for doc in self.store.documents() + list(self.previews.values()):
+                doc.keep_tree(settings.syntax_tree)
 
     # -- documents --------------------------------------------------------------------------
 
@@ -224,6 +227,8 @@ class EngineSession:
             "decodeAt": doc.layout.decode_at,
             "updatePolicy": str(doc.policy),
             "encoded": asdict(doc.counts),
+            "syntaxTree": doc.syntax is not None,
+            "treeEditMs": round(1000 * doc.tree_seconds, 3),  # the last edit's tree upkeep
             "previewEncoded": asdict(preview.counts) if preview is not None else None,
         }
 

@@ -102,8 +102,13 @@ def test_syntax_bench_compares_the_session_with_and_without_the_syntax_monitor(
     data = written(out)
     common = {"modelPath": tiny_model_dir, "contextTokens": 256, "maxTokens": 8, "multiline": True}
     assert data["settings"] == common
-    assert data["variant_settings"] == {"plain": {**common, "monitorSyntax": False}, "monitor+complete": common}
+    assert data["variant_settings"] == {
+        "plain": {**common, "monitorSyntax": False},
+        "monitor+complete": common,
+        "no tree": {**common, "syntaxTree": False},
+    }
     summary = data["summary"]
-    assert summary["points"] == 1 and {"plain", "monitor+complete", "repairs", "monitor_inactive"} <= summary.keys()
+    assert summary["points"] == 1 and {"plain", "monitor+complete", "no tree", "tree_verdict"} <= summary.keys()
     (trial,) = data["trials"]
     assert trial["context_tokens"] > 0 and 0 < trial["monitored_tokens"] <= 8 and trial["k"] == 8
+    assert trial["region_us_tree"] > 0 and trial["region_us_text"] > 0

@@ -134,6 +134,7 @@ class LiveDocument:
         self.doc = TokenizedText(engine.tokenizer, text)
         self.keeps_tree = syntax_tree
         self.syntax = DocTree.of(text) if syntax_tree else None
+        self.tree_seconds = 0.0  # the last edit's tree upkeep (`livekv/documentState`, `bench soak`)
         self.cursor = len(text) if cursor is None else cursor
         if not 0 <= self.cursor <= len(text):
             raise ValueError(f"cursor {self.cursor} out of range for a text of length {len(text)}")
@@ -211,6 +212,11 @@ class LiveDocument:
         """Put the caret at `cursor`: no KV work in a document layout unless the window must move;
         in FIM layouts the regions' entries move across it (rotated, marked stale)."""
         return self.apply_edits([], cursor)
+
+    def keep_tree(self, on: bool) -> None:
+        """Start (a full parse) or drop the syntax tree (the `syntaxTree` setting changed)."""
+        self.keeps_tree = on
+        self.syntax = DocTree.of(self.text) if on else None
 
     def set_context(self, context: str) -> UpdateStats:
         """Replace the cross-file context segment at the front (a splice like any other)."""
@@ -367,8 +373,10 @@ class LiveDocument:
         """Keep the syntax tree in step (incrementally), or start one when the text can have it again."""
         if not edits or not self.keeps_tree:
             return
+        t0 = time.perf_counter()
         if self.syntax is None or not self.syntax.edit(edits):
             self.syntax = DocTree.of(self.text)
+        self.tree_seconds = time.perf_counter() - t0
 
     def _doc_runs(self) -> list[list[int]]:
         """[slot, first, end) for each stretch of document tokens the cache holds in order."""

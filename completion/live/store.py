@@ -28,6 +28,10 @@ class DocumentStore:
     def uris(self) -> list[str]:
         return list(self._docs)
 
+    def documents(self) -> list[LiveDocument]:
+        """Every cached document, least recently used first (the order is left as it is)."""
+        return list(self._docs.values())
+
     @property
     def nbytes(self) -> int:
         return sum(d.kv.nbytes for d in self._docs.values())

@@ -161,6 +161,10 @@ class DocTree:
         """The tree as an S-expression (equal for equal trees: the invariant test's check)."""
         return str(self.tree.root_node)
 
+    def parses_cleanly(self) -> bool:
+        """No ERROR or MISSING node anywhere (tree-sitter's own, lenient, idea of valid Python)."""
+        return not self.tree.root_node.has_error
+
     def equals_fresh_parse(self) -> bool:
         """The invariant: the incrementally kept tree is the tree of a fresh parse of the text."""
         return self.sexp() == DocTree(self.text).sexp() and self.data == _encode(self.text)
@@ -384,7 +388,7 @@ def _aligned(node: ts.Node) -> bool:
     if parent.type == "module":
         return node.start_point.column == 0
     if parent.type == "block":
-        first = parent.named_child(0)
+        first: ts.Node | None = parent.named_child(0)
         while first is not None and first.type == "comment":
             first = first.next_named_sibling
         return first is None or node.start_point.column == first.start_point.column
