@@ -120,7 +120,7 @@ class EngineSession:
         assert self.workspace.tokens is not None
         self.drafter = Drafter(self.workspace.tokens.store)
         self.ngrams = NgramModel(self.workspace.tokens.store)
-        self.monitors = Monitors(self.vocab)
+        self.monitors = Monitors(self.vocab, self.settings.environment_path)
         if on_fault is not None:
             self.monitors.analyzer.on_error = lambda err: on_fault("jedi", err)
         self.monitors.analyzer.warm_up()  # jedi loads its builtins stubs on its own thread meanwhile
@@ -140,6 +140,8 @@ class EngineSession:
                 self.unencoded[uri] = self.store.get(uri).text
                 self.store.close(uri)
             self.previews.clear()
+        if old.environment_path != settings.environment_path and self.monitors is not None:
+            self.monitors.analyzer.use_environment(settings.environment_path)
         if old.syntax_tree != settings.syntax_tree:
             for doc in self.store.documents() + list(self.previews.values()):
                 doc.keep_tree(settings.syntax_tree)

@@ -49,6 +49,7 @@ class Settings:
     monitor_keywords: bool = True  # in a call, `name=` only for the called function's parameters
     monitor_syntax: bool = True  # each decoded line keeps the file a valid prefix of Python
     jedi_timeout_ms: int = 300  # longest wait for jedi at a trigger; later answers serve the next request
+    environment_path: str | None = None  # the project's virtual env (folder or its python) for jedi; read, never run
 
     @classmethod
     def from_json(cls, data: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
@@ -97,7 +98,7 @@ _RANGES = {
 
 def _check(name: str, value: Any) -> str | None:
     expected = {f.name: f.type for f in dataclasses.fields(Settings)}[name]
-    if name == "model_path":
+    if name in ("model_path", "environment_path"):
         return None if value is None or isinstance(value, str) else "must be a path string or null"
     if name == "weights":
         return None if value in WEIGHT_CHOICES else f"must be one of {', '.join(WEIGHT_CHOICES)}"

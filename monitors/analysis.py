@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from pathlib import Path
 import jedi
 
 from monitors import jedi_files
+from monitors.environment import project_paths
 
 log = logging.getLogger(__name__)
 jedi.settings.auto_import_modules = []  # jedi imports these for real (default: ["gi"]); nothing is
@@ -54,11 +56,14 @@ class Query:
 
 
 class Analyzer:
-    def __init__(self) -> None:
+    def __init__(self, environment_path: str | None = None) -> None:
+        """`environment_path`: the project's environment (setting `environmentPath`), read, never run."""
+        self.environment_path = environment_path
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livekv-jedi")
         self._lock = threading.Lock()
         self._cache: OrderedDict[object, Future[Names]] = OrderedDict()
         self._projects: dict[str, jedi.Project] = {}
+        self._own: jedi.api.environment.Environment | None = None
         self._started: float | None = None  # time.monotonic() when the running jedi call began
         self._stuck: float | None = None  # the start of the stuck call last reported
         # Told of each jedi failure (on the jedi thread) and of each stuck call (on the asking thread).
@@ -82,6 +87,11 @@ class Analyzer:
                 self._cache.move_to_end(key)
             return future
 
+    def use_environment(self, environment_path: str | None) -> None:
+        """Another project environment: jedi's projects are rebuilt (on its thread, between questions)."""
+        self.environment_path = environment_path
+        self._pool.submit(self._projects.clear)
+
     def warm_up(self) -> Future[Names]:
         """Load jedi's builtins stubs (seconds, once) before the first real question."""
         return self.ask(("warm-up",), lambda: Query("import os\nos.", 2, 3, None, None))
@@ -95,8 +105,27 @@ class Analyzer:
         if root is None or not Path(root).is_dir():
             return None
         if root not in self._projects:
-            self._projects[root] = jedi.Project(root, load_unsafe_extensions=False)
+            found = project_paths(root, self.environment_path)
+            log.info(
+                "jedi for %s: environment %s (%s), %d added paths",
+                root,
+                found.environment,
+                found.found_by,
+                len(found.paths),
+            )
+            # jedi runs on the server's own interpreter: never the project's (VIRTUAL_ENV would make it start
+            # that one), whose site.py would run project code; compiled modules load only from our own path
+            self._projects[root] = jedi.Project(
+                root, environment_path=sys.executable, added_sys_path=found.paths, load_unsafe_extensions=False
+            )
         return self._projects[root]
+
+    def _environment(self) -> jedi.api.environment.Environment:
+        """The server's own interpreter, always: jedi's default is VIRTUAL_ENV's when the editor set it,
+        and starting that one would run the project's site code (`.pth` lines, `sitecustomize`)."""
+        if self._own is None:
+            self._own = jedi.create_environment(sys.executable, safe=False)
+        return self._own
 
     def _complete(self, q: Query) -> Names:
         self._started = time.monotonic()
@@ -108,7 +137,7 @@ class Analyzer:
     def _answer(self, q: Query) -> Names:
         t0 = time.perf_counter()
         try:
-            script = jedi.Script(q.code, path=q.path, project=self._project(q.root))
+            script = jedi.Script(q.code, path=q.path, project=self._project(q.root), environment=self._environment())
             if q.signature:
                 return _keywords(script.get_signatures(q.line, q.column), time.perf_counter() - t0)
             completions = script.complete(q.line, q.column)

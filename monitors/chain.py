@@ -34,10 +34,10 @@ class MonitorConfig:
 
 
 class Monitors:
-    def __init__(self, vocab: Vocabulary) -> None:
+    def __init__(self, vocab: Vocabulary, environment_path: str | None = None) -> None:
         self.vocab = vocab
         self.masks = NameMasks(vocab)
-        self.analyzer = Analyzer()
+        self.analyzer = Analyzer(environment_path)
 
     def for_site(self, site: Site, config: MonitorConfig, stats: MonitorStats | None = None) -> list[Processor]:
         stats = stats if stats is not None else MonitorStats()
@@ -50,6 +50,8 @@ class Monitors:
             )
             if on
         ]
+        if site.tree is not None and site.tree.in_string_or_comment(len(site.before)):
+            found = []  # prose in a docstring or a comment: its names are not code (the tree knows, across lines)
         chain: list[Processor] = []
         if found:
             chain.append(

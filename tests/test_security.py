@@ -505,3 +505,98 @@ async def test_tcp_listens_on_loopback_only(tree: Tree, tiny_model_dir: str) -> 
         server.wait(timeout=30)
     # DEBUG logs document text (pygls logs each message it sends, here livekv/documentState's): for debugging only
     assert DOCUMENT_MARKERS[0] in log.read_text()
+
+
+# -- the project's virtual environment: read for jedi, never run -----------------------------------------------
+
+VENV_TRAPS = ("venv_python", "venv_pth", "venv_sitecustomize", "fancylib")
+
+
+@dataclass
+class VenvTree:
+    ws: Path
+    venv: Path
+    sentinels: Path
+
+    def ran(self) -> list[str]:
+        return sorted(p.name for p in self.sentinels.iterdir())
+
+
+@pytest.fixture(scope="module")
+def venv_tree(tmp_path_factory: pytest.TempPathFactory) -> VenvTree:
+    """A workspace whose `.venv` holds a package (`fancylib`, which writes a file when imported), a `.pth` with an
+    `import` line and a path line (an editable install), a `sitecustomize`, and a `bin/python` that writes a file
+    when started; a `src/` layout beside it. The traps are shown to work first."""
+    base = tmp_path_factory.mktemp("venv")
+    ws, sentinels = base / "ws", base / "sentinels"
+    venv = ws / ".venv"
+    site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    for folder in (site / "fancylib", venv / "bin", ws / "src" / "srcpkg", ws / "editable", sentinels):
+        folder.mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text(f"home = /usr/bin\nversion = {sys.version.split()[0]}\n")
+    python = venv / "bin" / "python"
+    python.write_text(f"#!/bin/sh\necho ran > {sentinels / 'venv_python'}\n")
+    python.chmod(0o755)
+    (venv / "bin" / "python3").symlink_to(python)
+    lamp = "class Lamp:\n    def shine(self):\n        return 1\n\n    def dim_slowly(self):\n        return 0\n"
+    (site / "fancylib" / "__init__.py").write_text(writes(sentinels / "fancylib") + lamp)
+    (site / "editable.pth").write_text(f"import os; {writes(sentinels / 'venv_pth')}{ws / 'editable'}\n")
+    (site / "sitecustomize.py").write_text(writes(sentinels / "venv_sitecustomize"))
+    (ws / "editable" / "editmod.py").write_text("EDITABLE_NAME = 1\n")
+    (ws / "src" / "srcpkg" / "__init__.py").write_text("SRC_LAYOUT_NAME = 1\n")
+    subprocess.run([str(python)], check=True)
+    traps = f"import site, sys; site.addsitedir({str(site)!r}); import sitecustomize, fancylib"
+    subprocess.run([sys.executable, "-S", "-c", traps], check=True, capture_output=True, cwd=base)
+    assert {p.name for p in sentinels.iterdir()} == set(VENV_TRAPS)
+    for p in sentinels.iterdir():
+        p.unlink()
+    return VenvTree(ws, venv, sentinels)
+
+
+def test_jedi_reads_the_projects_environment_without_running_it(
+    venv_tree: VenvTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The editor gave the server VIRTUAL_ENV (an activated shell): jedi reads that environment's packages, its
+    .pth path lines and the src/ layout, and starts neither that interpreter nor any of its site code."""
+    monkeypatch.setenv("VIRTUAL_ENV", str(venv_tree.venv))
+    analyzer = Analyzer()
+    try:
+
+        def members(code: str) -> frozenset[str]:
+            line, column = code.count("\n") + 1, len(code.rsplit("\n", 1)[-1])
+            query = Query(code, line, column, str(venv_tree.ws / "app.py"), str(venv_tree.ws))
+            return analyzer.ask(("venv", code), lambda: query).result(timeout=60).names or frozenset()
+
+        assert {"shine", "dim_slowly"} <= members("import fancylib\nfancylib.Lamp().")
+        assert "SRC_LAYOUT_NAME" in members("import srcpkg\nsrcpkg.")
+        assert "EDITABLE_NAME" in members("import editmod\neditmod.")
+    finally:
+        analyzer.shutdown()
+    assert venv_tree.ran() == []
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_completions_resolve_names_from_the_workspace_venv_and_run_none_of_it(
+    venv_tree: VenvTree, tree: Tree, tiny_model_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the server, found as a workspace `.venv` and given as VIRTUAL_ENV in turn."""
+    for name, virtual_env in (("venv-found", None), ("venv-given", str(venv_tree.venv))):
+        if virtual_env is None:
+            monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+        else:
+            monkeypatch.setenv("VIRTUAL_ENV", virtual_env)
+        options = {"modelPath": tiny_model_dir, "maxTokens": 4, "indexWorkspace": False, "jediTimeoutMs": 30_000}
+        session = await start(
+            Tree(tree.base, venv_tree.ws, tree.outside, tree.sentinels, False), name, options, level="INFO"
+        )
+        try:
+            text = "import fancylib\nfancylib.Lamp()."
+            doc = Doc(session.client, (venv_tree.ws / "app.py").as_uri(), text).open()
+            for _ in range(3):  # jedi's first answer may come after the first request's wait
+                await inline(session.client, doc.uri, doc.position(len(text)))
+        finally:
+            await stop(session)
+        resolved = re.findall(r"jedi calls \((\d+) resolved", session.log.read_text())
+        assert resolved and max(map(int, resolved)) > 0, name
+        assert f"environment {venv_tree.venv}" in session.log.read_text(), name
+        assert venv_tree.ran() == [], name

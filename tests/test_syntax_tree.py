@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from completion.decoding.stops import BlockEnd, StructureEnd, block_wanted
 from completion.live.document import TextEdit
-from completion.syntax.tree import MAX_CHARS, DocTree, reason_without
+from completion.syntax.tree import MAX_CHARS, DocTree, SlowParse, reason_without
 
 PIECES = ["a", "x = 1", " ", "    ", "é", "中", "😀", "\ud800", "\t", "\n", "\r\n", "\r", "\x00", "\x0c", ":", "(", ")"]
 PIECES += ["def f(x):\n    ", "if x:\n", "else:\n", '"""', "'", "#", "return x\n", "[1,", "]"]
@@ -63,6 +64,17 @@ def test_texts_without_a_tree_say_why() -> None:
     assert not tree.edit([TextEdit(0, 0, "\x00")])  # the caller drops it
 
 
+def test_a_parse_that_runs_out_of_time_stops_and_leaves_no_tree() -> None:
+    """15,000 comment lines after a statement take tree-sitter about a minute (quadratic): cancelled."""
+    slow = "x = 1\n" + "# c\n" * 15_000
+    with pytest.raises(SlowParse):
+        DocTree(slow)
+    tree = DocTree("x = 1\n")
+    with pytest.raises(SlowParse):
+        tree.edit([TextEdit(6, 6, "# c\n" * 15_000)])
+    assert DocTree(slow[:200]).statement_end(6, "# c\n" * 15_000 + "y = 2\nz") == (False, None)
+
+
 IF_ELSE = """class A:
     def f(self, xs):
         total = 0
@@ -93,17 +105,32 @@ def test_on_a_blank_line_in_a_block_the_block_ends_where_the_suggestion_dedents(
     assert known and completion[:cut] == "b = 2\n    if b:\n        c = 3\n    else:\n        c = 4\n    return c"
 
 
-def test_a_one_line_statement_on_the_cursor_line_ends_with_its_block() -> None:
+def test_on_a_blank_line_a_compound_statement_the_suggestion_writes_ends_it_whole() -> None:
+    text = "def f(lines):\n    for line in lines:\n        x = 0\n        \n    return 1\n"
+    cursor = text.index("        \n") + 8
+    completion = "if line:\n            a = 1\n        else:\n            a = 2\n        if line:\n            b"
+    known, cut = DocTree(text).statement_end(cursor, completion[: completion.rfind("\n")])
+    assert known and completion[:cut] == "if line:\n            a = 1\n        else:\n            a = 2"
+    top = "import os\n\n"
+    known, cut = DocTree(top).statement_end(len(top), "def f():\n    return 1\n\ndef g():\n    pass")
+    assert known and cut == len("def f():\n    return 1")
+
+
+def test_a_simple_statement_on_the_cursor_line_ends_with_its_block() -> None:
     text = "def f(x):\n    a = \n    return a\n"
     cursor = text.index("a = ") + 4
     completion = "1\n    b = 2\nprint(f)"
     known, cut = DocTree(text).statement_end(cursor, completion)
     assert known and completion[:cut] == "1\n    b = 2"
+    docstring = '"""Sum.\n\n    More.\n    """\n    return a\nprint(f)'  # over lines, yet simple: the body follows
+    blank = "def f(x):\n    \n"
+    known, cut = DocTree(blank).statement_end(len(blank) - 1, docstring)
+    assert known and docstring[:cut] == docstring[: docstring.index("\nprint")]
 
 
 def test_the_top_level_and_error_nodes_fall_back_to_indentation() -> None:
     text = "import os\n\n"
-    assert DocTree(text).statement_end(len(text), "x = 1\ny = 2\n") == (False, None)
+    assert DocTree(text).statement_end(len(text), "x = 1\ny = 2\n") == (False, None)  # one line at the top
     broken = "def f(x):\n    a = (\n"
     tree = DocTree(broken)
     cursor_line = "    a = ("
@@ -146,6 +173,13 @@ def test_lookups() -> None:
     assert text[decorated.start :].startswith("@dec") and text[decorated.header_start :].startswith("def f")
     assert [text[d.start : d.start + 9] for d in tree.definitions()] == ["class A:\n", "@dec\n    "]
     assert tree.under_error(len(text) - 1)  # `g(x,` is unfinished
+
+
+def test_an_f_strings_replacement_field_is_code() -> None:
+    text = 'x = f"total {obj.name} and"\n'
+    tree = DocTree(text)
+    assert not tree.in_string_or_comment(text.index("name"))
+    assert tree.in_string_or_comment(text.index("and"))
 
 
 def test_non_ascii_offsets_are_characters() -> None:

@@ -22,8 +22,9 @@ do their work when a request comes, as a server without PIE would.
 from __future__ import annotations
 
 import copy
+import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,8 +35,9 @@ from completion.live.kvcache import KVCache
 from completion.live.layout import Layout, build_layout, healed_token
 from completion.live.tokens import Splice, TokenizedText
 from completion.model.engine import Engine
-from completion.syntax.tree import DocTree, reason_without
+from completion.syntax.tree import DocTree, SlowParse, reason_without
 
+log = logging.getLogger(__name__)
 # Logits kept per document: after the last tokens encoded (what a request right after typing reads).
 LOGITS_KEPT = 16
 
@@ -133,8 +135,9 @@ class LiveDocument:
         self.suffix_tokens = suffix_tokens
         self.doc = TokenizedText(engine.tokenizer, text)
         self.keeps_tree = syntax_tree
-        self.syntax = DocTree.of(text) if syntax_tree else None
+        self.syntax: DocTree | None = None
         self.tree_seconds = 0.0  # the last edit's tree upkeep (`livekv/documentState`, `bench soak`)
+        self.keep_tree(syntax_tree)
         self.cursor = len(text) if cursor is None else cursor
         if not 0 <= self.cursor <= len(text):
             raise ValueError(f"cursor {self.cursor} out of range for a text of length {len(text)}")
@@ -214,9 +217,18 @@ class LiveDocument:
         return self.apply_edits([], cursor)
 
     def keep_tree(self, on: bool) -> None:
-        """Start (a full parse) or drop the syntax tree (the `syntaxTree` setting changed)."""
-        self.keeps_tree = on
-        self.syntax = DocTree.of(self.text) if on else None
+        """Start (a full parse) or drop the syntax tree (the `syntaxTree` setting). A text whose parse
+        runs out of time keeps none (and is not parsed again) until this is called again."""
+        self.keeps_tree, self.syntax = on, None
+        if on:
+            self._start_tree(lambda: DocTree.of(self.text))
+
+    def _start_tree(self, make: Callable[[], DocTree | None]) -> None:
+        try:
+            self.syntax = make()
+        except SlowParse as err:
+            log.info("no syntax tree for this document: %s", err)
+            self.keeps_tree, self.syntax = False, None
 
     def set_context(self, context: str) -> UpdateStats:
         """Replace the cross-file context segment at the front (a splice like any other)."""
@@ -374,8 +386,8 @@ class LiveDocument:
         if not edits or not self.keeps_tree:
             return
         t0 = time.perf_counter()
-        if self.syntax is None or not self.syntax.edit(edits):
-            self.syntax = DocTree.of(self.text)
+        tree = self.syntax
+        self._start_tree(lambda: tree if tree is not None and tree.edit(edits) else DocTree.of(self.text))
         self.tree_seconds = time.perf_counter() - t0
 
     def _doc_runs(self) -> list[list[int]]:

@@ -17,6 +17,7 @@ and keep the hand-written paths.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
 PYTHON = ts.Language(tsp.language())
 MAX_CHARS = 1_000_000  # about 19 bytes of tree per byte of text: no tree above ~19 MB
 _LONE_CR = re.compile(r"\r(?!\n)")
+# Parses stop after this long (the tree is then dropped): tree-sitter-python parses a run of comment lines
+# after a statement in quadratic time (measured: 1,000 lines 30-130 ms, 2,000 lines 0.13-0.46 s, 15,000
+# lines 66 s), and a parse holds the GIL.
+FULL_PARSE_SECONDS = 0.5
+EDIT_PARSE_SECONDS = 0.1
+READ_CHUNK = 1 << 16
 _EXCEPT_STAR = re.compile(rb"except\s*\*")
 
 # Statement kinds that own a block (`body`), and the clauses that continue one of them.
@@ -80,6 +87,23 @@ def reason_without(text: str) -> str | None:
     return None
 
 
+class SlowParse(ValueError):
+    """A parse ran past its time budget (tree-sitter's worst cases are quadratic): keep no tree."""
+
+
+def _parse(parser: ts.Parser, data: bytes, old: ts.Tree | None, seconds: float) -> ts.Tree:
+    """Parse with a deadline: the read-callback form is the one that takes a progress callback."""
+    deadline = time.perf_counter() + seconds
+    read = lambda byte, _point: data[byte : byte + READ_CHUNK]  # noqa: E731
+    late = lambda _byte, _error: time.perf_counter() > deadline  # noqa: E731
+    try:
+        if old is None:
+            return parser.parse(read, progress_callback=late)
+        return parser.parse(read, old, progress_callback=late)
+    except ValueError as err:  # "Parsing failed": cancelled by the callback
+        raise SlowParse(f"parsing took over {seconds * 1000:.0f} ms") from err
+
+
 def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
@@ -126,10 +150,11 @@ class DocTree:
         self.parser = parser or ts.Parser(PYTHON)
         self.text = text
         self.data = _encode(text)
-        self.tree = self.parser.parse(self.data)
+        self.tree = _parse(self.parser, self.data, None, FULL_PARSE_SECONDS)
 
     @classmethod
     def of(cls, text: str) -> DocTree | None:
+        """The text's tree, or None where it may have none (SlowParse still raises: see LiveDocument)."""
         return None if reason_without(text) else cls(text)
 
     def copy(self) -> DocTree:
@@ -141,7 +166,8 @@ class DocTree:
 
     def edit(self, edits: Sequence[TextEdit]) -> bool:
         """Apply ascending, non-overlapping edits (offsets into the text before them) and reparse once.
-        Returns False when the new text may not have a tree (`reason_without`); the tree is then stale."""
+        Returns False when the new text may not have a tree (`reason_without`), raises SlowParse when the
+        reparse ran out of time; the tree is stale then."""
         text, data = self.text, self.data
         for e in reversed(edits):  # last first: the offsets of earlier edits stay valid
             start, end = self.byte_of(e.start, text, data), self.byte_of(e.end, text, data)
@@ -153,8 +179,8 @@ class DocTree:
             text, data = text[: e.start] + e.text + text[e.end :], after
         if reason_without(text) is not None:
             return False
+        self.tree = _parse(self.parser, data, self.tree, EDIT_PARSE_SECONDS)
         self.text, self.data = text, data
-        self.tree = self.parser.parse(data, self.tree)
         return True
 
     def sexp(self) -> str:
@@ -167,7 +193,7 @@ class DocTree:
 
     def equals_fresh_parse(self) -> bool:
         """The invariant: the incrementally kept tree is the tree of a fresh parse of the text."""
-        return self.sexp() == DocTree(self.text).sexp() and self.data == _encode(self.text)
+        return self.sexp() == str(self.parser.parse(self.data).root_node) and self.data == _encode(self.text)
 
     # -- offsets ----------------------------------------------------------------------
 
@@ -193,9 +219,9 @@ class DocTree:
         node: ts.Node | None = self._node_at(byte)
         while node is not None:
             if node.type == "comment":
-                return (
-                    node.start_byte < byte and byte <= node.end_byte and b"\n" not in self.data[node.start_byte : byte]
-                )
+                return node.start_byte < byte <= node.end_byte  # a comment runs to its line's end
+            if node.type == "interpolation" and node.start_byte < byte < node.end_byte:
+                return False  # an f-string's `{…}` is code
             if node.type == "string":
                 return node.start_byte < byte < node.end_byte
             node = node.parent
@@ -332,11 +358,13 @@ class DocTree:
     def statement_end(self, offset: int, completion: str) -> tuple[bool, int | None]:
         """Where a multi-line `completion` inserted at `offset` ends by structure: (known, cut).
 
-        The statement the cursor's line opens (the whole `if … else:`; on the blank first line of
-        an empty body, the statement that body belongs to) or, on another blank line in a block,
-        that block, ends inside the completion: `cut` is the length of the completion up to its end,
-        when complete lines follow it. `cut` None: it goes on. `known` False: no structure to go by
-        (the module's top level on a blank line, an ERROR node there): use the indentation rule."""
+        The statement the cursor's line opens ends inside the completion: the one the user started
+        there, or on a blank line the first one the completion writes (the whole `if … else:`), or,
+        on the blank first line of an empty body, the statement that body belongs to; after a simple
+        statement (a docstring, a call over several lines) the rest of its block follows. `cut` is
+        the length of the completion up to that end, once complete lines follow it; None: it goes
+        on. `known` False: no structure to go by (the module's top level after a simple statement,
+        an ERROR node): use indentation."""
         byte = self.byte_of(offset)
         written = _encode(completion)
         inserted = written + _encode(closers_of(completion))
@@ -344,13 +372,20 @@ class DocTree:
         edited = self.tree.copy()
         end_point = _point(data, byte + len(inserted))
         edited.edit(byte, byte, byte + len(inserted), _point(data, byte), _point(data, byte), end_point)
-        root = self.parser.parse(data, edited).root_node
+        try:
+            root = _parse(self.parser, data, edited, EDIT_PARSE_SECONDS).root_node
+        except SlowParse:
+            return False, None
         line_start = data.rfind(b"\n", 0, byte) + 1
-        owner = None
-        if data[line_start:byte].strip() or self.empty_block_opened(offset):
-            owner = self._statement_on_row(root, data, line_start, byte)
-        if owner is None or owner.end_byte <= byte + written.find(b"\n"):  # a one-line statement: its block
+        code = data[line_start:byte]
+        if self.empty_block_opened(offset):  # the body of the header above: that statement
+            first = _last_code_byte(data, line_start)
+        elif code.strip():  # the statement the user started on this line
+            first = line_start + len(code) - len(code.lstrip())
+        else:  # a blank line: the first statement the completion writes
             first = byte + len(inserted) - len(inserted.lstrip())
+        owner = self._statement_on_row(root, first)
+        if owner is None or owner.type not in COMPOUND | CLAUSES:  # a simple statement: its block goes on
             owner = root.descendant_for_byte_range(first, first)
             while owner is not None and owner.type not in ("block", "module"):
                 owner = owner.parent
@@ -363,11 +398,9 @@ class DocTree:
         return True, len(written[:cut].decode("utf-8", "surrogatepass"))
 
     @staticmethod
-    def _statement_on_row(root: ts.Node, data: bytes, line_start: int, byte: int) -> ts.Node | None:
-        """The largest node that starts on the cursor's row (or, on a blank line, the header's row
-        above it) without being a block or the module: the statement that line opens."""
-        code = data[line_start:byte]
-        first = line_start + len(code) - len(code.lstrip()) if code.strip() else len(data[:line_start].rstrip()) - 1
+    def _statement_on_row(root: ts.Node, first: int) -> ts.Node | None:
+        """The largest node that starts on `first`'s row without being a block or the module (a
+        clause takes its whole statement): the statement that row opens."""
         node = root.named_descendant_for_byte_range(first, first)
         if node is None:
             return None

@@ -34,6 +34,7 @@ export const SERVER_KEYS = [
   "monitorSyntax",
   "syntaxTree",
   "jediTimeoutMs",
+  "environmentPath",
   "ngramWeight",
 ] as const;
 
