@@ -229,8 +229,9 @@ class EngineSession:
             "decodeAt": doc.layout.decode_at,
             "updatePolicy": str(doc.policy),
             "encoded": asdict(doc.counts),
-            "syntaxTree": doc.syntax is not None,
-            "treeEditMs": round(1000 * doc.tree_seconds, 3),  # the last edit's tree upkeep
+            "syntaxTree": doc.has_tree,
+            "treeEditMs": round(1000 * doc.tree_seconds, 3),  # the last edit's tree upkeep (positions only)
+            "treeParseMs": round(1000 * doc.parse_seconds, 3),  # the last reparse (when the tree was read)
             "previewEncoded": asdict(preview.counts) if preview is not None else None,
         }
 
@@ -401,6 +402,8 @@ class EngineSession:
         if recent is None or self.engine is None:
             return False
         uri, doc = recent
+        if doc.catch_up_tree():  # the syntax tree first: a parse costs well under a refresh chunk
+            return True
         with self._updating(uri, doc.text):
             grown = doc.refresh(REFRESH_CHUNK)
             doc.counts.refresh += grown

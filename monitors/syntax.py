@@ -47,6 +47,11 @@ errors of a small model at a small cost. This monitor does the same for Python, 
   least indented line in that window that starts a def, a class, a decorator or an import
   (or, failing those, a name), assumed to be outside strings and brackets. If it is not, the
   document check fails and the monitor stands aside.
+* With the document's syntax tree (completion/syntax/tree.py) the region is read off the tree
+  instead (`region_from_tree`): the last statement before the cursor's line and the blocks around
+  it, so only that statement is lexed and checked, and nothing is guessed; the text path above is
+  the fallback where the tree cannot say (an ERROR node or a misaligned statement there, the
+  cursor's line continuing a statement, no tree), lexed from the definition the tree finds.
 * If the document's own text (region start to cursor) is not a valid prefix, the monitor is
   inactive for the suggestion: it could not tell its own mistakes from the user's. When the
   user has written code on the cursor's line, its indentation is checked too (as if a `def`

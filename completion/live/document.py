@@ -135,8 +135,9 @@ class LiveDocument:
         self.suffix_tokens = suffix_tokens
         self.doc = TokenizedText(engine.tokenizer, text)
         self.keeps_tree = syntax_tree
-        self.syntax: DocTree | None = None
+        self._tree: DocTree | None = None
         self.tree_seconds = 0.0  # the last edit's tree upkeep (`livekv/documentState`, `bench soak`)
+        self.parse_seconds = 0.0  # the last reparse, when the tree was read after edits
         self.keep_tree(syntax_tree)
         self.cursor = len(text) if cursor is None else cursor
         if not 0 <= self.cursor <= len(text):
@@ -216,19 +217,42 @@ class LiveDocument:
         in FIM layouts the regions' entries move across it (rotated, marked stale)."""
         return self.apply_edits([], cursor)
 
+    @property
+    def syntax(self) -> DocTree | None:
+        """The syntax tree of the text as it is now: reparsed here (incrementally) if edits came since."""
+        tree = self._tree
+        if tree is not None and tree.pending:
+            t0 = time.perf_counter()
+            self._start_tree(tree.caught_up)
+            self.parse_seconds = time.perf_counter() - t0
+        return self._tree
+
+    def catch_up_tree(self) -> bool:
+        """Reparse after edits now (idle time), so the next request finds the tree ready; False if
+        there was nothing to do."""
+        pending = self._tree is not None and self._tree.pending
+        if pending:
+            self.syntax  # noqa: B018 (the property reparses)
+        return pending
+
+    @property
+    def has_tree(self) -> bool:
+        """Whether the document holds a tree (without reparsing it)."""
+        return self._tree is not None
+
     def keep_tree(self, on: bool) -> None:
         """Start (a full parse) or drop the syntax tree (the `syntaxTree` setting). A text whose parse
         runs out of time keeps none (and is not parsed again) until this is called again."""
-        self.keeps_tree, self.syntax = on, None
+        self.keeps_tree, self._tree = on, None
         if on:
             self._start_tree(lambda: DocTree.of(self.text))
 
     def _start_tree(self, make: Callable[[], DocTree | None]) -> None:
         try:
-            self.syntax = make()
+            self._tree = make()
         except SlowParse as err:
             log.info("no syntax tree for this document: %s", err)
-            self.keeps_tree, self.syntax = False, None
+            self.keeps_tree, self._tree = False, None
 
     def set_context(self, context: str) -> UpdateStats:
         """Replace the cross-file context segment at the front (a splice like any other)."""
@@ -322,7 +346,7 @@ class LiveDocument:
         other.kv.rope = self.engine.rope if policy is not UpdatePolicy.NO_ROTATION else None
         other.tokens, other.uids, other._logits = list(self.tokens), list(self.uids), dict(self._logits)
         other.counts = EncodeCounts()
-        other.syntax = None if self.syntax is None else self.syntax.copy()
+        other._tree = None if self._tree is None else self._tree.copy()
         other.policy = policy
         return other
 
@@ -386,7 +410,7 @@ class LiveDocument:
         if not edits or not self.keeps_tree:
             return
         t0 = time.perf_counter()
-        tree = self.syntax
+        tree = self._tree
         self._start_tree(lambda: tree if tree is not None and tree.edit(edits) else DocTree.of(self.text))
         self.tree_seconds = time.perf_counter() - t0
 
@@ -587,9 +611,10 @@ def tree_fresh(doc: LiveDocument) -> bool | None:
     have none); None when it keeps no tree."""
     if not doc.keeps_tree:
         return None
-    if doc.syntax is None:
-        return reason_without(doc.text) is not None
-    return doc.syntax.text == doc.text and doc.syntax.equals_fresh_parse()
+    tree = doc.syntax
+    if tree is None:
+        return reason_without(doc.text) is not None or not doc.keeps_tree
+    return tree.text == doc.text and tree.equals_fresh_parse()
 
 
 def kv_error(doc: LiveDocument) -> float:

@@ -151,6 +151,7 @@ class DocTree:
         self.text = text
         self.data = _encode(text)
         self.tree = _parse(self.parser, self.data, None, FULL_PARSE_SECONDS)
+        self.pending = False  # edits applied to the tree's positions but not reparsed yet
 
     @classmethod
     def of(cls, text: str) -> DocTree | None:
@@ -160,14 +161,16 @@ class DocTree:
     def copy(self) -> DocTree:
         other = object.__new__(DocTree)
         other.parser, other.text, other.data, other.tree = ts.Parser(PYTHON), self.text, self.data, self.tree.copy()
+        other.pending = self.pending
         return other
 
     # -- keeping in step ------------------------------------------------------------
 
     def edit(self, edits: Sequence[TextEdit]) -> bool:
-        """Apply ascending, non-overlapping edits (offsets into the text before them) and reparse once.
-        Returns False when the new text may not have a tree (`reason_without`), raises SlowParse when the
-        reparse ran out of time; the tree is stale then."""
+        """Apply ascending, non-overlapping edits (offsets into the text before them) to the tree's
+        positions (`Tree.edit`, microseconds); the reparse waits for `caught_up`, so a burst of keys
+        costs one incremental parse, when the tree is next read. Returns False when the new text may
+        not have a tree (`reason_without`)."""
         text, data = self.text, self.data
         for e in reversed(edits):  # last first: the offsets of earlier edits stay valid
             start, end = self.byte_of(e.start, text, data), self.byte_of(e.end, text, data)
@@ -179,9 +182,16 @@ class DocTree:
             text, data = text[: e.start] + e.text + text[e.end :], after
         if reason_without(text) is not None:
             return False
-        self.tree = _parse(self.parser, data, self.tree, EDIT_PARSE_SECONDS)
-        self.text, self.data = text, data
+        self.text, self.data, self.pending = text, data, True
         return True
+
+    def caught_up(self) -> DocTree:
+        """The tree reparsed after the edits since the last parse (incrementally); raises SlowParse
+        when that ran out of time."""
+        if self.pending:
+            self.tree = _parse(self.parser, self.data, self.tree, EDIT_PARSE_SECONDS)
+            self.pending = False
+        return self
 
     def sexp(self) -> str:
         """The tree as an S-expression (equal for equal trees: the invariant test's check)."""
@@ -192,7 +202,8 @@ class DocTree:
         return not self.tree.root_node.has_error
 
     def equals_fresh_parse(self) -> bool:
-        """The invariant: the incrementally kept tree is the tree of a fresh parse of the text."""
+        """The invariant: the incrementally kept tree (caught up) is the tree of a fresh parse of the text."""
+        self.caught_up()
         return self.sexp() == str(self.parser.parse(self.data).root_node) and self.data == _encode(self.text)
 
     # -- offsets ----------------------------------------------------------------------
