@@ -12,6 +12,7 @@ module is auto-imported.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import sys
@@ -33,6 +34,14 @@ jedi.settings.auto_import_modules = []  # jedi imports these for real (default: 
 jedi_files.install()  # no file through a link out of the project, no secret, is read
 CACHE_ENTRIES = 512
 STUCK_SECONDS = 10.0  # far above jedi's first call (it loads its stubs then: seconds on a busy machine)
+
+
+@functools.cache
+def server_environment() -> jedi.api.environment.Environment:
+    """The server's own interpreter for jedi, always (one per process, as jedi caches its default):
+    jedi's default is VIRTUAL_ENV's when the editor set it, and starting that one would run the
+    project's site code (`.pth` import lines, `sitecustomize`)."""
+    return jedi.create_environment(sys.executable, safe=False)
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,6 @@ class Analyzer:
         self._lock = threading.Lock()
         self._cache: OrderedDict[object, Future[Names]] = OrderedDict()
         self._projects: dict[str, jedi.Project] = {}
-        self._own: jedi.api.environment.Environment | None = None
         self._started: float | None = None  # time.monotonic() when the running jedi call began
         self._stuck: float | None = None  # the start of the stuck call last reported
         # Told of each jedi failure (on the jedi thread) and of each stuck call (on the asking thread).
@@ -113,19 +121,10 @@ class Analyzer:
                 found.found_by,
                 len(found.paths),
             )
-            # jedi runs on the server's own interpreter: never the project's (VIRTUAL_ENV would make it start
-            # that one), whose site.py would run project code; compiled modules load only from our own path
-            self._projects[root] = jedi.Project(
-                root, environment_path=sys.executable, added_sys_path=found.paths, load_unsafe_extensions=False
-            )
+            # jedi runs on the server's own interpreter (`server_environment`, given to every Script), never
+            # the project's; compiled modules load only from that interpreter's own path
+            self._projects[root] = jedi.Project(root, added_sys_path=found.paths, load_unsafe_extensions=False)
         return self._projects[root]
-
-    def _environment(self) -> jedi.api.environment.Environment:
-        """The server's own interpreter, always: jedi's default is VIRTUAL_ENV's when the editor set it,
-        and starting that one would run the project's site code (`.pth` lines, `sitecustomize`)."""
-        if self._own is None:
-            self._own = jedi.create_environment(sys.executable, safe=False)
-        return self._own
 
     def _complete(self, q: Query) -> Names:
         self._started = time.monotonic()
@@ -137,7 +136,7 @@ class Analyzer:
     def _answer(self, q: Query) -> Names:
         t0 = time.perf_counter()
         try:
-            script = jedi.Script(q.code, path=q.path, project=self._project(q.root), environment=self._environment())
+            script = jedi.Script(q.code, path=q.path, project=self._project(q.root), environment=server_environment())
             if q.signature:
                 return _keywords(script.get_signatures(q.line, q.column), time.perf_counter() - t0)
             completions = script.complete(q.line, q.column)
