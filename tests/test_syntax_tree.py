@@ -98,6 +98,15 @@ def test_an_if_else_the_suggestion_writes_is_kept_whole() -> None:
     assert rule(IF_ELSE_COMPLETION[: IF_ELSE_COMPLETION.index("else:")]) is None  # the `else:` may still come
 
 
+def test_a_header_at_the_cursor_ends_with_its_body() -> None:
+    text = "class Stack:\n    def push(self, x):\n        self.items.append(x)\n\n    def is_empty(self):"
+    completion = "\n        return len(self.items) == 0\n\n    def size(self):"
+    for cursor_text in (text, text + "\n        "):  # at the header's end, and on its body's blank first line
+        written = completion if cursor_text == text else completion.lstrip("\n ")
+        known, cut = DocTree(cursor_text).statement_end(len(cursor_text), written)
+        assert known and written[:cut].rstrip().endswith("== 0"), cursor_text
+
+
 def test_on_a_blank_line_in_a_block_the_block_ends_where_the_suggestion_dedents() -> None:
     text = "def f(x):\n    a = 1\n    \n    return a\n"
     cursor = text.index("    \n") + 4

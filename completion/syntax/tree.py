@@ -389,8 +389,8 @@ class DocTree:
             return False, None
         line_start = data.rfind(b"\n", 0, byte) + 1
         code = data[line_start:byte]
-        if self.empty_block_opened(offset):  # the body of the header above: that statement
-            first = _last_code_byte(data, line_start)
+        if self.empty_block_opened(offset):  # the header's own statement (its `:` is the last code before)
+            first = _last_code_byte(data, byte)
         elif code.strip():  # the statement the user started on this line
             first = line_start + len(code) - len(code.lstrip())
         else:  # a blank line: the first statement the completion writes
