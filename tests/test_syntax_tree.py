@@ -107,20 +107,26 @@ def test_a_header_at_the_cursor_ends_with_its_body() -> None:
         assert known and written[:cut].rstrip().endswith("== 0"), cursor_text
 
 
+def kept_on_blank_line(text: str, blank: str, completion: str) -> str:
+    """What the stop keeps of `completion` (its last line still growing) typed on the line `blank`."""
+    cursor = text.index(blank + "\n") + len(blank)
+    known, cut = DocTree(text).statement_end(cursor, completion[: completion.rfind("\n")])
+    assert known
+    return completion[:cut]
+
+
 def test_on_a_blank_line_in_a_block_the_block_ends_where_the_suggestion_dedents() -> None:
     text = "def f(x):\n    a = 1\n    \n    return a\n"
-    cursor = text.index("    \n") + 4
     completion = "b = 2\n    if b:\n        c = 3\n    else:\n        c = 4\n    return c\nx = 5\ny"
-    known, cut = DocTree(text).statement_end(cursor, completion[: completion.rfind("\n")])
-    assert known and completion[:cut] == "b = 2\n    if b:\n        c = 3\n    else:\n        c = 4\n    return c"
+    kept = "b = 2\n    if b:\n        c = 3\n    else:\n        c = 4\n    return c"
+    assert kept_on_blank_line(text, "    ", completion) == kept
 
 
 def test_on_a_blank_line_a_compound_statement_the_suggestion_writes_ends_it_whole() -> None:
     text = "def f(lines):\n    for line in lines:\n        x = 0\n        \n    return 1\n"
-    cursor = text.index("        \n") + 8
     completion = "if line:\n            a = 1\n        else:\n            a = 2\n        if line:\n            b"
-    known, cut = DocTree(text).statement_end(cursor, completion[: completion.rfind("\n")])
-    assert known and completion[:cut] == "if line:\n            a = 1\n        else:\n            a = 2"
+    kept = "if line:\n            a = 1\n        else:\n            a = 2"
+    assert kept_on_blank_line(text, "        ", completion) == kept
     top = "import os\n\n"
     known, cut = DocTree(top).statement_end(len(top), "def f():\n    return 1\n\ndef g():\n    pass")
     assert known and cut == len("def f():\n    return 1")
