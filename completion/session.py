@@ -14,10 +14,12 @@ caller reports it. Decoding needs no such care: it crops what it appended even w
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 from completion.decoding.decode import Processor, TokenHealing
 from completion.decoding.stops import block_wanted
@@ -26,10 +28,12 @@ from completion.decoding.superposed import SuperposedConfig
 from completion.drafting.drafter import Drafter
 from completion.drafting.ngrams import NgramModel
 from completion.live.document import LiveDocument, TextEdit, UpdatePolicy, fresh_layout, kv_error, tree_fresh
+from completion.live.layout import context_tokens
 from completion.live.store import DocumentStore
 from completion.model.engine import Engine
 from completion.model.loading import ModelLoadError, load_model
 from completion.model.vocab import Vocabulary
+from completion.project.snippets import Style
 from completion.project.workspace import Workspace, fs_path
 from completion.settings import Settings
 from monitors.base import MonitorStats, Site
@@ -84,6 +88,7 @@ class EngineSession:
         self.model_name: str | None = None
         self.load_error: str | None = None
         self.workspace = Workspace()
+        self.context_style: Style = "comments"  # how cross-file snippets are rendered (set with the model)
         self.store = DocumentStore(settings.memory_budget_mb << 20)
         # Documents whose cache a fault (or a setting) dropped: their newest text, opened again at the next request.
         self.unencoded: dict[str, str] = {}
@@ -116,6 +121,7 @@ class EngineSession:
         """Everything that needs the tokenizer: vocabulary, project token store, drafter, monitors."""
         self.engine, self.model_name = engine, name
         self.vocab = Vocabulary(engine.tokenizer, engine.runner.vocab_size)
+        self.context_style = "markers" if engine.markers else "comments"
         self.workspace.use_tokenizer(engine.tokenizer)
         assert self.workspace.tokens is not None
         self.drafter = Drafter(self.workspace.tokens.store)
@@ -441,8 +447,19 @@ class EngineSession:
             if start < 0:
                 break
         query = text[max(0, start) : text.find("\n", c) if "\n" in text[c:] else len(text)]
-        context = self.workspace.snippets.render(query, exclude=uri, budget_chars=budget)
-        tokens = doc.engine.tokenizer(context, split_special_tokens=True).input_ids
+        tree = doc.syntax
+        path = fs_path(uri)
+        root = self.workspace.root_of(path)
+        context = self.workspace.snippets.render(
+            query,
+            exclude=uri,
+            budget_chars=budget,
+            first=tree.signature_names(c) if tree is not None else (),
+            style=self.context_style,
+            repo=Path(root).name if root else "",
+            path=os.path.relpath(path, root) if path and root else uri.rsplit("/", 1)[-1],
+        )
+        tokens = context_tokens(doc.engine.tokenizer, context, doc.engine.markers)
         return context if len(tokens) < doc.window // 4 else ""
 
     def warm_ngrams(self) -> None:

@@ -204,8 +204,10 @@ def test_render_respects_budget_with_whole_snippets(workspace: Path, budget: int
             source = sources[header.removeprefix("# Path: ")]
             text = "\n".join(line.removeprefix("#").removeprefix(" ") for line in lines)
             assert text in source and all(line.startswith("#") for line in lines)
-    if budget >= 1500:  # the best snippet comes last, next to the code being completed
-        assert block.split("\n\n")[-1].startswith("# Path: pkg/geometry.py\n# class BoundingBox:")
+    if budget >= 1500:  # the best snippet comes last, next to the code being completed: a whole definition
+        assert block.split("\n\n")[-1] == "# Path: pkg/geometry.py\n" + "".join(
+            f"# {line}\n" for line in GEOMETRY[GEOMETRY.index("def polygon_area") :].split("\n\n\n")[0].split("\n")
+        )
 
 
 def test_render_format(tmp_path: Path) -> None:
@@ -312,7 +314,8 @@ def test_many_files_answer_from_the_right_chunk(tmp_path: Path) -> None:
         ]
         index.update(str(tmp_path / f"mod_{f}.py"), "\n".join(lines))
     found = index.snippets("result = func_123_200(arg_5, value) + func_123_201(arg_6, value)")
-    assert found[0].path == "mod_123.py" and "def func_123_200(" in found[0].text
+    # Each function is a chunk of its own: func_123_201's shares three names with the query (func_123_200's two).
+    assert found[0].path == "mod_123.py" and found[0].text == lines[201].replace("func_199_", "func_123_")
     assert len(index.render("helper_3 arg_2", exclude=None, budget_chars=3000)) <= 3000
 
 

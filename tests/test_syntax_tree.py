@@ -187,7 +187,9 @@ def test_lookups() -> None:
     assert kinds == ["class_definition", "decorated_definition"]
     decorated = tree.scopes(text.index("s ="))[-1]
     assert text[decorated.start :].startswith("@dec") and text[decorated.header_start :].startswith("def f")
-    assert [text[d.start : d.start + 9] for d in tree.definitions()] == ["class A:\n", "@dec\n    "]
+    (outer,) = tree.outline()
+    assert (outer.kind, outer.name, outer.start, outer.body, outer.end) == ("class_definition", "A", 0, 1, 6)
+    assert [(m.name, m.start, m.body) for m in outer.members] == [("f", 1, 3)]  # the decorator's row starts it
     assert tree.under_error(len(text) - 1)  # `g(x,` is unfinished
 
 

@@ -32,7 +32,7 @@ from enum import StrEnum
 import torch
 
 from completion.live.kvcache import KVCache
-from completion.live.layout import Layout, build_layout, healed_token
+from completion.live.layout import Layout, build_layout, context_tokens, healed_token
 from completion.live.tokens import Splice, TokenizedText
 from completion.model.engine import Engine
 from completion.syntax.tree import DocTree, SlowParse, reason_without
@@ -363,7 +363,7 @@ class LiveDocument:
     def _head_tokens(self, context: str) -> list[int]:
         head = [self.engine.start]
         if context:
-            head += self.engine.tokenizer(context, add_special_tokens=False, split_special_tokens=True).input_ids
+            head += context_tokens(self.engine.tokenizer, context, self.engine.markers)
         if len(head) > self.window // 2:
             raise ValueError(f"context is {len(head)} tokens; at most window/2 = {self.window // 2} allowed")
         return head

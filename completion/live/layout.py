@@ -18,6 +18,7 @@ relayout (the caret or the window moved) can find where each entry's KV already 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,29 @@ def detect_fim(tokenizer: PreTrainedTokenizerBase) -> FimIds | None:
         if all(m in vocab for m in marks):
             return FimIds(template, *(vocab[m] for m in marks))
     return None
+
+
+# The repository markers of models pretrained on StarCoder2-style data: `<repo_name>repo<file_sep>path\ncode…`.
+REPO_MARKERS = ("<repo_name>", "<file_sep>")
+_MARKER_SPLIT = re.compile("(" + "|".join(map(re.escape, REPO_MARKERS)) + ")")
+
+
+def repo_markers(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
+    """The repository markers that are single tokens of this vocabulary (both, or none)."""
+    vocab = tokenizer.get_vocab()
+    return {m: vocab[m] for m in REPO_MARKERS} if all(m in vocab for m in REPO_MARKERS) else {}
+
+
+def context_tokens(tokenizer: PreTrainedTokenizerBase, context: str, markers: dict[str, int]) -> list[int]:
+    """The cross-file context's tokens: its repository markers as the model's own tokens, everything else
+    with special tokens split (text can never become one; the snippets never hold a marker's text)."""
+    ids: list[int] = []
+    for part in _MARKER_SPLIT.split(context) if markers else [context]:
+        if part in markers:
+            ids.append(markers[part])
+        elif part:
+            ids += tokenizer(part, add_special_tokens=False, split_special_tokens=True).input_ids
+    return ids
 
 
 def start_token(tokenizer: PreTrainedTokenizerBase) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from completion.live.layout import FimIds, detect_fim, start_token
+from completion.live.layout import FimIds, detect_fim, repo_markers, start_token
 from completion.model.checkpoint import Checkpoint
 from completion.model.kernels import cpu_ops
 from completion.model.loading import LoadedModel
@@ -41,6 +41,7 @@ class Engine:
     fim: FimIds | None
     start: int  # document-start token placed at position 0
     sliding_window: bool  # caches must be rebuilt, not cropped
+    markers: dict[str, int]  # the repository markers the vocabulary has (cross-file context is rendered with them)
 
     @classmethod
     def from_model(
@@ -75,6 +76,7 @@ class Engine:
             fim=detect_fim(tokenizer),
             start=start_token(tokenizer),
             sliding_window=refusal is not None and "sliding" in refusal,
+            markers=repo_markers(tokenizer),
         )
 
     @classmethod

@@ -13,26 +13,31 @@ from __future__ import annotations
 
 import heapq
 import keyword
+import math
 import os
 import re
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import compress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlparse
 
+from completion.live.layout import REPO_MARKERS
+from completion.project.chunks import LINE_BREAK, Chunk, definition_chunks, line_windows
 from completion.project.files import shared_path, workspace_files
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LINE_BREAK = re.compile(r"\r\n?|\n")
 # Keywords, and self/cls which occur in nearly every method, say nothing about which file is related.
 _STOPWORDS = frozenset(keyword.kwlist) | {"self", "cls"}
 _RECENCY_BOOST = 0.1  # the most recently touched file scores up to 10% higher: it wins near-ties, not relevance
 _RENDER_CANDIDATES = 32
+Chunking = Literal["definitions", "lines"]
+Style = Literal["comments", "markers"]
+REPO_NAME, FILE_SEP = REPO_MARKERS
 _LANE_FORMAT: dict[int, Literal["B", "H", "I"]] = {1: "B", 2: "H", 4: "I"}  # memoryview formats for 1/2/4-byte counters
 
 
@@ -45,13 +50,6 @@ class Snippet:
 
 
 @dataclass(frozen=True)
-class _Chunk:
-    start: int
-    end: int  # exclusive line number
-    text: str
-
-
-@dataclass(frozen=True)
 class _File:
     """A file's chunks plus, per identifier, a counter vector over its chunks: lane i (`width` bytes) of
     `lanes[w]` is 1 if chunk i contains w. Summing the query's vectors is one C-level big-int sum per file and
@@ -59,7 +57,8 @@ class _File:
     size); a per-chunk set intersection was too slow for 10k chunks."""
 
     path: str
-    chunks: tuple[_Chunk, ...]  # in line order
+    chunks: tuple[Chunk, ...]  # in line order
+    defines: dict[str, int]  # the chunk of each top-level function or class, by name
     sizes: tuple[int, ...]  # distinct identifiers per chunk
     width: int
     lanes: dict[str, int]
@@ -85,13 +84,21 @@ class SnippetIndex:
     """Chunks of up to `max_files` files, least recently touched evicted first. Thread-safe (folder walks run off
     the event loop)."""
 
-    def __init__(self, *, chunk_lines: int = 20, stride: int = 10, max_files: int = 200, max_file_bytes: int = 500_000):
+    def __init__(
+        self,
+        *,
+        chunking: Chunking = "definitions",
+        chunk_lines: int = 20,
+        stride: int = 10,
+        max_files: int = 200,
+        max_file_bytes: int = 500_000,
+    ):
         for name, value in (("chunk_lines", chunk_lines), ("max_files", max_files), ("max_file_bytes", max_file_bytes)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if not 1 <= stride <= chunk_lines:  # a larger stride would leave lines in no chunk
             raise ValueError(f"stride must be in 1..chunk_lines ({chunk_lines}), got {stride}")
-        self.chunk_lines, self.stride = chunk_lines, stride
+        self.chunking, self.chunk_lines, self.stride = chunking, chunk_lines, stride
         self.max_files, self.max_file_bytes = max_files, max_file_bytes
         self._files: OrderedDict[str, _File] = OrderedDict()  # least recently touched first
         self._roots: list[str] = []  # the folders index_folder was given: only their files are shared
@@ -104,30 +111,22 @@ class SnippetIndex:
         return _norm_key(key) in self._files
 
     def _file(self, path: str, text: str) -> _File:
-        lines = _LINE_BREAK.split(text)  # the editor's line breaks, so line numbers match LSP positions
-        line_words = [identifiers(line) for line in lines]
-        chunks: list[_Chunk] = []
-        words: list[frozenset[str]] = []
-        for start in range(0, len(lines), self.stride):
-            end = min(start + self.chunk_lines, len(lines))
-            lo, hi = start, end
-            while lo < hi and not lines[lo].strip():  # blank edges cost budget and say nothing
-                lo += 1
-            while hi > lo and not lines[hi - 1].strip():
-                hi -= 1
-            ws = frozenset().union(*line_words[lo:hi])
-            if ws and not (chunks and chunks[-1].start == lo and chunks[-1].end == hi):
-                chunks.append(_Chunk(lo, hi, "\n".join(lines[lo:hi])))
-                words.append(ws)
-            if end == len(lines):
-                break
-        sizes = tuple(map(len, words))
+        lines = LINE_BREAK.split(text)  # the editor's line breaks, so line numbers match LSP positions
+        cut = None
+        if self.chunking == "definitions":
+            cut = definition_chunks(text, lines, self.chunk_lines, self.stride)
+        if cut is None:
+            cut = line_windows(lines, 0, len(lines), self.chunk_lines, self.stride)
+        kept = [(c, ws) for c in cut if (ws := identifiers(c.text))]
+        chunks = tuple(c for c, _ in kept)
+        sizes = tuple(len(ws) for _, ws in kept)
         width = next(w for w in (1, 2, 4) if max(sizes, default=0) < 256**w)
         lanes: dict[str, int] = {}
-        for i, ws in enumerate(words):
+        for i, (_, ws) in enumerate(kept):
             for word in ws:
                 lanes[word] = lanes.get(word, 0) | 1 << (8 * width * i)
-        return _File(path, tuple(chunks), sizes, width, lanes)
+        defines = {c.name: i for i, c in enumerate(chunks) if c.name is not None}
+        return _File(path, chunks, defines, sizes, width, lanes)
 
     def update(self, key: str, text: str) -> None:
         """Add or replace an open document (`key`: its URI or path) and mark it most recently used. One the walk
@@ -190,22 +189,30 @@ class SnippetIndex:
             self._files.move_to_end(key, last=False)
             return True
 
-    def snippets(self, query: str, *, exclude: str | None = None, limit: int = 8) -> list[Snippet]:
-        """The best non-overlapping chunks by Jaccard similarity of identifiers with `query`, excluding file `exclude`.
-        Order: score desc, then the more recently touched file, then line."""
+    def snippets(
+        self, query: str, *, exclude: str | None = None, limit: int = 8, first: Sequence[str] = ()
+    ) -> list[Snippet]:
+        """The top-level definitions named in `first` (in its order), then the best non-overlapping chunks by
+        Jaccard similarity of identifiers with `query`, excluding file `exclude`. Order of the rest: score
+        desc, then the more recently touched file, then line."""
         q = identifiers(query)
-        if not q or limit < 1:
+        if not (q or first) or limit < 1:
             return []
         skip = _norm_key(exclude) if exclude is not None else None
         with self._lock:
-            files = list(reversed(self._files.items()))  # most recently touched first: rank 0
+            files = [(k, f) for k, f in reversed(self._files.items()) if k != skip]  # most recently touched: rank 0
+        found: list[tuple[float, int, int]] = []  # (-score, rank, chunk index): chunk order is line order
+        for name in first:  # the first file (most recently touched) defining it
+            if hit := next(((rank, f.defines[name]) for rank, (_, f) in enumerate(files) if name in f.defines), None):
+                found.append((-math.inf, *hit))
+        chosen = self._choose(files, found, limit)
         # Greedy selection below rejects at most `others` overlapping windows per chosen chunk, so the best
         # limit * (others + 1) candidates are enough and a full sort is not needed.
         others = 2 * (-(-self.chunk_lines // self.stride) - 1)
+        found = []
         nq, n = len(q), len(files)
-        found: list[tuple[float, int, int]] = []  # (-score, rank, chunk index): chunk order is line order
-        for rank, (key, f) in enumerate(files):
-            total = 0 if key == skip else sum(filter(None, map(f.lanes.get, q)))
+        for rank, (_, f) in enumerate(files):
+            total = sum(filter(None, map(f.lanes.get, q)))
             if not total:
                 continue
             counts = memoryview(total.to_bytes(len(f.chunks) * f.width, sys.byteorder)).cast(_LANE_FORMAT[f.width])
@@ -214,28 +221,62 @@ class SnippetIndex:
             for i in compress(range(len(sizes)), counts):
                 inter = counts[i]
                 found.append((-boost * inter / (nq + sizes[i] - inter), rank, i))
-        chosen: list[tuple[str, _Chunk, Snippet]] = []
-        for neg, rank, i in heapq.nsmallest(limit * (others + 1), found):
-            key, f = files[rank]
-            c = f.chunks[i]  # overlapping windows of one file would repeat lines: keep the best
-            if not any(k == key and c.start < o.end and o.start < c.end for k, o, _ in chosen):
-                chosen.append((key, c, Snippet(f.path, c.start, c.text, -neg)))
-                if len(chosen) == limit:
-                    break
+        chosen += self._choose(files, heapq.nsmallest(limit * (others + 1), found), limit - len(chosen), chosen)
         return [s for _, _, s in chosen]
 
-    def render(self, query: str, *, exclude: str | None, budget_chars: int) -> str:
-        """A comment block of the best snippets that fit in `budget_chars` whole (never cut mid-line), or "".
-        The best snippet comes last, nearest the code being completed."""
+    @staticmethod
+    def _choose(
+        files: list[tuple[str, _File]],
+        ranked: list[tuple[float, int, int]],
+        limit: int,
+        taken: Sequence[tuple[str, Chunk, Snippet]] = (),
+    ) -> list[tuple[str, Chunk, Snippet]]:
+        """Up to `limit` of `ranked`, in order, skipping chunks that overlap one taken (they would repeat lines)."""
+        chosen: list[tuple[str, Chunk, Snippet]] = []
+        for neg, rank, i in ranked:
+            if len(chosen) >= limit:
+                break
+            key, f = files[rank]
+            c = f.chunks[i]
+            if not any(k == key and c.start < o.end and o.start < c.end for k, o, _ in (*taken, *chosen)):
+                chosen.append((key, c, Snippet(f.path, c.start, c.text, -neg)))
+        return chosen
+
+    def render(
+        self,
+        query: str,
+        *,
+        exclude: str | None,
+        budget_chars: int,
+        first: Sequence[str] = (),
+        style: Style = "comments",
+        repo: str = "",
+        path: str = "",
+    ) -> str:
+        """The best snippets that fit in `budget_chars` whole (never cut mid-line), or "". The best comes last,
+        nearest the code being completed. `comments`: each a comment block under `# Path: …`; `markers`: real
+        code under the model's repository markers, `repo` first and the current file's `path` last. In both
+        styles, snippets or paths holding a marker's text are left out (markers are the model's special tokens)."""
         if budget_chars < 0:
             raise ValueError(f"budget_chars must be >= 0, got {budget_chars}")
+        if any(m in repo + path for m in REPO_MARKERS):
+            return ""
+        tail = f"{FILE_SEP}{path}\n" if style == "markers" else ""
+        used = len(REPO_NAME) + len(repo) + len(tail) if style == "markers" else 0
         blocks: list[str] = []
-        used = 0
-        for s in self.snippets(query, exclude=exclude, limit=_RENDER_CANDIDATES):
-            body = "".join(f"# {line}\n" if line else "#\n" for line in s.text.split("\n"))
-            block = f"# Path: {s.path}\n{body}"
-            cost = len(block) + (1 if blocks else 0)  # blank separator line
-            if used + cost <= budget_chars:
+        for s in self.snippets(query, exclude=exclude, limit=_RENDER_CANDIDATES, first=first):
+            if any(m in s.path + s.text for m in REPO_MARKERS):
+                continue
+            if style == "markers":
+                block = f"{FILE_SEP}{s.path}\n{s.text}\n"
+            else:
+                body = "".join(f"# {line}\n" if line else "#\n" for line in s.text.split("\n"))
+                block = f"# Path: {s.path}\n{body}" + ("\n" if blocks else "")  # blank separator line
+            if used + len(block) <= budget_chars:
                 blocks.append(block)
-                used += cost
-        return "\n".join(reversed(blocks))
+                used += len(block)
+        if not blocks:
+            return ""
+        if style == "markers":
+            return f"{REPO_NAME}{repo}" + "".join(reversed(blocks)) + tail
+        return "".join(reversed(blocks))

@@ -16,8 +16,10 @@ and keep the hand-written paths.
 
 from __future__ import annotations
 
+import builtins
 import re
 import time
+import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -59,6 +61,8 @@ CLAUSES = frozenset(
     {"elif_clause", "else_clause", "except_clause", "except_group_clause", "finally_clause", "case_clause"}
 )
 DEFINITIONS = frozenset({"function_definition", "class_definition"})
+# Names every file uses: they say nothing about which definitions the code at the cursor works with.
+COMMON_NAMES = frozenset(dir(builtins)) | frozenset(typing.__all__) | {"self", "cls"}
 BRACKETS = {
     "argument_list": "(",
     "parameters": "(",
@@ -137,6 +141,19 @@ class StatementBefore:
 
     start: int  # character offset of its line's start (a decorator's, for a decorated definition)
     headers: tuple[Header, ...]  # outermost first
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A function or class in rows (0-based, `end` exclusive: rows as tree-sitter counts them, by `\\n`)."""
+
+    kind: str  # function_definition or class_definition
+    name: str
+    start: int  # its first row (its first decorator's)
+    body: int  # its body's first row: the signature is rows [start, body) (one row for a one-line definition)
+    doc_end: int  # one past its docstring's last row (`body` when it has none)
+    end: int
+    members: tuple[Definition, ...] = ()  # a class's functions and classes
 
 
 class DocTree:
@@ -279,15 +296,25 @@ class DocTree:
             node.type, self.char_of(node.start_byte), self.char_of(node.end_byte), self.char_of(header.start_byte)
         )
 
-    def definitions(self) -> Iterator[Scope]:
-        """Every function and class definition (decorators included), in document order."""
-        stack = [self.tree.root_node]
-        while stack:
-            node = stack.pop()
-            if node.type in DEFINITIONS | {"decorated_definition"}:
-                if not (node.parent is not None and node.parent.type == "decorated_definition"):
-                    yield self._scope(node)
-            stack.extend(reversed(node.named_children))
+    def outline(self) -> list[Definition]:
+        """The module's functions and classes (decorators included), with a class's members one level down:
+        what cross-file snippets are cut into."""
+        return [d for node in self.tree.root_node.named_children if (d := _definition(node)) is not None]
+
+    def signature_names(self, offset: int) -> list[str]:
+        """Names in the signatures around the cursor, innermost definition first: parameter and return
+        annotations, and base classes (Continue's root path: the types the code at the cursor works with)."""
+        found: list[str] = []
+        node: ts.Node | None = self._node_at(self.byte_of(offset))
+        while node is not None:
+            if node.type in DEFINITIONS:
+                typed = [node.child_by_field_name(f) for f in ("return_type", "superclasses")]
+                params = node.child_by_field_name("parameters")
+                typed += [p.child_by_field_name("type") for p in (params.named_children if params else [])]
+                for part in filter(None, typed):
+                    found += [n for n in _names_in(part) if n not in found]
+            node = node.parent
+        return found
 
     def empty_block_opened(self, offset: int) -> bool:
         """Whether the cursor opens an empty block: at the end of a `def …:` / `if …:` line whose body
@@ -462,3 +489,41 @@ def closers_of(text: str) -> str:
     """The closing brackets for those `text` leaves open (outside its strings and comments)."""
     state, _ = lex(Lex(), _encode(text), forgive=True)
     return "".join(CLOSERS[chr(b)] for b in reversed(state.stack))
+
+
+def _definition(node: ts.Node) -> Definition | None:
+    """The definition `node` is (a decorated one included), or None."""
+    inner = node.child_by_field_name("definition") if node.type == "decorated_definition" else node
+    if inner is None or inner.type not in DEFINITIONS:
+        return None
+    name, block = inner.child_by_field_name("name"), inner.child_by_field_name("body")
+    if name is None or block is None or name.text is None:
+        return None
+    start, end = node.start_point.row, node.end_point.row + (node.end_point.column > 0)
+    body = max(block.start_point.row, start + 1)  # a one-line definition is all signature
+    doc_end = body
+    first = block.named_children[0] if block.named_children else None
+    if first is not None and first.type == "expression_statement" and first.named_children:
+        if first.named_children[0].type == "string":
+            doc_end = max(body, first.end_point.row + 1)
+    members: tuple[Definition, ...] = ()
+    if inner.type == "class_definition":
+        members = tuple(d for child in block.named_children if (d := _definition(child)) is not None)
+    text = name.text.decode("utf-8", "surrogatepass")
+    return Definition(inner.type, text, start, min(body, end), min(doc_end, end), max(end, start + 1), members)
+
+
+def _names_in(node: ts.Node) -> Iterator[str]:
+    """The identifiers of a type or base-class expression (`a.B` gives `B`), builtins and typing's left out."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.type == "identifier" and n.text is not None:
+            if not (
+                n.parent is not None and n.parent.type == "attribute" and n.parent.child_by_field_name("attribute") != n
+            ):
+                name = n.text.decode("utf-8", "surrogatepass")
+                if name not in COMMON_NAMES:
+                    yield name
+        elif n.type != "keyword_argument":
+            stack.extend(reversed(n.named_children))
