@@ -402,8 +402,12 @@ class EngineSession:
     # -- idle time --------------------------------------------------------------------------
 
     def background_step(self) -> bool:
-        """One short step of idle-time work on the most recently used document: encode missing or stale
-        entries, else move its cross-file context one step; False when there is nothing left to do."""
+        """One short step of idle-time work on the most recently used document: move its cross-file context
+        one step, else encode missing or stale entries; False when there is nothing left to do.
+
+        The context first: a change at the head leaves every document entry after it stale, so entries
+        re-encoded before the context is complete would be re-encoded again (a 4k-token document is ~20 s
+        of steps each time)."""
         recent = self.store.most_recent()
         if recent is None or self.engine is None:
             return False
@@ -411,9 +415,12 @@ class EngineSession:
         if doc.catch_up_tree():  # the syntax tree first: a parse costs well under a refresh chunk
             return True
         with self._updating(uri, doc.text):
-            grown = doc.refresh(REFRESH_CHUNK)
-            doc.counts.refresh += grown
-            more = grown > 0 or self._step_context(uri, doc)
+            if self._step_context(uri, doc):
+                more = True
+            else:
+                grown = doc.refresh(REFRESH_CHUNK)
+                doc.counts.refresh += grown
+                more = grown > 0
         if not doc.missing:
             self.previews.pop(uri, None)
         return more
@@ -450,17 +457,19 @@ class EngineSession:
         tree = doc.syntax
         path = fs_path(uri)
         root = self.workspace.root_of(path)
-        context = self.workspace.snippets.render(
-            query,
-            exclude=uri,
-            budget_chars=budget,
-            first=tree.signature_names(c) if tree is not None else (),
-            style=self.context_style,
-            repo=Path(root).name if root else "",
-            path=os.path.relpath(path, root) if path and root else uri.rsplit("/", 1)[-1],
-        )
-        tokens = context_tokens(doc.engine.tokenizer, context, doc.engine.markers)
-        return context if len(tokens) < doc.window // 4 else ""
+        first = tree.signature_names(c) if tree is not None else ()
+        repo = Path(root).name if root else ""
+        relative = os.path.relpath(path, root) if path and root else uri.rsplit("/", 1)[-1]
+        limit = doc.window // 4  # tokens the context may take
+        for _ in range(2):  # a context over the limit is rendered again in proportionally fewer characters
+            context = self.workspace.snippets.render(
+                query, exclude=uri, budget_chars=budget, first=first, style=self.context_style, repo=repo, path=relative
+            )
+            used = len(context_tokens(doc.engine.tokenizer, context, doc.engine.markers))
+            if used < limit:
+                return context
+            budget = len(context) * (limit - 1) // used
+        return ""
 
     def warm_ngrams(self) -> None:
         """Count the changed shards' n-grams (on the indexing thread, not at the next request) when they are used."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import drafting, drafts, monitors, syntax
+from benchmarks import context, drafting, drafts, monitors, syntax
 from benchmarks.edits import DEFAULT_SCENARIOS
 from benchmarks.engine_session import non_default
 from completion.settings import Settings
@@ -112,3 +112,16 @@ def test_syntax_bench_compares_the_session_with_and_without_the_syntax_monitor(
     (trial,) = data["trials"]
     assert trial["context_tokens"] > 0 and 0 < trial["monitored_tokens"] <= 8 and trial["k"] == 8
     assert trial["region_us_tree"] > 0 and trial["region_us_text"] > 0
+
+
+def test_context_bench_asks_the_session_in_every_mode(tiny_model_dir: str, tmp_path: Path) -> None:
+    out = tmp_path / "context.json"
+    argv = ["--packages", "click", "--points", "1", "--model", tiny_model_dir, "--context-tokens", "1024"]
+    assert context.main([*argv, "--set", "maxTokens=4", "--json", str(out)]) == 0
+    data = written(out)
+    assert data["settings"] == {"modelPath": tiny_model_dir, "contextTokens": 1024, "maxTokens": 4}
+    assert data["session_default"] == {"chunking": "definitions", "style": "markers"}  # the tokenizer has them
+    trials = {t["mode"]: t for t in data["trials"]}
+    assert trials.keys() == set(context.MODES) == data["summary"].keys()
+    assert trials["off"]["context_chars"] == 0
+    assert trials["definitions+markers"]["context_chars"] > 0 and trials["lines"]["context_chars"] > 0
