@@ -26,6 +26,7 @@ BENCHMARKS = {
     "monitors": "benchmarks.monitors",
     "syntax": "benchmarks.syntax",
     "context": "benchmarks.context",
+    "multiline": "benchmarks.multiline",
     "drafting": "benchmarks.drafting",
     "drafts": "benchmarks.drafts",
     "soak": "benchmarks.soak",
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="livekv",
         description="Code completion over a live, edit-patched KV cache (PIE).",
         epilog="`livekv <command> --help` describes each command's options "
-        "(serve, complete, demo, bench cache|edits|latency|speed|monitors|syntax|context|drafting|drafts|soak).",
+        "(serve, complete, demo, "
+        "bench cache|edits|latency|speed|monitors|syntax|context|multiline|drafting|drafts|soak).",
     )
     ap.add_argument("--log-level", default="WARNING", help="logging level for stderr (default WARNING)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "monitors: the identifier after `obj.` with and without the jedi monitor; "
         "syntax: multi-line suggestions that keep the file parseable, with and without the syntax monitor; "
         "context: next lines that name other files' code, by cross-file chunking and rendering; "
+        "multiline: the edit benchmark's next statements with multiline false, true and auto; "
         "drafting: decode speed with retrieval drafts against greedy and prompt lookup decoding; "
         "drafts: several inline drafts per request (branches, superposed, beam, greedy runs): cost and best-of-k; "
         "soak: 10,000 seeded edits and completions through the server: cache invariants, memory, p95 latency",

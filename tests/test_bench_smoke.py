@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import context, drafting, drafts, monitors, syntax
+from benchmarks import context, drafting, drafts, monitors, multiline, syntax
 from benchmarks.edits import DEFAULT_SCENARIOS
 from benchmarks.engine_session import non_default
 from completion.settings import Settings
@@ -125,3 +125,22 @@ def test_context_bench_asks_the_session_in_every_mode(tiny_model_dir: str, tmp_p
     assert trials.keys() == set(context.MODES) == data["summary"].keys()
     assert trials["off"]["context_chars"] == 0
     assert trials["definitions+markers"]["context_chars"] > 0 and trials["lines"]["context_chars"] > 0
+
+
+def test_multiline_bench_asks_the_session_with_each_value(tiny_model_dir: str, tmp_path: Path) -> None:
+    out = tmp_path / "multiline.json"
+    argv = ["--limit", "2", "--model", tiny_model_dir, "--context-tokens", "256", "--set", "maxTokens=6"]
+    assert multiline.main([*argv, "--json", str(out)]) == 0
+    data = written(out)
+    assert data["settings"] == {"modelPath": tiny_model_dir, "contextTokens": 256, "maxTokens": 6}
+    assert data["summary"].keys() == set(multiline.VALUES) and data["summary"]["auto"]["all"]["n"] == 2
+    assert [t["value"] for t in data["trials"]] == list(multiline.VALUES) * 2
+    assert all("\n" not in t["suggestion"] for t in data["trials"] if t["value"] == "false")
+
+
+def test_the_multiline_truth_is_the_statement_at_the_caret() -> None:
+    text = "def f(x):\n    if x:\n        return 1\n    else:\n        return 2\n    y = (1,\n         2)\n"
+    at_if = text.index("if x")
+    assert text[slice(*multiline.statement_at(text, at_if))] == "if x:\n        return 1\n    else:\n        return 2"
+    assert text[slice(*multiline.statement_at(text, text.index("y =")))] == "y = (1,\n         2)"
+    assert multiline.statement_at(text, at_if + 1) is None  # not where a statement starts

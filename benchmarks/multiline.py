@@ -1,0 +1,234 @@
+"""Multi-line benchmark: `multiline: false`, `true` and `"auto"` on the edit benchmark's real next statements.
+
+Points: the edit benchmark's scenarios (benchmarks/data/edits.jsonl, each once per file and line), the edits
+applied; at each, the statement that starts at the scenario's caret is the truth. The user is about to write
+it: the document is the edited file with that statement taken out (its first line's indentation kept, the
+cursor after it), opened in the server's engine session (`EngineSession`), left to settle as after a pause
+(the prompt encoded, idle-time steps run) and asked for a suggestion once per `multiline` value. Every other
+setting is the server's default but for what a flag changes (the JSON's `settings`).
+
+Figures per value: exact match and edit similarity of the suggestion's first line against the statement's
+first line, and of the whole suggestion against the whole statement (both without trailing blanks), over
+all points and split by whether the statement is one line or several (a compound statement, or one whose
+brackets span lines); for `auto`, how often it went multi-line.
+
+    livekv bench multiline [--scenarios FILE.jsonl] [--limit N] [--context-tokens N] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import statistics
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import setting
+from benchmarks.edits import DEFAULT_SCENARIOS, edit_similarity
+from benchmarks.engine_session import non_default, settle, start, with_settings
+from benchmarks.scenarios import apply_edits
+from completion.model.formats import WEIGHT_CHOICES
+from completion.session import EngineSession
+from completion.settings import Settings
+
+VALUES: dict[str, bool | str] = {"false": False, "true": True, "auto": "auto"}
+
+
+@dataclass(frozen=True)
+class Point:
+    id: str
+    source: str
+    doc: str  # the edited file without the statement
+    cursor: int
+    statement: str  # the statement as written, its first line's indentation left out
+
+
+@dataclass
+class Trial:
+    id: str
+    source: str
+    value: str
+    multiline_truth: bool  # the statement spans lines
+    suggestion: str
+    first_exact: bool
+    first_similarity: float
+    block_exact: bool
+    block_similarity: float
+    seconds: float
+
+
+def statement_at(text: str, cursor: int) -> tuple[int, int] | None:
+    """The character span of the statement that starts at `cursor` (after its line's indentation), or None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            return None
+    line_start = text.rfind("\n", 0, cursor) + 1
+    if text[line_start:cursor].strip():
+        return None
+    lineno = text.count("\n", 0, cursor) + 1
+    starts = [0]
+    for line in text.split("\n"):
+        starts.append(starts[-1] + len(line) + 1)
+
+    def offset(row: int, col: int) -> int:  # ast columns count UTF-8 bytes
+        line = text[starts[row - 1] : starts[row]]
+        return starts[row - 1] + len(line.encode("utf-8")[:col].decode("utf-8", "ignore"))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and node.lineno == lineno and offset(node.lineno, node.col_offset) == cursor:
+            first = getattr(node, "decorator_list", None)
+            if first:  # a decorated definition starts at its first decorator: not at this caret
+                continue
+            assert node.end_lineno is not None and node.end_col_offset is not None
+            return cursor, offset(node.end_lineno, node.end_col_offset)
+    return None
+
+
+def select_points(path: Path, limit: int | None) -> list[Point]:
+    """Each file and line once, in the file's order; `limit`: an evenly spaced subset."""
+    points: dict[tuple[str, str], Point] = {}
+    for row in map(json.loads, path.read_text(encoding="utf-8").splitlines()):
+        text, cursor = apply_edits(row["before"], row["edits"]), row["cursor"]
+        while cursor < len(text) and text[cursor] in " \t":  # the caret at the line's start: after its indentation
+            cursor += 1
+        span = statement_at(text, cursor)
+        key = (row.get("source", row["id"]), row["target"])
+        if span is None or key in points:
+            continue
+        start, end = span
+        points[key] = Point(row["id"], key[0], text[:start] + text[end:], start, text[start:end])
+    chosen = list(points.values())
+    if limit is not None and limit < len(chosen):
+        chosen = [chosen[i * len(chosen) // limit] for i in range(limit)]
+    return chosen
+
+
+def run_point(session: EngineSession, base: Settings, point: Point) -> list[Trial]:
+    uri = f"file:///bench/{point.id}.py"
+    session.open(uri, point.doc)
+    settle(session, uri, point.cursor)
+    truth = point.statement.rstrip()
+    trials = []
+    for value, setting_value in VALUES.items():
+        session.apply_settings(with_settings(base, {"multiline": setting_value}))
+        answer = session.complete(uri, point.cursor)
+        assert answer is not None, f"{uri} is not open in the session"
+        text = answer.drafts[0].text.rstrip() if answer.drafts else ""
+        first, truth_first = text.split("\n")[0].rstrip(), truth.split("\n")[0].rstrip()
+        trials.append(
+            Trial(
+                id=point.id,
+                source=point.source,
+                value=value,
+                multiline_truth="\n" in truth,
+                suggestion=text,
+                first_exact=first == truth_first,
+                first_similarity=edit_similarity(first, truth_first),
+                block_exact=text == truth,
+                block_similarity=edit_similarity(text, truth),
+                seconds=answer.seconds,
+            )
+        )
+    session.apply_settings(base)
+    session.close(uri)
+    return trials
+
+
+def summarize(trials: Sequence[Trial]) -> dict[str, dict[str, dict[str, float]]]:
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for value in VALUES:
+        groups = {
+            "all": [t for t in trials if t.value == value],
+            "one-line truth": [t for t in trials if t.value == value and not t.multiline_truth],
+            "multi-line truth": [t for t in trials if t.value == value and t.multiline_truth],
+        }
+        out[value] = {
+            name: {
+                "n": len(ts),
+                "first_exact": 100 * sum(t.first_exact for t in ts) / len(ts),
+                "first_similarity": 100 * statistics.mean(t.first_similarity for t in ts),
+                "block_exact": 100 * sum(t.block_exact for t in ts) / len(ts),
+                "block_similarity": 100 * statistics.mean(t.block_similarity for t in ts),
+                "went_multiline": 100 * sum("\n" in t.suggestion for t in ts) / len(ts),
+                "seconds_p50": statistics.median(t.seconds for t in ts),
+            }
+            for name, ts in groups.items()
+            if ts
+        }
+    return out
+
+
+def print_table(summary: dict[str, dict[str, dict[str, float]]], file: Any = None) -> None:
+    file = file or sys.stdout
+    print(
+        "| multiline | points | first line exact % | first line sim % | block exact % | block sim % "
+        "| multi-line % | request p50 (ms) |",
+        file=file,
+    )
+    print("|---|---|---|---|---|---|---|---|", file=file)
+    for value, groups in summary.items():
+        for name, s in groups.items():
+            print(
+                f"| {value} | {name} ({s['n']}) | {s['first_exact']:.1f} | {s['first_similarity']:.1f} "
+                f"| {s['block_exact']:.1f} | {s['block_similarity']:.1f} | {s['went_multiline']:.1f} "
+                f"| {1000 * s['seconds_p50']:.0f} |",
+                file=file,
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="livekv bench multiline", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenarios", type=Path, default=DEFAULT_SCENARIOS)
+    ap.add_argument("--limit", type=int, default=36, help="an evenly spaced subset of N points (0: all)")
+    ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
+    ap.add_argument("--model", dest="model_path", default=None, help="local HF folder or .gguf (default: embedded)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--weights", choices=WEIGHT_CHOICES, default=None)
+    ap.add_argument("--set", dest="settings", action="append", type=setting, default=[], metavar="KEY=JSON")
+    ap.add_argument("--json", dest="json_out", default=None)
+    args = ap.parse_args(argv)
+    flags = {
+        "contextTokens": args.context_tokens,
+        "modelPath": args.model_path,
+        "threads": args.threads,
+        "weights": args.weights,
+    }
+    settings = with_settings(Settings(), [*((k, v) for k, v in flags.items() if v is not None), *args.settings])
+    points = select_points(args.scenarios, args.limit or None)
+    if not points:
+        raise SystemExit(f"no points: no scenario of {args.scenarios} has a statement at its caret")
+    session = start(settings)
+    trials: list[Trial] = []
+    try:
+        for point in points:
+            done = run_point(session, settings, point)
+            trials += done
+            marks = " ".join(f"{t.value}={'Y' if t.first_exact else '.'}{'Y' if t.block_exact else '.'}" for t in done)
+            print(f"{point.source} {marks}", file=sys.stderr)
+    finally:
+        session.shutdown()
+    summary = summarize(trials)
+    print_table(summary)
+    if args.json_out:
+        payload = {
+            "benchmark": "multiline",
+            "model": session.model_name,
+            "settings": non_default(settings),
+            "values": VALUES,
+            "summary": summary,
+            "trials": [asdict(t) for t in trials],
+        }
+        Path(args.json_out).write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
