@@ -28,9 +28,11 @@ server's `contextTokens` (4096) unless `--context-tokens` says otherwise, not 10
 `monitor+bias` row is gone: the bias for the document's own member names is not a server
 setting. How often jedi resolves a receiver, and its names (`jedi`, `jedi_knows`,
 `hallucinated`), come from the benchmark's own jedi call at the point (no time limit), as before.
-Each variant's request is the first at its point: a change that edits nothing (a new document
-version) comes before it, so the session asks jedi afresh instead of reusing the answer the
-previous variant's request left in its cache.
+Each variant's request is the first at its point: jedi's answers are forgotten before it
+(`Analyzer.forget`), so the session asks jedi afresh instead of reusing the answer the previous
+variant's request (or the benchmark's own question) left in its cache. The document is opened with
+the caret at the dot, so no change puts it there: the server's prefetch (jedi asked when a change
+makes a trigger) does not run, and the figures are those of a request that asks jedi itself.
 
     livekv bench monitors [--points FILE.jsonl[.gz]] [--root DIR] [--limit N] [--json OUT]
 """
@@ -104,7 +106,7 @@ def run_point(session: EngineSession, variants: dict[str, Settings], point: dict
     column = offset - (text.rfind("\n", 0, offset) + 1)
     assert session.monitors is not None
     t0 = time.perf_counter()
-    known = session.monitors.analyzer.ask(("bench-names", point["id"]), lambda: Query(text, line, column, path, root))
+    known = session.monitors.analyzer.ask(Query(text, line, column, path, root))
     names = known.result()
     jedi_s = time.perf_counter() - t0
     legal = names.names or frozenset()
@@ -114,7 +116,7 @@ def run_point(session: EngineSession, variants: dict[str, Settings], point: dict
     )  # fmt: skip
     for variant, settings in variants.items():
         session.apply_settings(settings)
-        session.change(uri, [], text)  # a new version, nothing edited: jedi is asked afresh, not from the last variant
+        session.monitors.analyzer.forget()  # jedi is asked afresh, not answered from the last variant's question
         tap.clear()
         answer = session.complete(uri, offset)
         stats = tap.last().stats

@@ -207,6 +207,9 @@ class EngineSession:
         if doc.text != text_after:  # cannot happen unless a bug: resynchronise rather than drift
             log.error("cache text drifted from the client's for %s; re-opening", uri)
             self.open(uri, text_after)
+            return
+        if self.monitors is not None:  # jedi starts on what the caret's trigger needs before the request comes
+            self.monitors.prefetch(self._site(uri, doc), self._monitor_config())
 
     def close(self, uri: str) -> None:
         self.store.close(uri)
@@ -389,15 +392,17 @@ class EngineSession:
         """The monitors for a suggestion at the site, as the settings ask."""
         if self.monitors is None:
             return []
+        return self.monitors.for_site(site, self._monitor_config(), stats)
+
+    def _monitor_config(self) -> MonitorConfig:
         s = self.settings
-        config = MonitorConfig(
+        return MonitorConfig(
             members=s.monitor_members,
             imports=s.monitor_imports,
             keywords=s.monitor_keywords,
             syntax=s.monitor_syntax,
             jedi_timeout=s.jedi_timeout_ms / 1000,
         )
-        return self.monitors.for_site(site, config, stats)
 
     # -- idle time --------------------------------------------------------------------------
 
@@ -457,7 +462,7 @@ class EngineSession:
         tree = doc.syntax
         path = fs_path(uri)
         root = self.workspace.root_of(path)
-        first = tree.signature_names(c) if tree is not None else ()
+        first = list(dict.fromkeys(tree.signature_names(c) + tree.used_names(c))) if tree is not None else []
         repo = Path(root).name if root else ""
         relative = os.path.relpath(path, root) if path and root else uri.rsplit("/", 1)[-1]
         limit = doc.window // 4  # tokens the context may take
@@ -513,10 +518,12 @@ def log_answer(uri: str, ready_seconds: float, drafts: list[Draft], stats: Monit
     )
     if stats.steps:
         log.info(
-            "monitors: %.1f ms over %d steps, %d jedi calls (%d resolved, %d late, %.0f ms waited), %d repairs",
+            "monitors: %.1f ms over %d steps, %d jedi calls (%d ready, %d resolved, %d late, %.0f ms waited), "
+            "%d repairs",
             1000 * stats.seconds,
             stats.steps,
             stats.triggers,
+            stats.ready,
             stats.resolved,
             stats.timeouts,
             1000 * stats.analyzer_seconds,

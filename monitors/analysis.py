@@ -2,8 +2,10 @@
 
 jedi is not thread-safe, so every call runs on one worker thread of its own; the decoding
 loop waits for an answer up to a time limit and goes on unconstrained when it is late (the
-answer still lands in the cache for the next suggestion). Answers are cached by a key the
-caller chooses (document version and the text before the point). A jedi failure, or a call
+answer still lands in the cache for the next suggestion). Answers are cached by the question
+itself (the code jedi sees, the point, the project), so a question asked ahead of the request
+(`prefetch`, when a change puts the caret at a trigger) is the request's own, and typing the rest of
+a name after `obj.` asks nothing new. A jedi failure, or a call
 stuck for longer than STUCK_SECONDS (every later question waits behind it), is passed to
 `on_error`: the owner tells the user once. jedi only parses: project
 modules are never imported, compiled extensions inside the project are never loaded, and no
@@ -13,6 +15,7 @@ module is auto-imported.
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import logging
 import sys
@@ -74,26 +77,42 @@ class Analyzer:
         self._projects: dict[str, jedi.Project] = {}
         self._started: float | None = None  # time.monotonic() when the running jedi call began
         self._stuck: float | None = None  # the start of the stuck call last reported
+        self._prefetched: Future[Names] | None = None  # the last question asked ahead of a request
         # Told of each jedi failure (on the jedi thread) and of each stuck call (on the asking thread).
         self.on_error: Callable[[Exception], None] = lambda err: None
 
-    def ask(self, key: object, query: Callable[[], Query]) -> Future[Names]:
-        """The (possibly still running) answer for the point `key` names; `query()` is built and
-        jedi asked only the first time a key is seen."""
+    def ask(self, query: Query) -> Future[Names]:
+        """The (possibly still running) answer to `query`; jedi is asked only the first time it is seen."""
         started = self._started
         if started is not None and started != self._stuck and time.monotonic() - started > STUCK_SECONDS:
             self._stuck = started
             self.on_error(TimeoutError(f"jedi has been busy on one question for over {STUCK_SECONDS:.0f} s"))
+        key = _key(query)
         with self._lock:
             future = self._cache.get(key)
-            if future is None:
-                future = self._pool.submit(self._complete, query())
+            if future is None or future.cancelled():
+                future = self._pool.submit(self._complete, query)
                 self._cache[key] = future
                 while len(self._cache) > CACHE_ENTRIES:
                     self._cache.popitem(last=False)
             else:
                 self._cache.move_to_end(key)
             return future
+
+    def prefetch(self, query: Query) -> Future[Names]:
+        """`ask` ahead of the request. A prefetch still queued when the next comes is cancelled: typing
+        on past a trigger must not leave jedi a queue of questions nobody asks any more."""
+        future = self.ask(query)
+        with self._lock:
+            previous, self._prefetched = self._prefetched, future
+        if previous is not None and previous is not future:
+            previous.cancel()  # only a question jedi has not started; a later `ask` submits it again
+        return future
+
+    def forget(self) -> None:
+        """Drop every cached answer (questions already running finish, unseen)."""
+        with self._lock:
+            self._cache.clear()
 
     def use_environment(self, environment_path: str | None) -> None:
         """Another project environment: jedi's projects are rebuilt (on its thread, between questions)."""
@@ -102,7 +121,7 @@ class Analyzer:
 
     def warm_up(self) -> Future[Names]:
         """Load jedi's builtins stubs (seconds, once) before the first real question."""
-        return self.ask(("warm-up",), lambda: Query("import os\nos.", 2, 3, None, None))
+        return self.ask(Query("import os\nos.", 2, 3, None, None))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -155,6 +174,12 @@ class Analyzer:
             # dereferences on purpose; it is more likely a value assigned elsewhere
             return Names(None, "opaque", seconds)
         return Names(names, "resolved", seconds)
+
+
+def _key(q: Query) -> tuple[object, ...]:
+    """The cache key of a question: its code by a digest (a cache of whole documents would hold megabytes)."""
+    digest = hashlib.blake2b(q.code.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return (digest, len(q.code), q.line, q.column, q.path, q.root, q.signature)
 
 
 def _keywords(signatures: list[jedi.api.classes.Signature], seconds: float) -> Names:

@@ -71,7 +71,11 @@ class Transcript:
 
     def document_text(self, written: Written, upto: int) -> str:
         """The document with the suggestion's text up to index `upto` of `written.certain` at the
-        cursor, cut there: what a static analyzer should see before the point it is asked about."""
+        cursor, cut there: what a static analyzer should see before the point it is asked about. A point
+        inside the document's own text (`obj.na|`: the name begins before the cursor) cuts the document
+        there, so the question is the same while the rest of the name is typed."""
+        if upto < written.tail_len:
+            return self.site.before[: len(self.site.before) - len(written.done[upto : written.tail_len].decode())]
         added = written.decoded(upto)[len(self.heal) :].decode("utf-8", "replace")
         if len(written.decoded(upto)) < len(self.heal):  # the point is inside the healed text
             return self.site.before + written.decoded(upto).decode("utf-8", "replace")
@@ -85,6 +89,7 @@ class MonitorStats:
     steps: int = 0  # processor calls
     seconds: float = 0.0  # time inside monitors, waiting for jedi excluded
     triggers: int = 0  # distinct points where a monitor asked the analyzer
+    ready: int = 0  # ... and found the answer there already (asked ahead by a prefetch, or an earlier request)
     resolved: int = 0  # ... and got names to constrain with
     timeouts: int = 0  # ... and went on unconstrained because the answer was late
     analyzer_seconds: float = 0.0  # time spent waiting for the analyzer

@@ -41,6 +41,18 @@ class Monitors:
 
     def for_site(self, site: Site, config: MonitorConfig, stats: MonitorStats | None = None) -> list[Processor]:
         stats = stats if stats is not None else MonitorStats()
+        names = self._name_monitor(site, config, stats)
+        chain: list[Processor] = [names] if names is not None else []
+        if config.syntax:
+            chain.append(SyntaxMonitor(self.vocab, site, stats))
+        return chain
+
+    def prefetch(self, site: Site, config: MonitorConfig) -> bool:
+        """Ask jedi now what the site's trigger will need (after a change: before the request comes)."""
+        names = self._name_monitor(site, config, MonitorStats())
+        return names is not None and names.prefetch()
+
+    def _name_monitor(self, site: Site, config: MonitorConfig, stats: MonitorStats) -> NameMonitor | None:
         found = [
             f
             for f, on in (
@@ -50,25 +62,18 @@ class Monitors:
             )
             if on
         ]
-        if site.tree is not None and site.tree.in_string_or_comment(len(site.before)):
-            found = []  # prose in a docstring or a comment: its names are not code (the tree knows, across lines)
-        chain: list[Processor] = []
-        if found:
-            chain.append(
-                NameMonitor(
-                    self.vocab,
-                    self.masks,
-                    self.analyzer,
-                    site,
-                    found,
-                    timeout=config.jedi_timeout,
-                    bias=config.bias,
-                    stats=stats,
-                )
-            )
-        if config.syntax:
-            chain.append(SyntaxMonitor(self.vocab, site, stats))
-        return chain
+        if not found or (site.tree is not None and site.tree.in_string_or_comment(len(site.before))):
+            return None  # prose in a docstring or a comment: its names are not code (the tree knows, across lines)
+        return NameMonitor(
+            self.vocab,
+            self.masks,
+            self.analyzer,
+            site,
+            found,
+            timeout=config.jedi_timeout,
+            bias=config.bias,
+            stats=stats,
+        )
 
     def shutdown(self) -> None:
         self.analyzer.shutdown()

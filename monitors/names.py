@@ -6,9 +6,10 @@ only a name of `m`; in a call, `name=` only for a parameter of the called functi
 jedi cannot resolve the point (an untyped parameter, `__getattr__`, `**kwargs`, a dynamic
 object) decoding goes on unconstrained. With `bias` set, names the document itself uses
 after a dot get a bonus either way (among the legal ones when jedi resolved): the file is
-the best prior for which of forty members this code means. jedi is asked once per point
-(cached by document version and the text before the point); a late answer lets decoding go
-on unconstrained rather than wait.
+the best prior for which of forty members this code means. jedi is asked once per question
+(the code it sees at the point), and when a change puts the caret at a trigger the question is
+asked at once (`prefetch`), so its answer is often ready when the request comes; a late answer
+lets decoding go on unconstrained rather than wait.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from monitors.triggers import Trigger, TriggerFn
 from monitors.vocab import NameMasks
 
 _USED_MEMBER = re.compile(r"\.([A-Za-z_]\w*)")
+# The top candidates a prefetch tries: none (the text alone: `obj.`, `import `), and one writing
+# `name=` (the keyword trigger waits for the model to propose one; in a call's parentheses it will).
+_PREFETCH_TOPS = (b"", b"name=")
 
 
 class NameMonitor:
@@ -76,15 +80,26 @@ class NameMonitor:
             self.stats.seconds += time.perf_counter() - t0 - waited
             self.stats.analyzer_seconds += waited
 
+    def prefetch(self) -> bool:
+        """Ask jedi now about the trigger at the cursor, if there is one, without waiting for its answer."""
+        written = self.transcript.at([])
+        for top in _PREFETCH_TOPS:
+            trigger = next((t for f in self.triggers if (t := f(written, top)) is not None), None)
+            if trigger is not None:
+                self.analyzer.prefetch(self._query(trigger, written))
+                return True
+        return False
+
     def _names(self, trigger: Trigger, written: Written) -> tuple[Names | None, float]:
         """jedi's answer for the trigger's point (None while it is late) and the time spent waiting."""
         head = (written.certain + trigger.virtual)[: trigger.start]
         key = (self._site_key, head[written.tail_len :])
         future = self._asked.get(key)
         if future is None:
-            future = self.analyzer.ask(key, lambda: self._query(trigger, written))
+            future = self.analyzer.ask(self._query(trigger, written))
             self._asked[key] = future
             self.stats.triggers += 1
+            self.stats.ready += future.done()
             t0 = time.perf_counter()
             try:
                 names = future.result(timeout=self.timeout)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def identifier_end(text: str) -> int | None:
 def jedi_names(analyzer: Analyzer, text: str) -> Names:
     line, column = text.count("\n") + 1, len(text) - (text.rfind("\n") + 1)
     query = Query(text, line, column, str(PROJECT / "main.py"), str(PROJECT))
-    return analyzer.ask(("reference", text), lambda: query).result()
+    return analyzer.ask(query).result()
 
 
 def complete(
@@ -208,3 +209,44 @@ def test_keyword_arguments_name_a_parameter(vocab, masks, analyzer, text: str, f
     assert stats.triggers == 1
     logits[equals] = 0.0  # the model does not write `=`: jedi is not asked
     assert monitor([], logits) is logits and stats.triggers == 1
+
+
+def test_a_prefetch_asks_the_requests_own_question(engine, vocab, masks) -> None:
+    slow = SlowAnalyzer()
+    try:
+        text = ACCT + "acct."
+        live = LiveDocument(engine, text)
+        site = Site(text, len(text), live.heal, str(PROJECT / "main.py"), str(PROJECT))
+        assert NameMonitor(vocab, masks, slow, site, [triggers.member]).prefetch()
+        time.sleep(0.6)  # jedi answers while the editor's debounce runs
+        stats = MonitorStats()
+        late = lambda site: NameMonitor(vocab, masks, slow, site, [triggers.member], stats=stats, timeout=0.05)  # noqa: E731
+        assert complete(engine, vocab, text, late) in ACCOUNT | {"__init__", "__class__"} or stats.resolved == 1
+        assert stats.triggers == 1 and stats.ready == 1 and stats.timeouts == 0 and stats.resolved == 1
+    finally:
+        slow.shutdown()
+
+
+def test_typing_the_rest_of_a_name_asks_nothing_new_and_a_stale_prefetch_is_cancelled(vocab, masks) -> None:
+    slow = SlowAnalyzer()
+    try:
+
+        def prefetched(text: str) -> Future[Names]:
+            site = Site(text, len(text), "", str(PROJECT / "main.py"), str(PROJECT))
+            monitor = NameMonitor(vocab, masks, slow, site, [triggers.member, triggers.imports])
+            futures: list[Future[Names]] = []
+            slow.prefetch = lambda q: futures.append(Analyzer.prefetch(slow, q)) or futures[-1]  # type: ignore[method-assign]
+            assert monitor.prefetch()
+            return futures[0]
+
+        running = slow.ask(Query("import os\nos.", 2, 3, None, None))  # jedi is busy with this one
+        at_dot = prefetched(ACCT + "acct.")
+        assert prefetched(ACCT + "acct.zorb") is at_dot  # the same question: the code up to the dot
+        import_site = prefetched("import o")
+        assert at_dot.cancelled() and not import_site.cancelled()  # never started: nobody asks it now
+        running.result(timeout=30)
+        assert import_site.result(timeout=30).names is not None
+        text = "x = 1\n"
+        assert not NameMonitor(vocab, masks, slow, Site(text, len(text), ""), [triggers.member]).prefetch()
+    finally:
+        slow.shutdown()

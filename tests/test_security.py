@@ -298,7 +298,7 @@ def test_jedi_reads_no_file_through_a_link_out_nor_a_secret(tree: Tree) -> None:
         def members(module: str) -> frozenset[str]:
             code = f"import {module}\n{module}."
             query = Query(code, 2, len(module) + 1, str(tree.ws / "probe.py"), str(tree.ws))
-            names = analyzer.ask(("security", module), lambda: query).result(timeout=60).names
+            names = analyzer.ask(query).result(timeout=60).names
             return names or frozenset()
 
         assert {"ledger_balance", NORMAL_MARKER} <= members("normal")
@@ -565,7 +565,7 @@ def test_jedi_reads_the_projects_environment_without_running_it(
         def members(code: str) -> frozenset[str]:
             line, column = code.count("\n") + 1, len(code.rsplit("\n", 1)[-1])
             query = Query(code, line, column, str(venv_tree.ws / "app.py"), str(venv_tree.ws))
-            return analyzer.ask(("venv", code), lambda: query).result(timeout=60).names or frozenset()
+            return analyzer.ask(query).result(timeout=60).names or frozenset()
 
         assert {"shine", "dim_slowly"} <= members("import fancylib\nfancylib.Lamp().")
         assert "SRC_LAYOUT_NAME" in members("import srcpkg\nsrcpkg.")

@@ -10,6 +10,7 @@ from completion.model.engine import Engine
 from completion.model.vocab import Vocabulary
 from completion.session import EngineSession, Selected
 from completion.settings import Settings
+from monitors.analysis import Query
 from tests.test_worker import SOURCE, URI
 
 
@@ -64,3 +65,29 @@ def test_settings_apply_at_run_time(tiny_engine: Callable[[str], Engine], vocab:
     session.change(URI, [TextEdit(0, 0, "# top\n")], "# top\n" + SOURCE)  # edits while dropped are kept
     assert session.complete(URI, 10) is not None
     assert session.store.get(URI).window == 256 and session.store.get(URI).text == "# top\n" + SOURCE
+
+
+def test_a_change_that_makes_a_trigger_asks_jedi_before_the_request(
+    tiny_engine: Callable[[str], Engine], vocab: Vocabulary
+) -> None:
+    session = EngineSession(Settings(cross_file_chars=0, max_tokens=4))
+    session.use_engine(tiny_engine("llama"), "tiny")
+    try:
+        assert session.monitors is not None
+        asked: list[Query] = []
+        prefetch = session.monitors.analyzer.prefetch
+        session.monitors.analyzer.prefetch = lambda q: asked.append(q) or prefetch(q)  # type: ignore[method-assign]
+        text = SOURCE + "\nos"
+        session.open(URI, text)
+        session.complete(URI, len(text))  # the caret is at the end: typing there carries it along
+        session.change(URI, [TextEdit(len(text), len(text), "x")], text + "x")
+        assert asked == []  # `osx` is no trigger
+        session.change(URI, [TextEdit(len(text), len(text) + 1, ".")], text + ".")
+        (query,) = asked
+        assert query.code.endswith("\nos.") and (query.line, query.column) == (text.count("\n") + 1, 3)
+        assert prefetch(query).result(timeout=60).names is not None  # jedi knows `os`: the request finds it
+        session.apply_settings(Settings(cross_file_chars=0, max_tokens=4, monitor_members=False))
+        session.change(URI, [TextEdit(len(text) + 1, len(text) + 1, "p")], text + ".p")
+        assert len(asked) == 1  # the member monitor is off: nothing to ask for
+    finally:
+        session.shutdown()

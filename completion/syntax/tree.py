@@ -316,6 +316,20 @@ class DocTree:
             node = node.parent
         return found
 
+    def used_names(self, offset: int, limit: int = 24) -> list[str]:
+        """Up to `limit` names the innermost function around the cursor reads, nearest the cursor first
+        (attribute names, strings and comments left out): what its code calls and builds on."""
+        node: ts.Node | None = self._node_at(self.byte_of(offset))
+        while node is not None and node.type != "function_definition":
+            node = node.parent
+        if node is None:
+            return []
+        byte = self.byte_of(offset)
+        found = sorted(
+            (abs(n.start_byte - byte), name) for n in _identifiers(node) if (name := _plain_name(n)) is not None
+        )
+        return list(dict.fromkeys(name for _, name in found))[:limit]
+
     def empty_block_opened(self, offset: int) -> bool:
         """Whether the cursor opens an empty block: at the end of a `def …:` / `if …:` line whose body
         is still empty, or on a blank first line of such a body."""
@@ -511,6 +525,28 @@ def _definition(node: ts.Node) -> Definition | None:
         members = tuple(d for child in block.named_children if (d := _definition(child)) is not None)
     text = name.text.decode("utf-8", "surrogatepass")
     return Definition(inner.type, text, start, min(body, end), min(doc_end, end), max(end, start + 1), members)
+
+
+def _identifiers(node: ts.Node) -> Iterator[ts.Node]:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.type == "identifier":
+            yield n
+        else:
+            stack.extend(n.named_children)
+
+
+def _plain_name(n: ts.Node) -> str | None:
+    """An identifier's name unless it is an attribute's (`a.B`: `B`), a keyword argument's or a common one."""
+    parent = n.parent
+    if parent is not None and (
+        (parent.type == "attribute" and parent.child_by_field_name("attribute") == n)
+        or (parent.type == "keyword_argument" and parent.child_by_field_name("name") == n)
+    ):
+        return None
+    name = n.text.decode("utf-8", "surrogatepass") if n.text is not None else None
+    return None if name is None or name in COMMON_NAMES else name
 
 
 def _names_in(node: ts.Node) -> Iterator[str]:
