@@ -419,8 +419,10 @@ def complete_statements(suggestion: str, site: Site) -> str:
     before the cursor is not one already), and its last line must not open a block or be a
     decorator. "" when no prefix qualifies. Single-line (no newline): returned unchanged if it
     closes what it opens (brackets and strings; closing brackets open before the cursor is
-    fine), else "". When the document before the cursor has a lexical error there is nothing
-    to judge by, and the suggestion is returned unchanged. The text after the cursor is ignored.
+    fine) and, where it closes every bracket, the line it ends is a valid prefix that opens no
+    block (`if not isinstance` is not a statement), else "". When the document before the cursor
+    has a lexical error there is nothing to judge by, and the suggestion is returned unchanged.
+    The text after the cursor is ignored.
     """
     region = region_at(site.text, site.cursor, site.tree)
     if region.state.error:
@@ -431,7 +433,12 @@ def complete_statements(suggestion: str, site: Site) -> str:
         end, _ = lex(start, data)
         opened_string = end.in_string and not start.in_string
         own_brackets = len(end.stack) > len(start.stack) or end.stack != start.stack[: len(end.stack)]
-        return "" if end.error or end.escape or opened_string or own_brackets else suggestion
+        if end.error or end.escape or opened_string or own_brackets:
+            return ""
+        if end.stack or region.error:  # brackets open before the cursor stay open: the line goes on
+            return suggestion
+        source = (region.head + data).decode("utf-8", "replace")
+        return "" if _ends_on_header(source) or not valid_prefix(source + "\n") else suggestion
     cuts: list[int] = []
     end, _ = lex(region.state, data, cuts)
     if end.at_statement_end and (not cuts or cuts[-1] != len(data)):

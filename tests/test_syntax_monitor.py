@@ -363,6 +363,9 @@ BODY = "def f(x):\n    "
         (BODY, "y = 1", "y = 1"),  # single line: balanced
         (BODY, "y = foo(1", ""),  # single line: opens a bracket it does not close
         (BODY, "y = 'abc", ""),
+        (BODY, "if not isinstance", ""),  # single line: balanced, but not a statement
+        (BODY, "if y:", ""),  # ... a block header without its body
+        ("x = [\n    ", "1, 2]", "1, 2]"),  # ... a closed bracket the line opened above: checked whole
         ("x = foo(", "a, b)", "a, b)"),  # closing the cursor's bracket is fine
         ("x = foo(", "a, b", "a, b"),  # ... and so is staying inside it
         ("x = foo(", "a, [b", ""),
