@@ -5,7 +5,10 @@ applied; at each, the statement that starts at the scenario's caret is the truth
 it: the document is the edited file with that statement taken out (its first line's indentation kept, the
 cursor after it), opened in the server's engine session (`EngineSession`), left to settle as after a pause
 (the prompt encoded, idle-time steps run) and asked for a suggestion once per `multiline` value. Every other
-setting is the server's default but for what a flag changes (the JSON's `settings`).
+setting is the server's default but for what a flag changes (the JSON's `settings`). The values take turns
+at going first (the first request finds the caches as the settling left them), and jedi's answers are
+forgotten before each request (a later one would find the answer an earlier one waited for: its names
+constrained where the first decoded freely).
 
 Figures per value: exact match and edit similarity of the suggestion's first line against the statement's
 first line, and of the whole suggestion against the whole statement (both without trailing blanks), over
@@ -111,14 +114,17 @@ def select_points(path: Path, limit: int | None) -> list[Point]:
     return chosen
 
 
-def run_point(session: EngineSession, base: Settings, point: Point) -> list[Trial]:
+def run_point(session: EngineSession, base: Settings, point: Point, index: int) -> list[Trial]:
     uri = f"file:///bench/{point.id}.py"
     session.open(uri, point.doc)
     settle(session, uri, point.cursor)
     truth = point.statement.rstrip()
     trials = []
-    for value, setting_value in VALUES.items():
-        session.apply_settings(with_settings(base, {"multiline": setting_value}))
+    order = list(VALUES)[index % len(VALUES) :] + list(VALUES)[: index % len(VALUES)]  # none always first
+    for value in order:
+        session.apply_settings(with_settings(base, {"multiline": VALUES[value]}))
+        assert session.monitors is not None
+        session.monitors.analyzer.forget()  # each value's request asks jedi itself, as the first would
         answer = session.complete(uri, point.cursor)
         assert answer is not None, f"{uri} is not open in the session"
         text = answer.drafts[0].text.rstrip() if answer.drafts else ""
@@ -139,7 +145,7 @@ def run_point(session: EngineSession, base: Settings, point: Point) -> list[Tria
         )
     session.apply_settings(base)
     session.close(uri)
-    return trials
+    return sorted(trials, key=lambda t: list(VALUES).index(t.value))
 
 
 def summarize(trials: Sequence[Trial]) -> dict[str, dict[str, dict[str, float]]]:
@@ -208,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     session = start(settings)
     trials: list[Trial] = []
     try:
-        for point in points:
-            done = run_point(session, settings, point)
+        for i, point in enumerate(points):
+            done = run_point(session, settings, point, i)
             trials += done
             marks = " ".join(f"{t.value}={'Y' if t.first_exact else '.'}{'Y' if t.block_exact else '.'}" for t in done)
             print(f"{point.source} {marks}", file=sys.stderr)

@@ -39,6 +39,7 @@ it is not a server setting (the JSON records the monitor's own, `k`).
 
     livekv bench syntax [--files N] [--points N] [--max-tokens N] [--context-tokens N]
                         [--weights fp32] [--json OUT]
+    livekv bench syntax --setup-only [--json OUT]   # the set-up alone, at the same points, no model
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import setting
+from benchmarks.common import pct, setting
 from benchmarks.engine_session import MonitorTap, non_default, settle, start, with_settings
 from completion.model.formats import WEIGHT_CHOICES
 from completion.session import EngineSession
@@ -271,6 +272,32 @@ def region_us(doc: str, cursor: int, tree: DocTree | None) -> float:
     return 1e6 * statistics.median(times)
 
 
+def setup_only(points: Sequence[Point], out: Path | None) -> int:
+    """The syntax monitor's set-up at each point, from the tree and off the text (`region_us`), without
+    decoding: the figure a run with requests reports, in seconds rather than minutes."""
+    root = stdlib_root()
+    rows = []
+    for point in points:
+        doc = document_at((root / point.path).read_text(encoding="utf-8"), point.offset)
+        tree = DocTree.of(doc)
+        rows.append({"path": point.path, "line": point.line, "tree_us": region_us(doc, point.offset, tree),
+                     "text_us": region_us(doc, point.offset, None)})  # fmt: skip
+    summary = {
+        "points": len(rows),
+        "region_us_tree_p50": statistics.median(r["tree_us"] for r in rows),
+        "region_us_text_p50": statistics.median(r["text_us"] for r in rows),
+        "region_us_tree_p95": pct([r["tree_us"] for r in rows], 95),
+    }
+    print("| points | set-up from the tree p50 / p95 (µs) | read off the text p50 (µs) |")
+    print("|---|---|---|")
+    print(f"| {summary['points']} | {summary['region_us_tree_p50']:.0f} / {summary['region_us_tree_p95']:.0f} "
+          f"| {summary['region_us_text_p50']:.0f} |")  # fmt: skip
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"benchmark": "syntax --setup-only", "summary": summary, "points": rows}, indent=2))
+    return 0
+
+
 def summarize(trials: Sequence[Trial]) -> dict:
     def variant(texts: list[str], valid: list[bool], tokens: list[int], seconds: list[float]) -> dict:
         shown = [v for t, v in zip(texts, valid, strict=True) if t]
@@ -380,8 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"
     )
+    ap.add_argument(
+        "--setup-only", action="store_true", help="only time the syntax monitor's set-up at the points (no model)"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write per-point results and the summary here")
     args = ap.parse_args(argv)
+    if args.setup_only:
+        return setup_only(select_points(stdlib_root(), args.files, args.points, args.seed), args.json)
 
     flags = {
         "maxTokens": args.max_tokens,

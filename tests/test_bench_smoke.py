@@ -144,3 +144,10 @@ def test_the_multiline_truth_is_the_statement_at_the_caret() -> None:
     assert text[slice(*multiline.statement_at(text, at_if))] == "if x:\n        return 1\n    else:\n        return 2"
     assert text[slice(*multiline.statement_at(text, text.index("y =")))] == "y = (1,\n         2)"
     assert multiline.statement_at(text, at_if + 1) is None  # not where a statement starts
+
+
+def test_syntax_bench_times_the_set_up_alone(tmp_path: Path) -> None:
+    out = tmp_path / "setup.json"
+    assert syntax.main(["--files", "1", "--points", "2", "--setup-only", "--json", str(out)]) == 0
+    data = written(out)
+    assert data["summary"]["points"] == 2 and all(p["tree_us"] > 0 and p["text_us"] > 0 for p in data["points"])
