@@ -13,7 +13,8 @@ constrained where the first decoded freely).
 Figures per value: exact match and edit similarity of the suggestion's first line against the statement's
 first line, and of the whole suggestion against the whole statement (both without trailing blanks), over
 all points and split by whether the statement is one line or several (a compound statement, or one whose
-brackets span lines); for `auto`, how often it went multi-line.
+brackets span lines); per value, how often the suggestion shown spans lines (`went_multiline`: a multi-line
+decode cut back to one line, or to nothing, by "end on a complete statement" is not counted).
 
     livekv bench multiline [--scenarios FILE.jsonl] [--limit N] [--context-tokens N] [--json OUT]
 """
