@@ -1,10 +1,11 @@
-"""What several benchmarks share: `--set KEY=JSON` server settings and percentiles."""
+"""What several benchmarks share: `--set KEY=JSON` server settings, percentiles, the JSON written."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+from pathlib import Path
 from typing import Any
 
 
@@ -22,3 +23,9 @@ def setting(arg: str) -> tuple[str, Any]:
 def pct(values: list[float], q: int) -> float:
     """The q-th percentile (inclusive method); the value itself for a single sample."""
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def write_json(path: str | Path | None, benchmark: str, **payload: Any) -> None:
+    """A benchmark's results as JSON at `path` (nothing when None), named by `benchmark`."""
+    if path is not None:
+        Path(path).write_text(json.dumps({"benchmark": benchmark, **payload}, indent=2))

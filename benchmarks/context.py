@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
-import json
 import random
 import statistics
 import sys
@@ -41,13 +40,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import setting
+from benchmarks.common import write_json
 from benchmarks.edits import edit_similarity
-from benchmarks.engine_session import index, non_default, settle, start, with_settings
-from completion.model.formats import WEIGHT_CHOICES
+from benchmarks.engine_session import add_setting_flags, flag_settings, index, non_default, settle, start, with_settings
 from completion.project.snippets import Chunking, SnippetIndex, Style
 from completion.session import EngineSession
-from completion.settings import Settings
 
 DEFAULT_PACKAGES = ("parso", "cattrs", "click", "attr")
 SEED = 0
@@ -224,20 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="livekv bench context", description=__doc__.split("\n\n")[0])
     ap.add_argument("--packages", nargs="*", default=list(DEFAULT_PACKAGES), help="installed packages to draw from")
     ap.add_argument("--points", type=int, default=40)
-    ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
-    ap.add_argument("--model", dest="model_path", default=None, help="local HF folder or .gguf (default: embedded)")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--weights", choices=WEIGHT_CHOICES, default=None)
-    ap.add_argument("--set", dest="settings", action="append", type=setting, default=[], metavar="KEY=JSON")
+    add_setting_flags(ap)
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args(argv)
-    flags = {
-        "contextTokens": args.context_tokens,
-        "modelPath": args.model_path,
-        "threads": args.threads,
-        "weights": args.weights,
-    }
-    settings = with_settings(Settings(), [*((k, v) for k, v in flags.items() if v is not None), *args.settings])
+    settings = flag_settings(args)
     points, roots = select_points(args.packages, args.points)
     if not points:
         raise SystemExit(f"no points: none of {', '.join(args.packages)} is installed with cross-file names")
@@ -264,18 +251,17 @@ def main(argv: list[str] | None = None) -> int:
             session.shutdown()
     summary = summarize(trials)
     print_table(summary)
-    if args.json_out:
-        payload = {
-            "benchmark": "context",
-            "model": model,
-            "settings": non_default(settings),
-            "modes": {m: None if h is None else {"chunking": h[0], "style": h[1]} for m, h in MODES.items()},
-            "session_default": {"chunking": "definitions", "style": default_style},
-            "packages": {p: str(r) for p, r in roots.items()},
-            "summary": summary,
-            "trials": [asdict(t) for t in trials],
-        }
-        Path(args.json_out).write_text(json.dumps(payload, indent=2))
+    write_json(
+        args.json_out,
+        "context",
+        model=model,
+        settings=non_default(settings),
+        modes={m: None if h is None else {"chunking": h[0], "style": h[1]} for m, h in MODES.items()},
+        session_default={"chunking": "definitions", "style": default_style},
+        packages={p: str(r) for p, r in roots.items()},
+        summary=summary,
+        trials=[asdict(t) for t in trials],
+    )
     return 0
 
 

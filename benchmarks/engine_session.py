@@ -16,14 +16,17 @@ records those differences as camelCase settings (`non_default`), the names edito
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
+from benchmarks.common import setting
 from completion.decoding.decode import Processor
 from completion.model.engine import Engine
+from completion.model.formats import WEIGHT_CHOICES
 from completion.model.loading import LoadedModel
 from completion.session import EngineSession
 from completion.settings import Settings
@@ -54,6 +57,27 @@ def with_settings(base: Settings, values: dict[str, Any] | Iterable[tuple[str, A
     if problems:
         raise SystemExit("; ".join(problems))
     return settings
+
+
+def add_setting_flags(ap: argparse.ArgumentParser) -> None:
+    """The server settings a session benchmark's flags change: `--context-tokens`, `--model`, `--threads`,
+    `--weights`, and any other by `--set KEY=JSON`."""
+    ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
+    ap.add_argument("--model", dest="model_path", default=None, help="local HF folder or .gguf (default: embedded)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--weights", choices=WEIGHT_CHOICES, default=None)
+    ap.add_argument("--set", dest="settings", action="append", type=setting, default=[], metavar="KEY=JSON")
+
+
+def flag_settings(args: argparse.Namespace) -> Settings:
+    """The server's default settings with what `add_setting_flags`' flags changed."""
+    flags = {
+        "contextTokens": args.context_tokens,
+        "modelPath": args.model_path,
+        "threads": args.threads,
+        "weights": args.weights,
+    }
+    return with_settings(Settings(), [*((k, v) for k, v in flags.items() if v is not None), *args.settings])
 
 
 def start(settings: Settings, loaded: LoadedModel | None = None) -> EngineSession:

@@ -32,11 +32,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import setting
+from benchmarks.common import write_json
 from benchmarks.edits import DEFAULT_SCENARIOS, edit_similarity
-from benchmarks.engine_session import non_default, settle, start, with_settings
+from benchmarks.engine_session import add_setting_flags, flag_settings, non_default, settle, start, with_settings
 from benchmarks.scenarios import apply_edits
-from completion.model.formats import WEIGHT_CHOICES
 from completion.session import EngineSession
 from completion.settings import Settings
 
@@ -195,20 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="livekv bench multiline", description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenarios", type=Path, default=DEFAULT_SCENARIOS)
     ap.add_argument("--limit", type=int, default=36, help="an evenly spaced subset of N points (0: all)")
-    ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
-    ap.add_argument("--model", dest="model_path", default=None, help="local HF folder or .gguf (default: embedded)")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--weights", choices=WEIGHT_CHOICES, default=None)
-    ap.add_argument("--set", dest="settings", action="append", type=setting, default=[], metavar="KEY=JSON")
+    add_setting_flags(ap)
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args(argv)
-    flags = {
-        "contextTokens": args.context_tokens,
-        "modelPath": args.model_path,
-        "threads": args.threads,
-        "weights": args.weights,
-    }
-    settings = with_settings(Settings(), [*((k, v) for k, v in flags.items() if v is not None), *args.settings])
+    settings = flag_settings(args)
     points = select_points(args.scenarios, args.limit or None)
     if not points:
         raise SystemExit(f"no points: no scenario of {args.scenarios} has a statement at its caret")
@@ -224,16 +213,15 @@ def main(argv: list[str] | None = None) -> int:
         session.shutdown()
     summary = summarize(trials)
     print_table(summary)
-    if args.json_out:
-        payload = {
-            "benchmark": "multiline",
-            "model": session.model_name,
-            "settings": non_default(settings),
-            "values": VALUES,
-            "summary": summary,
-            "trials": [asdict(t) for t in trials],
-        }
-        Path(args.json_out).write_text(json.dumps(payload, indent=2))
+    write_json(
+        args.json_out,
+        "multiline",
+        model=session.model_name,
+        settings=non_default(settings),
+        values=VALUES,
+        summary=summary,
+        trials=[asdict(t) for t in trials],
+    )
     return 0
 
 

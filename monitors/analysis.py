@@ -82,7 +82,8 @@ class Analyzer:
         self.on_error: Callable[[Exception], None] = lambda err: None
 
     def ask(self, query: Query) -> Future[Names]:
-        """The (possibly still running) answer to `query`; jedi is asked only the first time it is seen."""
+        """The (possibly still running) answer to `query`; jedi is asked only the first time it is seen, or
+        again when that time failed (a failure may pass: the next request tries once more)."""
         started = self._started
         if started is not None and started != self._stuck and time.monotonic() - started > STUCK_SECONDS:
             self._stuck = started
@@ -90,7 +91,7 @@ class Analyzer:
         key = _key(query)
         with self._lock:
             future = self._cache.get(key)
-            if future is None or future.cancelled():
+            if future is None or future.cancelled() or (future.done() and _failed(future)):
                 future = self._pool.submit(self._complete, query)
                 self._cache[key] = future
                 while len(self._cache) > CACHE_ENTRIES:
@@ -174,6 +175,10 @@ class Analyzer:
             # dereferences on purpose; it is more likely a value assigned elsewhere
             return Names(None, "opaque", seconds)
         return Names(names, "resolved", seconds)
+
+
+def _failed(future: Future[Names]) -> bool:
+    return future.exception() is not None or future.result().why == "error"
 
 
 def _key(q: Query) -> tuple[object, ...]:

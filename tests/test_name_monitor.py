@@ -250,3 +250,22 @@ def test_typing_the_rest_of_a_name_asks_nothing_new_and_a_stale_prefetch_is_canc
         assert not NameMonitor(vocab, masks, slow, Site(text, len(text), ""), [triggers.member]).prefetch()
     finally:
         slow.shutdown()
+
+
+class FailingOnceAnalyzer(Analyzer):
+    calls = 0
+
+    def _answer(self, q: Query) -> Names:
+        self.calls += 1
+        return Names(None, "error", 0.0) if self.calls == 1 else super()._answer(q)
+
+
+def test_a_failed_answer_is_asked_again_and_a_good_one_is_not() -> None:
+    analyzer = FailingOnceAnalyzer()
+    try:
+        query = Query("import os\nos.", 2, 3, None, None)
+        assert analyzer.ask(query).result(timeout=60).why == "error"
+        assert analyzer.ask(query).result(timeout=60).why == "resolved"
+        assert analyzer.ask(query).result(timeout=60).why == "resolved" and analyzer.calls == 2
+    finally:
+        analyzer.shutdown()
