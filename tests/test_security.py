@@ -327,7 +327,7 @@ async def test_no_project_code_runs(session: Session, tree: Tree) -> None:
             )
     assert tree.ran() == []
     # jedi did resolve the workspace's modules (by reading them): the monitor reported resolved answers
-    resolved = re.findall(r"jedi calls \((\d+) resolved", session.log.read_text())
+    resolved = re.findall(r"jedi calls \(\d+ ready, (\d+) resolved", session.log.read_text())
     assert resolved and max(map(int, resolved)) > 0
 
 
@@ -596,7 +596,7 @@ async def test_completions_resolve_names_from_the_workspace_venv_and_run_none_of
                 await inline(session.client, doc.uri, doc.position(len(text)))
         finally:
             await stop(session)
-        resolved = re.findall(r"jedi calls \((\d+) resolved", session.log.read_text())
+        resolved = re.findall(r"jedi calls \(\d+ ready, (\d+) resolved", session.log.read_text())
         assert resolved and max(map(int, resolved)) > 0, name
         assert f"environment {venv_tree.venv}" in session.log.read_text(), name
         assert venv_tree.ran() == [], name
