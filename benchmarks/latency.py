@@ -321,6 +321,8 @@ class Sample:
     server_seconds: float | None  # the request on the server's worker
     encoded: dict[str, int] | None  # tokens the server encoded since the previous reading, by cause
     encoded_total: dict[str, int] | None  # cumulative, the flow's documents summed
+    jedi_asked: int | None = None  # points of the suggestion jedi was asked about (`livekv/status`)
+    jedi_ready: int | None = None  # ... whose answer was there when asked (a prefetch, or an earlier request)
 
 
 @dataclass(frozen=True)
@@ -484,6 +486,8 @@ class Session:
             server_seconds=answer.server_seconds,
             encoded=delta,
             encoded_total=total,
+            jedi_asked=answer.jedi_asked,
+            jedi_ready=answer.jedi_ready,
         )
 
 
@@ -736,6 +740,8 @@ class Row:
     distance_tokens: int | None  # median
     encoded_median: dict[str, float] | None  # per request, by cause
     empty_suggestions: int
+    jedi_asked: int = 0  # points jedi was asked about, summed over the requests (`livekv/status`)
+    jedi_ready: int = 0  # ... whose answer was there already (the prefetch on a change at a trigger)
     targets: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -772,6 +778,8 @@ def summarize(samples: list[Sample]) -> list[Row]:
                 distance_tokens=round(statistics.median(distances)) if distances else None,
                 encoded_median=encoded,
                 empty_suggestions=sum(1 for x in xs if not x.suggestion),
+                jedi_asked=sum(x.jedi_asked or 0 for x in xs),
+                jedi_ready=sum(x.jedi_ready or 0 for x in xs),
             )
         )
     return rows
@@ -863,6 +871,10 @@ def print_table(rows: list[Row], servers: dict[str, dict[str, Any]], file: Any =
         "(empty when the server does not report `encoded`).",
         file=file,
     )
+    asked = [(r, f"({r.flow}) {r.step} {r.policy}") for r in rows if r.jedi_asked]
+    if asked:
+        ready = "; ".join(f"{name}: {r.jedi_ready} of {r.jedi_asked}" for r, name in asked)
+        print(f"jedi's answer there when a suggestion asked (trigger sites): {ready}.", file=file)
     for policy, server in servers.items():
         if not server["policy_applied"]:
             said = "; ".join(rejected_policy(server["server_messages"])) or "a warning"

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from completion.decoding.decode import Processor, TokenHealing
@@ -75,6 +75,7 @@ class Answer:
     drafts: list[Draft]  # how each was decoded (tokens, passes, timings)
     seconds: float  # request start -> items ready
     first_token_seconds: float | None  # request start -> first token chosen
+    monitor_stats: MonitorStats = field(default_factory=MonitorStats)  # what the monitors did (jedi asked, ready)
 
 
 class EngineSession:
@@ -316,7 +317,7 @@ class EngineSession:
             drafts = [d for d in (replace(d, text=complete_statements(d.text, site)) for d in drafts) if d.text]
         first = (t1 - t0) + drafts[0].first_token_seconds if drafts else None
         items = [InlineItem(start, partial + d.text) for d in drafts]
-        answer = Answer(items, drafts, time.perf_counter() - t0, first)
+        answer = Answer(items, drafts, time.perf_counter() - t0, first, stats)
         log_answer(uri, t1 - t0, drafts, stats)
         self.last_answer = answer
         return answer

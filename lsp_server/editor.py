@@ -35,6 +35,8 @@ class Answer:
     seconds: float  # keystroke (or request) -> answer received, measured here
     server_seconds: float | None  # request start on the server's worker -> answer ready
     first_token_seconds: float | None  # request start on the worker -> first token chosen
+    jedi_asked: int | None = None  # points the monitors asked jedi about (`livekv/status`)
+    jedi_ready: int | None = None  # ... whose answer was there already
 
     @property
     def to_first_token(self) -> float | None:
@@ -150,12 +152,14 @@ class Editor:
             seconds,
             None if server is None else server / 1000,
             None if first is None else first / 1000,
+            status.get("jediAsked"),
+            status.get("jediReady"),
         )
 
 
 def _plain(params: Any) -> dict[str, Any]:
     """The status notification's fields (pygls hands unknown params over as attribute objects)."""
-    keys = ("latencyMs", "firstTokenMs", "model")
+    keys = ("latencyMs", "firstTokenMs", "model", "jediAsked", "jediReady")
     return {k: params.get(k) if isinstance(params, dict) else getattr(params, k, None) for k in keys}
 
 

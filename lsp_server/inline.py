@@ -32,7 +32,7 @@ async def inline_completion(ls: LiveKVServer, params: types.InlineCompletionPara
     answer = await ls.on_worker(ls.worker.complete, req)
     if answer is None or not ls.current(req):
         return EMPTY  # nothing computed for an old version is sent
-    ls.notify_status(answer.seconds, answer.first_token_seconds)
+    ls.notify_status(answer)
     return types.InlineCompletionList(
         items=[
             types.InlineCompletionItem(

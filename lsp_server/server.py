@@ -24,6 +24,7 @@ from pygls.exceptions import FeatureRequestError, JsonRpcException
 from pygls.lsp.server import LanguageServer
 
 from completion.project.workspace import fs_path
+from completion.session import Answer
 from completion.settings import RESTART_SETTINGS, Settings
 from lsp_server import debug, inline, popup, sync
 from lsp_server.faults import fault_kind, fault_message, guarded, resyncing
@@ -163,14 +164,18 @@ class LiveKVServer(LanguageServer):
         mirror = self.mirrors.get(req.uri)
         return mirror is not None and mirror.version == req.version
 
-    def notify_status(self, seconds: float, first_token_seconds: float | None) -> None:
-        """`livekv/status`: the last suggestion's latency, for an editor's status line."""
+    def notify_status(self, answer: Answer) -> None:
+        """`livekv/status`: the last suggestion's latency, for an editor's status line, and how many of the
+        points jedi was asked about had their answer there already (`jediReady` of `jediAsked`)."""
+        first = answer.first_token_seconds
         self.protocol.notify(
             "livekv/status",
             {
-                "latencyMs": round(1000 * seconds),
-                "firstTokenMs": None if first_token_seconds is None else round(1000 * first_token_seconds),
+                "latencyMs": round(1000 * answer.seconds),
+                "firstTokenMs": None if first is None else round(1000 * first),
                 "model": self.worker.session.model_name,
+                "jediAsked": answer.monitor_stats.triggers,
+                "jediReady": answer.monitor_stats.ready,
             },
         )
 

@@ -142,6 +142,7 @@ async def test_status_notification_reports_the_latency(client: LanguageClient, d
     assert isinstance(params.latencyMs, int) and params.latencyMs >= 0
     assert isinstance(params.firstTokenMs, int) and 0 <= params.firstTokenMs
     assert params.model == "SmolLM2-135M-Instruct (embedded) gguf"
+    assert isinstance(params.jediAsked, int) and 0 <= params.jediReady <= params.jediAsked
 
 
 @pytest.mark.asyncio(loop_scope="module")
