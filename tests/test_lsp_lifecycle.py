@@ -118,7 +118,8 @@ async def test_model_loading_reports_progress(client: LanguageClient) -> None:
     await eventually(lambda: len(progress_titled(client, "livekv: loading model")) == 2, what="loading progress")
     _, end = progress_titled(client, "livekv: loading model")
     assert isinstance(end, types.WorkDoneProgressEnd) and end.message == MODEL
-    assert any(m.message == f"livekv: {MODEL} ready" for m in client.log_messages)
+    # the log message is sent after the progress ends: a separate message, which may still be on its way
+    await eventually(lambda: any(m.message == f"livekv: {MODEL} ready" for m in client.log_messages), what="ready")
 
 
 @pytest.mark.asyncio(loop_scope="module")
