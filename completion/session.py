@@ -210,7 +210,8 @@ class EngineSession:
             self.open(uri, text_after)
             return
         if self.monitors is not None:  # jedi starts on what the caret's trigger needs before the request comes
-            self.monitors.prefetch(self._site(uri, doc), self._monitor_config())
+            # without the tree: reading it would reparse on every keystroke (the reparse waits for a request)
+            self.monitors.prefetch(self._site(uri, doc, with_tree=False), self._monitor_config())
 
     def close(self, uri: str) -> None:
         self.store.close(uri)
@@ -382,12 +383,11 @@ class EngineSession:
             preview.prepare()
         return preview
 
-    def _site(self, uri: str, doc: LiveDocument) -> Site:
+    def _site(self, uri: str, doc: LiveDocument, *, with_tree: bool = True) -> Site:
         path = fs_path(uri)
         root = self.workspace.root_of(path)
-        return Site(
-            doc.text, doc.cursor, doc.heal, path, root, key=(uri, self.changes.get(uri), doc.cursor), tree=doc.syntax
-        )
+        key = (uri, self.changes.get(uri), doc.cursor)
+        return Site(doc.text, doc.cursor, doc.heal, path, root, key=key, tree=doc.syntax if with_tree else None)
 
     def _monitors(self, site: Site, stats: MonitorStats) -> list[Processor]:
         """The monitors for a suggestion at the site, as the settings ask."""

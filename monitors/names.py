@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
@@ -103,13 +103,13 @@ class NameMonitor:
             t0 = time.perf_counter()
             try:
                 names = future.result(timeout=self.timeout)
-            except FutureTimeout:
+            except (FutureTimeout, CancelledError):  # cancelled: a prefetch nobody asks for any more
                 self.stats.timeouts += 1
                 return None, time.perf_counter() - t0
             if names.names is not None:
                 self.stats.resolved += 1
             return names, time.perf_counter() - t0
-        return (future.result() if future.done() else None), 0.0
+        return (future.result() if future.done() and not future.cancelled() else None), 0.0
 
     def _query(self, trigger: Trigger, written: Written) -> Query:
         code = self.transcript.document_text(written, min(trigger.start, len(written.certain)))

@@ -84,6 +84,8 @@ def test_a_change_that_makes_a_trigger_asks_jedi_before_the_request(
         assert asked == []  # `osx` is no trigger
         session.change(URI, [TextEdit(len(text), len(text) + 1, ".")], text + ".")
         (query,) = asked
+        tree = session.store.get(URI)._tree
+        assert tree is not None and tree.pending  # asked without reparsing: the tree waits for the request
         assert query.code.endswith("\nos.") and (query.line, query.column) == (text.count("\n") + 1, 3)
         assert prefetch(query).result(timeout=60).names is not None  # jedi knows `os`: the request finds it
         session.apply_settings(Settings(cross_file_chars=0, max_tokens=4, monitor_members=False))
