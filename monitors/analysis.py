@@ -1,6 +1,6 @@
 """jedi, asked from the decoding loop: names that may follow a point in the code.
 
-jedi is not thread-safe, so every call runs on one worker thread of its own; the decoding
+jedi is not thread-safe, so every call runs on one thread, the same for every analyzer of the process; the decoding
 loop waits for an answer up to a time limit and goes on unconstrained when it is late (the
 answer still lands in the cache for the next suggestion). Answers are cached by the question
 itself (the code jedi sees, the point, the project), so a question asked ahead of the request
@@ -71,7 +71,7 @@ class Analyzer:
     def __init__(self, environment_path: str | None = None) -> None:
         """`environment_path`: the project's environment (setting `environmentPath`), read, never run."""
         self.environment_path = environment_path
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livekv-jedi")
+        self._closed = False
         self._lock = threading.Lock()
         self._cache: OrderedDict[object, Future[Names]] = OrderedDict()
         self._projects: dict[str, jedi.Project] = {}
@@ -92,7 +92,9 @@ class Analyzer:
         with self._lock:
             future = self._cache.get(key)
             if future is None or future.cancelled() or (future.done() and _failed(future)):
-                future = self._pool.submit(self._complete, query)
+                if self._closed:
+                    raise RuntimeError("the analyzer is shut down")
+                future = _jedi_thread().submit(self._complete, query)
                 self._cache[key] = future
                 while len(self._cache) > CACHE_ENTRIES:
                     self._cache.popitem(last=False)
@@ -118,14 +120,18 @@ class Analyzer:
     def use_environment(self, environment_path: str | None) -> None:
         """Another project environment: jedi's projects are rebuilt (on its thread, between questions)."""
         self.environment_path = environment_path
-        self._pool.submit(self._projects.clear)
+        _jedi_thread().submit(self._projects.clear)
 
     def warm_up(self) -> Future[Names]:
         """Load jedi's builtins stubs (seconds, once) before the first real question."""
         return self.ask(Query("import os\nos.", 2, 3, None, None))
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Cancel this analyzer's questions jedi has not started (the thread is the process's, see `_jedi_thread`)."""
+        with self._lock:
+            self._closed = True
+            for future in self._cache.values():
+                future.cancel()
 
     # -- on the jedi thread ----------------------------------------------------------
 
@@ -175,6 +181,13 @@ class Analyzer:
             # dereferences on purpose; it is more likely a value assigned elsewhere
             return Names(None, "opaque", seconds)
         return Names(names, "resolved", seconds)
+
+
+@functools.cache
+def _jedi_thread() -> ThreadPoolExecutor:
+    """The one thread jedi runs on, for every analyzer of the process: jedi's state (its caches, its
+    settings) is the process's, so two analyzers on two threads would race inside it."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="livekv-jedi")
 
 
 def _failed(future: Future[Names]) -> bool:
