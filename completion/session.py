@@ -402,6 +402,7 @@ class EngineSession:
             imports=s.monitor_imports,
             keywords=s.monitor_keywords,
             syntax=s.monitor_syntax,
+            whole_names=s.monitor_whole_names,
             jedi_timeout=s.jedi_timeout_ms / 1000,
         )
 

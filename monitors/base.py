@@ -87,13 +87,15 @@ class MonitorStats:
     """What monitors did during one or more suggestions (the benchmark and the logs read it)."""
 
     steps: int = 0  # processor calls
-    seconds: float = 0.0  # time inside monitors, waiting for jedi excluded
+    seconds: float = 0.0  # time inside monitors, waiting for jedi and the scoring pass excluded
     triggers: int = 0  # distinct points where a monitor asked the analyzer
     ready: int = 0  # ... and found the answer there already (asked ahead by a prefetch, or an earlier request)
     resolved: int = 0  # ... and got names to constrain with
     timeouts: int = 0  # ... and went on unconstrained because the answer was late
     analyzer_seconds: float = 0.0  # time spent waiting for the analyzer
     constrained: int = 0  # steps where a mask or bias was applied
+    scored: int = 0  # points where the model scored several whole names (one tree pass each)
+    scoring_seconds: float = 0.0  # time choosing whole names, the model's pass included
     repairs: int = 0  # steps where the syntax monitor replaced the top candidate
 
     def timed(self) -> _Timer:

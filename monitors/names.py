@@ -9,7 +9,9 @@ after a dot get a bonus either way (among the legal ones when jedi resolved): th
 the best prior for which of forty members this code means. jedi is asked once per question
 (the code it sees at the point), and when a change puts the caret at a trigger the question is
 asked at once (`prefetch`), so its answer is often ready when the request comes; a late answer
-lets decoding go on unconstrained rather than wait.
+lets decoding go on unconstrained rather than wait. With `whole_names` and a scorer lent by the
+greedy loop, a resolved point's legal names are ranked by the model's probability of the whole name
+(monitors.whole_names) and only the best may be written there.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import numpy as np
 import torch
 
+from completion.decoding.decode import PathScorer
 from completion.model.vocab import Vocabulary
 from monitors.analysis import Analyzer, Names, Query
 from monitors.base import MonitorStats, Site, Transcript, Written, add_where, keep_only
 from monitors.triggers import Trigger, TriggerFn
 from monitors.vocab import NameMasks
+from monitors.whole_names import candidates, name_scores
 
 _USED_MEMBER = re.compile(r"\.([A-Za-z_]\w*)")
 # The top candidates a prefetch tries: none (the text alone: `obj.`, `import `), and one writing
@@ -46,6 +50,7 @@ class NameMonitor:
         *,
         timeout: float = 0.5,
         bias: float = 0.0,
+        whole_names: bool = True,
         stats: MonitorStats | None = None,
     ) -> None:
         if timeout < 0 or bias < 0:
@@ -57,28 +62,37 @@ class NameMonitor:
         self.triggers = list(triggers)
         self.timeout = timeout
         self.bias = bias
+        self.whole_names = whole_names
+        self.scorer: PathScorer | None = None  # lent by the greedy loop for its cache (decode.tree_scorer)
         self.stats = stats or MonitorStats()
         self.transcript = Transcript(vocab, site)
         self._site_key = site.key if site.key is not None else (site.path, hash(site.text), site.cursor)
         self._asked: dict[object, Future[Names]] = {}  # points this suggestion has waited for once
         self._masks: dict[tuple[frozenset[str], bytes, bytes, bool], np.ndarray | None] = {}
         self._used: frozenset[str] | None = None
+        self._chosen: dict[object, str | None] = {}  # point -> the whole name chosen there
+
+    def use_scorer(self, scorer: PathScorer | None) -> None:
+        self.scorer = scorer
 
     def __call__(self, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
         t0 = time.perf_counter()
-        waited = 0.0
+        waited = scoring = 0.0
         try:
             written = self.transcript.at(generated)
             top = self.vocab.pieces[int(torch.argmax(logits))]
             trigger = next((t for f in self.triggers if (t := f(written, top)) is not None), None)
             if trigger is None:
                 return logits
-            names, waited = self._names(trigger, written)
-            return self._constrain(logits, names, trigger, written)
+            key = self._point(trigger, written)
+            names, waited = self._names(trigger, written, key)
+            out, scoring = self._constrain(generated, logits, names, trigger, written, key)
+            return out
         finally:
             self.stats.steps += 1
-            self.stats.seconds += time.perf_counter() - t0 - waited
+            self.stats.seconds += time.perf_counter() - t0 - waited - scoring
             self.stats.analyzer_seconds += waited
+            self.stats.scoring_seconds += scoring
 
     def prefetch(self) -> bool:
         """Ask jedi now about the trigger at the cursor, if there is one, without waiting for its answer."""
@@ -90,10 +104,13 @@ class NameMonitor:
                 return True
         return False
 
-    def _names(self, trigger: Trigger, written: Written) -> tuple[Names | None, float]:
-        """jedi's answer for the trigger's point (None while it is late) and the time spent waiting."""
+    def _point(self, trigger: Trigger, written: Written) -> object:
+        """Names the point where the name begins, the same while the rest of the name is written."""
         head = (written.certain + trigger.virtual)[: trigger.start]
-        key = (self._site_key, head[written.tail_len :])
+        return (self._site_key, head[written.tail_len :])
+
+    def _names(self, trigger: Trigger, written: Written, key: object) -> tuple[Names | None, float]:
+        """jedi's answer for the trigger's point (None while it is late) and the time spent waiting."""
         future = self._asked.get(key)
         if future is None:
             future = self.analyzer.ask(self._query(trigger, written))
@@ -119,28 +136,40 @@ class NameMonitor:
         suffix = self.site.text[self.site.cursor :]
         return Query(code + suffix, line, column, self.site.path, self.site.root, trigger.kind == "keyword")
 
-    def _constrain(self, logits: torch.Tensor, names: Names | None, trigger: Trigger, w: Written) -> torch.Tensor:
-        """Hard mask when jedi resolved the point; then the document's own member names get `bias`."""
-        out = logits
+    def _constrain(
+        self, generated: list[int], logits: torch.Tensor, names: Names | None, trigger: Trigger, w: Written, key: object
+    ) -> tuple[torch.Tensor, float]:
+        """Hard mask when jedi resolved the point (to the whole name chosen there, when names are
+        scored); then the document's own member names get `bias`. Also returns the scoring pass's time."""
+        out, scoring = logits, 0.0
         legal = names.names if names is not None else None
         if trigger.kind == "keyword":  # only `name=` tokens are judged, and only when jedi knows the call
             mask = None
             if legal is not None:
-                key = (legal, b"=", trigger.partial(w), False)
-                if key not in self._masks:
-                    self._masks[key] = self.masks.keyword_mask(legal, trigger.partial(w))
-                mask = self._masks[key]
+                mask_key = (legal, b"=", trigger.partial(w), False)
+                if mask_key not in self._masks:
+                    self._masks[mask_key] = self.masks.keyword_mask(legal, trigger.partial(w))
+                mask = self._masks[mask_key]
             kept = keep_only(logits, mask) if mask is not None else None
             if kept is None:
-                return logits
+                return logits, scoring
             self.stats.constrained += 1
-            return kept
+            return kept, scoring
         if legal is not None:
             mask = self._mask(legal, trigger, w)
             kept = keep_only(logits, mask) if mask is not None else None
             if kept is None:  # nothing legal continues what is written, or healing ruled it out
-                return logits
+                return logits, scoring
             out = kept
+            if self.whole_names and not trigger.region and (self.scorer is not None or key in self._chosen):
+                t0 = time.perf_counter()
+                chosen = self._choose(generated, kept, legal, trigger, w, key)
+                scoring = time.perf_counter() - t0
+                one = self._mask(frozenset([chosen]), trigger, w) if chosen is not None else None
+                only = keep_only(logits, one) if one is not None else None
+                if only is not None:
+                    self.stats.constrained += 1
+                    return only, scoring
         if self.bias > 0 and trigger.kind == "member":
             favoured = self._used_members() if legal is None else self._used_members() & legal
             bonus = self._mask(favoured, trigger, w) if favoured else None
@@ -148,7 +177,33 @@ class NameMonitor:
                 out = add_where(out, bonus, self.bias)
         if out is not logits:
             self.stats.constrained += 1
-        return out
+        return out, scoring
+
+    def _choose(
+        self, generated: list[int], kept: torch.Tensor, legal: frozenset[str], trigger: Trigger, w: Written, key: object
+    ) -> str | None:
+        """The legal name the model gives the highest probability as a whole at this point (None: none
+        could be spelled in tokens); remembered for the point."""
+        if key in self._chosen:
+            return self._chosen[key]
+        assert self.scorer is not None
+        fixed = w.certain + trigger.virtual
+        typed = fixed[trigger.start :]
+        spelled = {n: (fixed[: trigger.start] + b)[len(w.done) :] for n in legal if (b := n.encode()).startswith(typed)}
+        if not all(spelled.values()):  # a legal name is written already: ending it is the model's call
+            self._chosen[key] = None
+            return None
+        logprobs = torch.log_softmax(kept.float(), dim=-1)
+        found = candidates(self.vocab, spelled, logprobs)
+        chosen = None
+        if len(found) == 1:
+            chosen = found[0].name
+        elif found:
+            scores = name_scores(self.scorer, generated, logprobs, found, self.masks.name_ends)
+            chosen = max(scores, key=scores.__getitem__)
+            self.stats.scored += 1
+        self._chosen[key] = chosen
+        return chosen
 
     def _mask(self, names: frozenset[str], trigger: Trigger, w: Written) -> np.ndarray | None:
         lead, partial = trigger.lead(w), trigger.partial(w)

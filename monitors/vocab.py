@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable
 
 import numpy as np
+import torch
 
 from completion.model.vocab import Vocabulary
 
@@ -53,6 +54,8 @@ class NameMasks:
         self._run0 = np.array([ident_run(p) for p in vocab.sorted_pieces], dtype=np.int32)
         self._run1 = np.array([ident_run(p, 1) for p in vocab.sorted_pieces], dtype=np.int32)
         self._len = np.array([len(p) for p in vocab.sorted_pieces], dtype=np.int32)
+        # by token id: the tokens after which a name is over (special tokens, a first byte not an identifier's)
+        self.name_ends = torch.tensor([not p or not _IDENT[p[0]] for p in vocab.pieces], dtype=torch.bool)
         # tokens that write a keyword argument's `=`: (id, led by a space, the name bytes before it)
         self._assignments = [
             (i, p[:1] == b" ", m.group(1)) for i, p in enumerate(vocab.pieces) if (m := ASSIGNMENT.match(p))

@@ -6,6 +6,8 @@ logits processors. Decoded tokens go into the gap of the document's cache at the
 (`LiveDocument.decoding`), so a completion leaves the document's cache as it found it.
 What every decoding method starts from (the deadline, token healing, the processor chain, the
 end-of-sequence ids) is `Setup`; the multi-draft methods (branches, beam, superposed) use it too.
+A processor that ranks whole continuations by the model (the name monitor, over the names jedi lists)
+gets a `PathScorer` from the greedy loop: one tree pass over the paths' trie at the current step.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -23,6 +26,16 @@ from completion.live.kvcache import KVCache
 from completion.model.vocab import Vocabulary
 
 Processor = Callable[[list[int], torch.Tensor], torch.Tensor]
+# (generated, paths) -> for each path of tokens to come after `generated`, the model's log-probabilities
+# after each of its tokens, (len(path), vocab). The logits the processor was called with give its first token's.
+PathScorer = Callable[[list[int], Sequence[Sequence[int]]], list[torch.Tensor]]
+
+
+@runtime_checkable
+class ScoresPaths(Protocol):
+    """A processor that can rank continuations by the model when the decoding loop lends it a scorer."""
+
+    def use_scorer(self, scorer: PathScorer | None) -> None: ...
 
 
 class ProcessorList:
@@ -35,6 +48,12 @@ class ProcessorList:
         for p in self.processors:
             logits = p(generated, logits)
         return logits
+
+    def use_scorer(self, scorer: PathScorer | None) -> None:
+        """Lend `scorer` to the processors that take one (None takes it back)."""
+        for p in self.processors:
+            if isinstance(p, ScoresPaths):
+                p.use_scorer(scorer)
 
 
 class TokenHealing:
@@ -171,6 +190,41 @@ def feed(kv: KVCache, tok: int, draft: list[int]) -> torch.Tensor:
     return kv.encode_scored([tok, *draft]) if draft else decode_one(kv, tok)[None]
 
 
+def tree_scorer(kv: KVCache, prompt_len: int) -> PathScorer:
+    """Score paths in one pass over their trie, appended after the cache's entries: a node sees the
+    prompt, the decoded tokens and its own ancestors (not the drafted tokens ahead, nor other paths),
+    at the positions the path's tokens would have. The cache is cropped back after."""
+
+    def score(generated: list[int], paths: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        nodes: dict[tuple[int, ...], int] = {}  # a path prefix -> its node
+        tokens: list[int] = []
+        parents: list[int] = []
+        depths: list[int] = []
+        for path in paths:
+            for d in range(len(path)):
+                prefix = tuple(path[: d + 1])
+                if prefix not in nodes:
+                    nodes[prefix] = len(tokens)
+                    tokens.append(path[d])
+                    parents.append(nodes.get(prefix[:-1], -1))
+                    depths.append(d)
+        if not tokens:
+            return [torch.zeros(0, 0) for _ in paths]
+        cached, seen = len(kv), prompt_len + len(generated)
+        visible = torch.zeros(len(tokens), cached + len(tokens), dtype=torch.bool)
+        visible[:, :seen] = True
+        for i, parent in enumerate(parents):  # parents come before their children
+            if parent >= 0:
+                visible[i, cached:] = visible[parent, cached:]
+            visible[i, cached + i] = True
+        logits = kv.encode_tree(tokens, [seen + d for d in depths], visible)
+        kv.crop(cached)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        return [logprobs[[nodes[tuple(path[: d + 1])] for d in range(len(path))]] for path in paths]
+
+    return score
+
+
 def ends(s: Setup, stop: StopRule, ids: list[int]) -> bool:
     """Whether decoding ends after `ids`: at an end-of-sequence token, or where the stop rule fires."""
     if ids[-1] in s.eos:
@@ -253,6 +307,7 @@ def decode(
     text, reason, first = "", "max_tokens", 0.0
     with live.decoding() as (kv, logits):
         lookahead = Lookahead(kv, drafter, max_tokens, lambda ids: ends(s, stop, ids))
+        s.chain.use_scorer(tree_scorer(kv, len(kv)))
         for _ in range(max_tokens):
             tok = sampling.pick(s.chain(generated, logits), generator)
             if not generated:
@@ -273,5 +328,6 @@ def decode(
             if len(generated) == max_tokens:  # no pass for a token nobody will read
                 break
             logits = lookahead.next_logits(generated)
+        s.chain.use_scorer(None)  # the cache view ends here
         lookahead.report()  # how the last draft fared
     return Completion(text, generated, first, s.deadline.elapsed(), reason, tuple(lookahead.pass_sizes))

@@ -52,6 +52,7 @@ def _successor(prefix: bytes) -> bytes | None:
 class Vocabulary:
     def __init__(self, tokenizer: PreTrainedTokenizerBase, size: int) -> None:
         self.size = size
+        self.tokenizer = tokenizer
         self.pieces = token_pieces(tokenizer, size)
         order = sorted((i for i in range(size) if self.pieces[i]), key=self.pieces.__getitem__)
         self.sorted_pieces = [self.pieces[i] for i in order]  # non-empty pieces in byte order
@@ -75,6 +76,15 @@ class Vocabulary:
 
     def equal_to(self, piece: bytes) -> list[int]:
         return self._by_piece.get(piece, [])
+
+    def encode(self, text: bytes) -> list[int] | None:
+        """The tokenizer's own ids for `text` on its own, or None when they do not spell exactly these
+        bytes (invalid UTF-8, a tokenizer that adds a leading space)."""
+        try:
+            ids = self.tokenizer.encode(text.decode(), add_special_tokens=False)
+        except UnicodeDecodeError:
+            return None
+        return ids if self.decode(ids) == text else None
 
     def decode(self, ids: list[int]) -> bytes:
         return b"".join(self.pieces[i] for i in ids)

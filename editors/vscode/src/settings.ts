@@ -32,6 +32,7 @@ export const SERVER_KEYS = [
   "monitorImports",
   "monitorKeywords",
   "monitorSyntax",
+  "monitorWholeNames",
   "syntaxTree",
   "jediTimeoutMs",
   "environmentPath",
