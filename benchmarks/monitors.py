@@ -4,35 +4,38 @@ For each point (a real dereference in real code, see benchmarks/monitor_points.p
 document, with the target identifier cut out, is opened in the server's engine session
 (`EngineSession`) with the caret right after the dot, left to settle as after a pause (the
 prompt encoded, idle-time steps run), and asked for an inline suggestion there
-(`EngineSession.complete`) three times, under three settings:
+(`EngineSession.complete`) once per variant:
 
 - `plain`: every monitor off (`monitorMembers`, `monitorImports`, `monitorKeywords`,
   `monitorSyntax`: false);
-- `members`: the dereference monitor alone (`monitorMembers` on, the other three off): jedi's
-  members as a hard mask when it resolves the receiver in time, nothing otherwise;
-- `monitor`: the server's defaults (all four monitors on, `jediTimeoutMs` 300).
+- `first-token`: every monitor on, `monitorWholeNames` off: jedi's members as a hard mask when it
+  answers within `jediTimeoutMs` (300 ms), greedy picking the best legal first token;
+- `monitor`: the server's defaults: the same, and the legal names ranked by the model's probability
+  of the whole name (`monitorWholeNames`);
+- `monitor-30s`: the defaults with `jediTimeoutMs` 30000: what the server's timeout costs.
 
 Every other setting is the server's default except `indexWorkspace: false` (the points' root is
 the whole site-packages, jedi's project for the points, not a workspace to walk) and what a flag
 changes (`--context-tokens`, `--model`, `--threads`, `--weights`, `--set`); the JSON records the
 settings that differ from the defaults, the common ones under `summary.settings` and each
-variant's under `summary.variants.*.settings`. The prediction is the identifier the suggestion
-starts with (up to its first non-identifier character).
+variant's under `summary.variants.*.settings`, and the environment the server's detection found for
+the root (`summary.environment`). The prediction is the identifier the suggestion starts with (up to
+its first non-identifier character).
 
-What changed from the benchmark before it went through the session (its results are not
-comparable row for row): the suggestion is the server's, so decoding stops at the end of the
-line (at most `maxTokens`, 48) and is post-processed, instead of stopping after the identifier
-(at most 24 tokens); jedi gets the server's 300 ms at the trigger instead of 30 s, so a late
-answer leaves that request unconstrained (counted as `jedi_late`); the prompt window is the
-server's `contextTokens` (4096) unless `--context-tokens` says otherwise, not 1024; and the
-`monitor+bias` row is gone: the bias for the document's own member names is not a server
-setting. How often jedi resolves a receiver, and its names (`jedi`, `jedi_knows`,
-`hallucinated`), come from the benchmark's own jedi call at the point (no time limit), as before.
+Reported per variant: exact match over all points, over those where jedi resolves the receiver
+(the benchmark's own call, no time limit), and per receiver kind (`receiver_kind`: `self`, `module`,
+`imported`, `local`, `chain`); hallucinated members (jedi resolved the receiver and the prediction
+is not among its names) among all points and among resolved ones; how often the request's jedi
+answer came in time (of the points where the request asked jedi); the monitors' own time per token
+and its share of decoding (waiting for jedi and the whole-name pass excluded), and the whole-name
+pass's time per point where it ran.
+
 Each variant's request is the first at its point: jedi's answers are forgotten before it
 (`Analyzer.forget`), so the session asks jedi afresh instead of reusing the answer the previous
 variant's request (or the benchmark's own question) left in its cache. The document is opened with
 the caret at the dot, so no change puts it there: the server's prefetch (jedi asked when a change
-makes a trigger) does not run, and the figures are those of a request that asks jedi itself.
+makes a trigger) does not run, and the figures are those of a request that asks jedi itself
+(`bench latency`'s typing flows measure the prefetch).
 
     livekv bench monitors [--points FILE.jsonl[.gz]] [--root DIR] [--limit N] [--json OUT]
 """
@@ -40,6 +43,7 @@ makes a trigger) does not run, and the figures are those of a request that asks 
 from __future__ import annotations
 
 import argparse
+import ast
 import gzip
 import json
 import os
@@ -58,15 +62,18 @@ from completion.model.formats import WEIGHT_CHOICES
 from completion.session import EngineSession
 from completion.settings import Settings
 from monitors.analysis import Query
+from monitors.environment import project_paths
 
 DEFAULT_POINTS = Path(__file__).parent / "data" / "monitor_points.jsonl.gz"
 _IDENT = re.compile(r"\w*")
 _ALL_OFF = {"monitorMembers": False, "monitorImports": False, "monitorKeywords": False, "monitorSyntax": False}
-VARIANTS: dict[str, dict[str, bool]] = {
+VARIANTS: dict[str, dict[str, bool | int]] = {
     "plain": _ALL_OFF,
-    "members": {**_ALL_OFF, "monitorMembers": True},
+    "first-token": {"monitorWholeNames": False},
     "monitor": {},  # the server's defaults
+    "monitor-30s": {"jediTimeoutMs": 30_000},
 }
+KINDS = ("self", "module", "imported", "local", "chain")
 BASE = {"indexWorkspace": False}  # the points' root is site-packages: jedi's project, not a folder to walk
 
 
@@ -74,6 +81,7 @@ BASE = {"indexWorkspace": False}  # the points' root is site-packages: jedi's pr
 class Trial:
     point: str
     receiver: str
+    kind: str  # receiver_kind
     target: str
     jedi: str  # resolved / unresolved / dynamic / error (the benchmark's own jedi call, no time limit)
     jedi_knows: bool  # the target is among jedi's names
@@ -83,7 +91,9 @@ class Trial:
     hallucinated: dict[str, bool]  # jedi resolved and the prediction is not among its names
     tokens: dict[str, int]
     decode_s: dict[str, float]  # the suggestion's decoding, waiting for jedi excluded
-    monitor_s: dict[str, float]  # inside the monitors, waiting for jedi excluded
+    monitor_s: dict[str, float]  # inside the monitors, waiting for jedi and the whole-name pass excluded
+    scoring_s: dict[str, float]  # choosing whole names, the model's tree pass included
+    jedi_asked: dict[str, bool]  # the request asked jedi (its suggestion reached a trigger)
     jedi_late: dict[str, bool]  # the request's jedi answer came after jediTimeoutMs: decoded unconstrained
     jedi_s: float  # jedi's time at the trigger (the benchmark's call, once per point)
     prompt_tokens: int
@@ -92,6 +102,30 @@ class Trial:
 def load_points(path: Path) -> list[dict]:
     raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     return [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
+
+
+def receiver_kind(point: dict, root: str) -> str:
+    """What the receiver is, read from the file's own code: `self` (or `cls`); `chain` (the result of a
+    call or subscript, or an attribute: `f().`, `a[i].`, `a.b.`); `module` (a name an `import` binds, or
+    a `from` import of a module file); `imported` (another name a `from` import binds); else `local`."""
+    name, text, offset = point["receiver"], point["text"], point["offset"]
+    if name in ("self", "cls"):
+        return "self"
+    if name in (")", "]") or text[: offset - 1 - len(name)].endswith("."):
+        return "chain"
+    here = Path(root, point["path"]).parent
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            if any((a.asname or a.name.split(".")[0]) == name for a in node.names):
+                return "module"
+        elif isinstance(node, ast.ImportFrom):
+            for a in node.names:
+                if (a.asname or a.name) == name:
+                    base = Path(root) if node.level == 0 else here.parents[node.level - 2] if node.level > 1 else here
+                    folder = base.joinpath(*(node.module or "").split(".")) if node.module else base
+                    found = (folder / f"{a.name}.py").is_file() or (folder / a.name / "__init__.py").is_file()
+                    return "module" if found else "imported"
+    return "local"
 
 
 def run_point(session: EngineSession, variants: dict[str, Settings], point: dict, root: str, tap: MonitorTap) -> Trial:
@@ -111,8 +145,8 @@ def run_point(session: EngineSession, variants: dict[str, Settings], point: dict
     jedi_s = time.perf_counter() - t0
     legal = names.names or frozenset()
     trial = Trial(
-        point["id"], point["receiver"], point["target"], names.why, point["target"] in legal, len(legal),
-        {}, {}, {}, {}, {}, {}, {}, jedi_s, prompt_tokens,
+        point["id"], point["receiver"], receiver_kind(point, root), point["target"], names.why,
+        point["target"] in legal, len(legal), {}, {}, {}, {}, {}, {}, {}, {}, {}, jedi_s, prompt_tokens,
     )  # fmt: skip
     for variant, settings in variants.items():
         session.apply_settings(settings)
@@ -130,6 +164,8 @@ def run_point(session: EngineSession, variants: dict[str, Settings], point: dict
         seconds = draft.seconds if draft is not None else (answer.seconds if answer is not None else 0.0)
         trial.decode_s[variant] = seconds - stats.analyzer_seconds
         trial.monitor_s[variant] = stats.seconds
+        trial.scoring_s[variant] = stats.scoring_seconds
+        trial.jedi_asked[variant] = stats.triggers > 0
         trial.jedi_late[variant] = stats.timeouts > 0
     session.close(uri)
     return trial
@@ -146,21 +182,28 @@ def summarize(trials: list[Trial], variants: dict[str, Settings]) -> dict:
         "jedi_resolved_pct": rate([t.jedi == "resolved" for t in trials]),
         "jedi_knows_target_pct": rate([t.jedi_knows for t in trials]),
         "jedi_s_mean": round(statistics.mean(t.jedi_s for t in trials), 4) if trials else None,
+        "kinds": {k: sum(t.kind == k for t in trials) for k in KINDS},
         "variants": {},
     }
     for v, settings in variants.items():
         tokens = sum(t.tokens[v] for t in trials)
         monitor_s = sum(t.monitor_s[v] for t in trials)
         decode_s = sum(t.decode_s[v] for t in trials)
+        scored = [t.scoring_s[v] for t in trials if t.scoring_s[v] > 0]
         out["variants"][v] = {
             "settings": non_default(settings),
             "exact_pct": rate([t.exact[v] for t in trials]),
             "exact_resolved_pct": rate([t.exact[v] for t in resolved]),
+            "exact_by_kind_pct": {k: rate([t.exact[v] for t in trials if t.kind == k]) for k in KINDS},
+            "hallucinated_pct": rate([t.hallucinated[v] for t in trials]),
             "hallucinated_resolved_pct": rate([t.hallucinated[v] for t in resolved]),
+            "jedi_in_time_pct": rate([not t.jedi_late[v] for t in trials if t.jedi_asked[v]]),
             "jedi_late_pct": rate([t.jedi_late[v] for t in trials]),
             "monitor_ms_per_token": round(1000 * monitor_s / tokens, 3) if tokens else None,
             "decode_ms_per_token": round(1000 * decode_s / tokens, 2) if tokens else None,
             "monitor_share_pct": round(100 * monitor_s / decode_s, 2) if decode_s else None,
+            "whole_name_points": len(scored),
+            "whole_name_ms_mean": round(1000 * statistics.mean(scored), 1) if scored else None,
         }
     return out
 
@@ -169,17 +212,23 @@ def print_table(summary: dict, file=None) -> None:
     file = file or sys.stdout  # looked up at the call (a test's capture replaces it)
     p = lambda s="": print(s, file=file)  # noqa: E731
     jedi_ms = "-" if summary["jedi_s_mean"] is None else f"{1000 * summary['jedi_s_mean']:.0f}"
+    kinds = ", ".join(f"{k} {n}" for k, n in summary["kinds"].items())
     p(
-        f"{summary['points']} points; jedi resolved {summary['jedi_resolved_pct']}% of receivers, "
+        f"{summary['points']} points ({kinds}); jedi resolved {summary['jedi_resolved_pct']}% of receivers, "
         f"knew the target in {summary['jedi_knows_target_pct']}%, {jedi_ms} ms per call"
     )
     p()
-    p("| variant | exact % | exact, jedi resolved % | hallucinated, jedi resolved % | monitor ms/token | of step % |")
-    p("|---|---|---|---|---|---|")
+    p(
+        "| variant | exact % | exact, resolved % | " + " | ".join(f"{k} %" for k in KINDS) + " | hallucinated % "
+        "| hallucinated, resolved % | jedi in time % | monitor ms/token | of step % | whole-name pass ms |"
+    )
+    p("|---" * (10 + len(KINDS)) + "|")
     for v, s in summary["variants"].items():
+        by_kind = " | ".join(str(s["exact_by_kind_pct"][k]) for k in KINDS)
         p(
-            f"| {v} | {s['exact_pct']} | {s['exact_resolved_pct']} | {s['hallucinated_resolved_pct']} "
-            f"| {s['monitor_ms_per_token']} | {s['monitor_share_pct']} |"
+            f"| {v} | {s['exact_pct']} | {s['exact_resolved_pct']} | {by_kind} | {s['hallucinated_pct']} "
+            f"| {s['hallucinated_resolved_pct']} | {s['jedi_in_time_pct']} | {s['monitor_ms_per_token']} "
+            f"| {s['monitor_share_pct']} | {s['whole_name_ms_mean']} |"
         )
 
 
@@ -231,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     summary["weights"] = base.weights
     summary["context_tokens"] = base.context_tokens
     summary["settings"] = non_default(base)
+    found = project_paths(root, base.environment_path)
+    summary["environment"] = {"found_by": found.found_by, "environment": found.environment, "paths": found.paths}
     print_table(summary)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

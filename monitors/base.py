@@ -94,7 +94,8 @@ class MonitorStats:
     timeouts: int = 0  # ... and went on unconstrained because the answer was late
     analyzer_seconds: float = 0.0  # time spent waiting for the analyzer
     constrained: int = 0  # steps where a mask or bias was applied
-    scored: int = 0  # points where the model scored several whole names (one tree pass each)
+    scored: int = 0  # points where the model searched the legal names for the best whole one
+    scoring_passes: int = 0  # ... the tree passes those searches took
     scoring_seconds: float = 0.0  # time choosing whole names, the model's pass included
     repairs: int = 0  # steps where the syntax monitor replaced the top candidate
 

@@ -9,7 +9,7 @@ after a dot get a bonus either way (among the legal ones when jedi resolved): th
 the best prior for which of forty members this code means. jedi is asked once per question
 (the code it sees at the point), and when a change puts the caret at a trigger the question is
 asked at once (`prefetch`), so its answer is often ready when the request comes; a late answer
-lets decoding go on unconstrained rather than wait. With `whole_names` and a scorer lent by the
+lets decoding go on unconstrained rather than wait. With `whole_names` and a tree search lent by the
 greedy loop, a resolved point's legal names are ranked by the model's probability of the whole name
 (monitors.whole_names) and only the best may be written there.
 """
@@ -25,13 +25,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import numpy as np
 import torch
 
-from completion.decoding.decode import PathScorer
+from completion.decoding.decode import TreeSearchFactory
 from completion.model.vocab import Vocabulary
 from monitors.analysis import Analyzer, Names, Query
 from monitors.base import MonitorStats, Site, Transcript, Written, add_where, keep_only
 from monitors.triggers import Trigger, TriggerFn
 from monitors.vocab import NameMasks
-from monitors.whole_names import candidates, name_scores
+from monitors.whole_names import best_name, spellings
 
 _USED_MEMBER = re.compile(r"\.([A-Za-z_]\w*)")
 # The top candidates a prefetch tries: none (the text alone: `obj.`, `import `), and one writing
@@ -63,7 +63,7 @@ class NameMonitor:
         self.timeout = timeout
         self.bias = bias
         self.whole_names = whole_names
-        self.scorer: PathScorer | None = None  # lent by the greedy loop for its cache (decode.tree_scorer)
+        self.search: TreeSearchFactory | None = None  # lent by the greedy loop, on its cache (decode.TreeSearch)
         self.stats = stats or MonitorStats()
         self.transcript = Transcript(vocab, site)
         self._site_key = site.key if site.key is not None else (site.path, hash(site.text), site.cursor)
@@ -72,8 +72,8 @@ class NameMonitor:
         self._used: frozenset[str] | None = None
         self._chosen: dict[object, str | None] = {}  # point -> the whole name chosen there
 
-    def use_scorer(self, scorer: PathScorer | None) -> None:
-        self.scorer = scorer
+    def use_search(self, search: TreeSearchFactory | None) -> None:
+        self.search = search
 
     def __call__(self, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
         t0 = time.perf_counter()
@@ -161,7 +161,7 @@ class NameMonitor:
             if kept is None:  # nothing legal continues what is written, or healing ruled it out
                 return logits, scoring
             out = kept
-            if self.whole_names and not trigger.region and (self.scorer is not None or key in self._chosen):
+            if self.whole_names and not trigger.region and (self.search is not None or key in self._chosen):
                 t0 = time.perf_counter()
                 chosen = self._choose(generated, kept, legal, trigger, w, key)
                 scoring = time.perf_counter() - t0
@@ -186,7 +186,7 @@ class NameMonitor:
         could be spelled in tokens); remembered for the point."""
         if key in self._chosen:
             return self._chosen[key]
-        assert self.scorer is not None
+        assert self.search is not None
         fixed = w.certain + trigger.virtual
         typed = fixed[trigger.start :]
         spelled = {n: (fixed[: trigger.start] + b)[len(w.done) :] for n in legal if (b := n.encode()).startswith(typed)}
@@ -194,14 +194,21 @@ class NameMonitor:
             self._chosen[key] = None
             return None
         logprobs = torch.log_softmax(kept.float(), dim=-1)
-        found = candidates(self.vocab, spelled, logprobs)
+        lead = max(0, trigger.start - len(w.done))  # bytes before the name (a healed `.`)
+        if len(self.vocab.pieces[int(torch.argmax(kept))]) <= lead:
+            return None  # the model writes the lead alone first: choose at the next step, from the name's tokens
+        found = spellings(self.vocab, spelled, logprobs, lead=lead, prefer=self._used_members() & legal)
         chosen = None
-        if len(found) == 1:
+        if len({f.name for f in found}) == 1:
             chosen = found[0].name
         elif found:
-            scores = name_scores(self.scorer, generated, logprobs, found, self.masks.name_ends)
-            chosen = max(scores, key=scores.__getitem__)
+            search = self.search(generated)
+            try:
+                chosen, _, passes = best_name(search, logprobs, found, self.masks.name_ends)
+            finally:
+                search.close()
             self.stats.scored += 1
+            self.stats.scoring_passes += passes
         self._chosen[key] = chosen
         return chosen
 

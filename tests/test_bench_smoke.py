@@ -36,14 +36,17 @@ def test_monitors_bench_asks_the_session_under_each_variant_s_settings(
     summary = data["summary"]
     common = {"modelPath": tiny_model_dir, "contextTokens": 256, "indexWorkspace": False}
     assert summary["settings"] == common and summary["points"] == 1
-    assert list(summary["variants"]) == ["plain", "members", "monitor"]
+    assert list(summary["variants"]) == ["plain", "first-token", "monitor", "monitor-30s"]
     off = {"monitorMembers": False, "monitorImports": False, "monitorKeywords": False, "monitorSyntax": False}
     assert summary["variants"]["plain"]["settings"] == {**common, **off}
-    members = {k: v for k, v in off.items() if k != "monitorMembers"}  # on, as by default
-    assert summary["variants"]["members"]["settings"] == {**common, **members}
+    assert summary["variants"]["first-token"]["settings"] == {**common, "monitorWholeNames": False}
     assert summary["variants"]["monitor"]["settings"] == common  # the server's monitors
+    assert summary["variants"]["monitor-30s"]["settings"] == {**common, "jediTimeoutMs": 30_000}
+    assert summary["environment"]["found_by"] in ("none", "VIRTUAL_ENV", "workspace")
+    assert sum(summary["kinds"].values()) == 1
     for row in summary["variants"].values():
-        assert {"exact_pct", "hallucinated_resolved_pct", "jedi_late_pct", "monitor_ms_per_token"} <= row.keys()
+        keys = {"exact_pct", "exact_by_kind_pct", "hallucinated_pct", "hallucinated_resolved_pct", "jedi_in_time_pct"}
+        assert keys | {"monitor_ms_per_token", "whole_name_ms_mean"} <= row.keys()
     (trial,) = data["trials"]
     assert trial["prompt_tokens"] > 0 and set(trial["predictions"]) == set(summary["variants"])
     assert trial["monitor_s"]["plain"] == 0.0  # no monitor ran with them all off

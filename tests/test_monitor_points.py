@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import monitor_points as mp
+from benchmarks.monitors import receiver_kind
 
 SHIPPED = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "monitor_points.jsonl.gz"
 
@@ -203,3 +204,26 @@ def test_shipped_points_match_installed_files() -> None:
 def test_shipped_points_regenerate() -> None:
     """The shipped file is what the generator makes from the installed packages."""
     assert mp.generate(mp.project_root()) == _shipped()
+
+
+@pytest.mark.parametrize(
+    ("line", "receiver", "kind"),
+    [
+        ("self.", "self", "self"),
+        ("cls.", "cls", "self"),
+        ("f(x).", ")", "chain"),
+        ("a.b.", "b", "chain"),
+        ("os.", "os", "module"),
+        ("np.", "np", "module"),
+        ("helpers.", "helpers", "module"),  # `from . import helpers`: a module file beside this one
+        ("Thing.", "Thing", "imported"),
+        ("value.", "value", "local"),
+    ],
+)
+def test_receiver_kinds_are_read_from_the_file(tmp_path: Path, line: str, receiver: str, kind: str) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "helpers.py").write_text("")
+    head = "import os\nimport numpy as np\nfrom . import helpers\nfrom .models import Thing\nvalue = 1\n"
+    text = head + line + "x\n"
+    point = {"receiver": receiver, "text": text, "offset": len(head + line), "path": "pkg/mod.py"}
+    assert receiver_kind(point, str(tmp_path)) == kind

@@ -7,7 +7,7 @@ logits processors. Decoded tokens go into the gap of the document's cache at the
 What every decoding method starts from (the deadline, token healing, the processor chain, the
 end-of-sequence ids) is `Setup`; the multi-draft methods (branches, beam, superposed) use it too.
 A processor that ranks whole continuations by the model (the name monitor, over the names jedi lists)
-gets a `PathScorer` from the greedy loop: one tree pass over the paths' trie at the current step.
+gets a `TreeSearch` from the greedy loop: paths grown as a tree in the cache, a pass per layer.
 """
 
 from __future__ import annotations
@@ -26,16 +26,15 @@ from completion.live.kvcache import KVCache
 from completion.model.vocab import Vocabulary
 
 Processor = Callable[[list[int], torch.Tensor], torch.Tensor]
-# (generated, paths) -> for each path of tokens to come after `generated`, the model's log-probabilities
-# after each of its tokens, (len(path), vocab). The logits the processor was called with give its first token's.
-PathScorer = Callable[[list[int], Sequence[Sequence[int]]], list[torch.Tensor]]
+# (generated) -> a search over token paths after them, on the decoder's cache at that step
+TreeSearchFactory = Callable[[list[int]], "TreeSearch"]
 
 
 @runtime_checkable
-class ScoresPaths(Protocol):
-    """A processor that can rank continuations by the model when the decoding loop lends it a scorer."""
+class UsesTreeSearch(Protocol):
+    """A processor that can rank continuations by the model when the decoding loop lends it a tree search."""
 
-    def use_scorer(self, scorer: PathScorer | None) -> None: ...
+    def use_search(self, search: TreeSearchFactory | None) -> None: ...
 
 
 class ProcessorList:
@@ -49,11 +48,11 @@ class ProcessorList:
             logits = p(generated, logits)
         return logits
 
-    def use_scorer(self, scorer: PathScorer | None) -> None:
-        """Lend `scorer` to the processors that take one (None takes it back)."""
+    def use_search(self, search: TreeSearchFactory | None) -> None:
+        """Lend `search` to the processors that take one (None takes it back)."""
         for p in self.processors:
-            if isinstance(p, ScoresPaths):
-                p.use_scorer(scorer)
+            if isinstance(p, UsesTreeSearch):
+                p.use_search(search)
 
 
 class TokenHealing:
@@ -190,39 +189,33 @@ def feed(kv: KVCache, tok: int, draft: list[int]) -> torch.Tensor:
     return kv.encode_scored([tok, *draft]) if draft else decode_one(kv, tok)[None]
 
 
-def tree_scorer(kv: KVCache, prompt_len: int) -> PathScorer:
-    """Score paths in one pass over their trie, appended after the cache's entries: a node sees the
-    prompt, the decoded tokens and its own ancestors (not the drafted tokens ahead, nor other paths),
-    at the positions the path's tokens would have. The cache is cropped back after."""
+class TreeSearch:
+    """Token paths after the decoded tokens, grown as a tree in the cache a few nodes per pass: a node
+    sees the prompt, the decoded tokens and its own ancestors (not the drafted tokens ahead, nor other
+    branches), at the position its token would have. `close` crops the tree off the cache."""
 
-    def score(generated: list[int], paths: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-        nodes: dict[tuple[int, ...], int] = {}  # a path prefix -> its node
-        tokens: list[int] = []
-        parents: list[int] = []
-        depths: list[int] = []
-        for path in paths:
-            for d in range(len(path)):
-                prefix = tuple(path[: d + 1])
-                if prefix not in nodes:
-                    nodes[prefix] = len(tokens)
-                    tokens.append(path[d])
-                    parents.append(nodes.get(prefix[:-1], -1))
-                    depths.append(d)
-        if not tokens:
-            return [torch.zeros(0, 0) for _ in paths]
-        cached, seen = len(kv), prompt_len + len(generated)
-        visible = torch.zeros(len(tokens), cached + len(tokens), dtype=torch.bool)
-        visible[:, :seen] = True
-        for i, parent in enumerate(parents):  # parents come before their children
-            if parent >= 0:
-                visible[i, cached:] = visible[parent, cached:]
-            visible[i, cached + i] = True
-        logits = kv.encode_tree(tokens, [seen + d for d in depths], visible)
-        kv.crop(cached)
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        return [logprobs[[nodes[tuple(path[: d + 1])] for d in range(len(path))]] for path in paths]
+    def __init__(self, kv: KVCache, prompt_len: int, generated: list[int]) -> None:
+        self.kv = kv
+        self.base = len(kv)  # the tree goes after every entry there is (drafted tokens ahead included)
+        self.seen = prompt_len + len(generated)  # entries every node sees
+        self.slots: dict[tuple[int, ...], list[int]] = {(): []}  # a fed path -> its tokens' cache slots
 
-    return score
+    def feed(self, paths: Sequence[tuple[int, ...]]) -> torch.Tensor:
+        """One pass for the last token of each path (its parent fed already, or the root): the
+        log-probabilities after each, (len(paths), vocab)."""
+        start = len(self.kv)
+        visible = torch.zeros(len(paths), start + len(paths), dtype=torch.bool)
+        visible[:, : self.seen] = True
+        for row, path in enumerate(paths):
+            own = [*self.slots[path[:-1]], start + row]
+            visible[row, own] = True
+            self.slots[path] = own
+        logits = self.kv.encode_tree([p[-1] for p in paths], [self.seen + len(p) - 1 for p in paths], visible)
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def close(self) -> None:
+        self.kv.crop(self.base)
+        self.slots = {(): []}
 
 
 def ends(s: Setup, stop: StopRule, ids: list[int]) -> bool:
@@ -307,7 +300,8 @@ def decode(
     text, reason, first = "", "max_tokens", 0.0
     with live.decoding() as (kv, logits):
         lookahead = Lookahead(kv, drafter, max_tokens, lambda ids: ends(s, stop, ids))
-        s.chain.use_scorer(tree_scorer(kv, len(kv)))
+        prompt_len = len(kv)
+        s.chain.use_search(lambda generated: TreeSearch(kv, prompt_len, generated))
         for _ in range(max_tokens):
             tok = sampling.pick(s.chain(generated, logits), generator)
             if not generated:
@@ -328,6 +322,6 @@ def decode(
             if len(generated) == max_tokens:  # no pass for a token nobody will read
                 break
             logits = lookahead.next_logits(generated)
-        s.chain.use_scorer(None)  # the cache view ends here
+        s.chain.use_search(None)  # the cache view ends here
         lookahead.report()  # how the last draft fared
     return Completion(text, generated, first, s.deadline.elapsed(), reason, tuple(lookahead.pass_sizes))

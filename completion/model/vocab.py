@@ -77,14 +77,22 @@ class Vocabulary:
     def equal_to(self, piece: bytes) -> list[int]:
         return self._by_piece.get(piece, [])
 
-    def encode(self, text: bytes) -> list[int] | None:
-        """The tokenizer's own ids for `text` on its own, or None when they do not spell exactly these
-        bytes (invalid UTF-8, a tokenizer that adds a leading space)."""
-        try:
-            ids = self.tokenizer.encode(text.decode(), add_special_tokens=False)
-        except UnicodeDecodeError:
-            return None
-        return ids if self.decode(ids) == text else None
+    def encode(self, texts: list[bytes]) -> list[list[int] | None]:
+        """The tokenizer's own ids for each text on its own (one batch call), or None where they do not
+        spell exactly those bytes (invalid UTF-8, a tokenizer that adds a leading space)."""
+        valid: list[str | None] = []
+        for t in texts:
+            try:
+                valid.append(t.decode())
+            except UnicodeDecodeError:
+                valid.append(None)
+        given = [v for v in valid if v is not None]
+        ids = iter(self.tokenizer(given, add_special_tokens=False)["input_ids"] if given else [])
+        out: list[list[int] | None] = []
+        for t, v in zip(texts, valid, strict=True):
+            got = next(ids) if v is not None else None
+            out.append(got if got is not None and self.decode(got) == t else None)
+        return out
 
     def decode(self, ids: list[int]) -> bytes:
         return b"".join(self.pieces[i] for i in ids)
