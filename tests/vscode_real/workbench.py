@@ -66,17 +66,22 @@ class Workbench:
         self.press("Enter")
 
     def set_setting(self, key: str, value: str) -> None:
-        """Type a value into a number or text setting of the Settings editor (written to the user's settings)."""
+        """Type a value into a number or text setting of the Settings editor, as a user would (its User
+        tab: the user's settings.json). Closing the editor before the value is written drops it."""
         self.press("Control+Comma")
         search = self.page.locator(f"{SETTINGS} .settings-header .suggest-input-container")
         search.wait_for(state="visible", timeout=20_000)
         search.click()
         self.press("Control+A")
         self.type(key)
-        field = self.page.locator(f"{SETTINGS} .setting-item-contents input.input").first
+        field = self.page.locator(f'{SETTINGS} input[aria-label="{key}"]')  # shown once the search filtered
         field.wait_for(state="visible", timeout=20_000)
-        field.fill(value)
-        field.press("Tab")  # commits the edit
+        field.click()
+        self.press("Control+A")
+        self.type(value)  # written to settings.json after a moment: the caller waits for it, then closes
+
+    def close_settings(self) -> None:
+        self.press("Escape")
 
     def back_to(self, name: str) -> None:
         """Back to the file's editor tab, caret where it was."""
