@@ -27,8 +27,8 @@ Reported per variant: exact match over all points, over those where jedi resolve
 `imported`, `local`, `chain`); hallucinated members (jedi resolved the receiver and the prediction
 is not among its names) among all points and among resolved ones; how often the request's jedi
 answer came in time (of the points where the request asked jedi); the monitors' own time per token
-and its share of decoding (waiting for jedi and the whole-name pass excluded), and the whole-name
-pass's time per point where it ran.
+and its share of decoding (waiting for jedi and the whole-name search excluded), and the whole-name
+search's time and tree passes per point where it ran (`whole_name_ms_mean`, `whole_name_passes_mean`).
 
 Each variant's request is the first at its point: jedi's answers are forgotten before it
 (`Analyzer.forget`), so the session asks jedi afresh instead of reusing the answer the previous
@@ -92,7 +92,8 @@ class Trial:
     tokens: dict[str, int]
     decode_s: dict[str, float]  # the suggestion's decoding, waiting for jedi excluded
     monitor_s: dict[str, float]  # inside the monitors, waiting for jedi and the whole-name pass excluded
-    scoring_s: dict[str, float]  # choosing whole names, the model's tree pass included
+    scoring_s: dict[str, float]  # choosing whole names, the model's tree passes included
+    scoring_passes: dict[str, int]  # the whole-name search's tree passes
     jedi_asked: dict[str, bool]  # the request asked jedi (its suggestion reached a trigger)
     jedi_late: dict[str, bool]  # the request's jedi answer came after jediTimeoutMs: decoded unconstrained
     jedi_s: float  # jedi's time at the trigger (the benchmark's call, once per point)
@@ -146,7 +147,7 @@ def run_point(session: EngineSession, variants: dict[str, Settings], point: dict
     legal = names.names or frozenset()
     trial = Trial(
         point["id"], point["receiver"], receiver_kind(point, root), point["target"], names.why,
-        point["target"] in legal, len(legal), {}, {}, {}, {}, {}, {}, {}, {}, {}, jedi_s, prompt_tokens,
+        point["target"] in legal, len(legal), {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, jedi_s, prompt_tokens,
     )  # fmt: skip
     for variant, settings in variants.items():
         session.apply_settings(settings)
@@ -165,6 +166,7 @@ def run_point(session: EngineSession, variants: dict[str, Settings], point: dict
         trial.decode_s[variant] = seconds - stats.analyzer_seconds
         trial.monitor_s[variant] = stats.seconds
         trial.scoring_s[variant] = stats.scoring_seconds
+        trial.scoring_passes[variant] = stats.scoring_passes
         trial.jedi_asked[variant] = stats.triggers > 0
         trial.jedi_late[variant] = stats.timeouts > 0
     session.close(uri)
@@ -189,7 +191,8 @@ def summarize(trials: list[Trial], variants: dict[str, Settings]) -> dict:
         tokens = sum(t.tokens[v] for t in trials)
         monitor_s = sum(t.monitor_s[v] for t in trials)
         decode_s = sum(t.decode_s[v] for t in trials)
-        scored = [t.scoring_s[v] for t in trials if t.scoring_s[v] > 0]
+        scored = [t.scoring_s[v] for t in trials if t.scoring_passes[v] > 0]
+        passes = [t.scoring_passes[v] for t in trials if t.scoring_passes[v] > 0]
         out["variants"][v] = {
             "settings": non_default(settings),
             "exact_pct": rate([t.exact[v] for t in trials]),
@@ -204,6 +207,7 @@ def summarize(trials: list[Trial], variants: dict[str, Settings]) -> dict:
             "monitor_share_pct": round(100 * monitor_s / decode_s, 2) if decode_s else None,
             "whole_name_points": len(scored),
             "whole_name_ms_mean": round(1000 * statistics.mean(scored), 1) if scored else None,
+            "whole_name_passes_mean": round(statistics.mean(passes), 2) if passes else None,
         }
     return out
 
@@ -220,7 +224,7 @@ def print_table(summary: dict, file=None) -> None:
     p()
     p(
         "| variant | exact % | exact, resolved % | " + " | ".join(f"{k} %" for k in KINDS) + " | hallucinated % "
-        "| hallucinated, resolved % | jedi in time % | monitor ms/token | of step % | whole-name pass ms |"
+        "| hallucinated, resolved % | jedi in time % | monitor ms/token | of step % | whole-name search ms (passes) |"
     )
     p("|---" * (10 + len(KINDS)) + "|")
     for v, s in summary["variants"].items():
@@ -228,7 +232,7 @@ def print_table(summary: dict, file=None) -> None:
         p(
             f"| {v} | {s['exact_pct']} | {s['exact_resolved_pct']} | {by_kind} | {s['hallucinated_pct']} "
             f"| {s['hallucinated_resolved_pct']} | {s['jedi_in_time_pct']} | {s['monitor_ms_per_token']} "
-            f"| {s['monitor_share_pct']} | {s['whole_name_ms_mean']} |"
+            f"| {s['monitor_share_pct']} | {s['whole_name_ms_mean']} ({s['whole_name_passes_mean']}) |"
         )
 
 
