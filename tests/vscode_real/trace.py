@@ -24,6 +24,7 @@ class Message:
     id: int | None
     body: Any  # the params or result; None for a failed request
     failed: bool
+    ms: int | None  # a response's time since its request, as the client measured it
 
 
 def channel_files(user_data: Path) -> list[Path]:
@@ -48,6 +49,7 @@ def messages(user_data: Path) -> list[Message]:
                 id=int(head["id"]) if head["id"] else None,
                 body=json.loads(body[1]) if body else None,
                 failed="Request failed" in head[0],
+                ms=int(took[1]) if (took := re.search(r" in (\d+)ms\.", head[0])) else None,
             )
         )
     return out
@@ -61,6 +63,7 @@ class Answer:
     position: dict[str, int]
     trigger_kind: int
     items: list[dict[str, Any]]
+    ms: int  # request to answer, as the client measured it
 
 
 def answers(user_data: Path) -> list[Answer]:
@@ -74,7 +77,8 @@ def answers(user_data: Path) -> list[Answer]:
         elif m.method == "textDocument/inlineCompletion" and m.what == "Received response" and not m.failed:
             sent_at, params = asked[m.id]
             items = (m.body or {}).get("items", []) if isinstance(m.body, dict) else m.body or []
-            out.append(Answer(sent_at, params["position"], params["context"]["triggerKind"], items))
+            context = params["context"]
+            out.append(Answer(sent_at, params["position"], context["triggerKind"], items, m.ms or 0))
     return out
 
 

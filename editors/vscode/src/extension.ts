@@ -163,7 +163,8 @@ class Server {
  * asked. Else the client's own request (`next`) goes out with the context as LSP 3.18 has it
  * (9.0.1 would send VS Code's as it is, see inline.ts) and VS Code's token, so a superseded
  * request is cancelled with `$/cancelRequest`; the client converts every item (VS Code shows the
- * first and cycles through the others with Alt+] / Alt+[). A failed request puts the status bar
+ * first and cycles through the others with Alt+] / Alt+[). An answer with items puts the time it took in
+ * the status bar. A failed request puts the status bar
  * in error, with the reason in its tooltip, until the next suggestion, and goes to the output.
  */
 function inlineMiddleware(
@@ -176,8 +177,15 @@ function inlineMiddleware(
       return undefined;
     }
     const wire = lspContext(context) as unknown as vscode.InlineCompletionContext;
+    const sent = Date.now();
     try {
-      return await next(document, position, wire, token);
+      const answer = await next(document, position, wire, token);
+      const items = Array.isArray(answer) ? answer : answer?.items;
+      if (items?.length && !token.isCancellationRequested) {
+        status.answered(Date.now() - sent); // what the user waited, queue included (status.ts)
+        refresh();
+      }
+      return answer;
     } catch (err) {
       if (token.isCancellationRequested || err instanceof vscode.CancellationError) {
         return undefined; // superseded, or cancelled by the server: nothing to report

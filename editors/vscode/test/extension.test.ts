@@ -336,6 +336,25 @@ test("a failed inline request shows in the status bar until the next suggestion"
   assert.doesNotMatch(statusItem.tooltip, /failed/);
 });
 
+test("an answered request puts the time the client waited in the status bar", async () => {
+  const client = latest();
+  client.handlers.get("livekv/status")!({ latencyMs: 1, firstTokenMs: 1, model: "Model-1B fp32" });
+  client.answer = { items: [{ insertText: "total = 0" }] };
+  const sendRequest = client.sendRequest.bind(client);
+  client.sendRequest = async (type: { method: string }, params: unknown, t: unknown) => {
+    await new Promise((resolve) => setTimeout(resolve, 60)); // the server's queue
+    return sendRequest(type, params, t);
+  };
+  await provide();
+  client.sendRequest = sendRequest;
+  const shown = Number(/ (\d+) ms$/.exec(statusItem.text)![1]);
+  assert.ok(shown >= 55, statusItem.text); // the wait, not the server's 1 ms
+  assert.match(statusItem.tooltip, /server 1 ms/);
+  client.answer = { items: [] }; // an empty answer leaves the last figure alone
+  await provide();
+  assert.equal(statusItem.text, `$(check) livekv Model-1B ${shown} ms`);
+});
+
 test("progress and livekv/status reach the status bar; progress still goes on to the client", async () => {
   const client = latest();
   const forwarded: unknown[] = [];

@@ -29,7 +29,19 @@ test("loading, indexing, ready with the model and the last latency", () => {
   status.suggestion({ latencyMs: 412, firstTokenMs: 57, model: MODEL });
   assert.equal(status.view().text, "$(check) livekv SmolLM2-135M-Instruct 412 ms");
   assert.match(status.view().tooltip, /SmolLM2-135M-Instruct \(embedded\) fp32/);
-  assert.match(status.view().tooltip, /last suggestion 412 ms, first token 57 ms/);
+  assert.match(status.view().tooltip, /last suggestion: server 412 ms, first token 57 ms/);
+});
+
+test("the time shown is the one the client waited, the server's own in the tooltip", () => {
+  const status = loaded(new Status(true));
+  status.suggestion({ latencyMs: 701, firstTokenMs: 669, model: MODEL });
+  status.answered(10651.4); // queued behind the document's first encode
+  assert.equal(status.view().text, "$(check) livekv SmolLM2-135M-Instruct 10651 ms");
+  assert.match(status.view().tooltip, /last suggestion: waited 10651 ms, server 701 ms, first token 669 ms/);
+  status.suggestion({ latencyMs: 90, firstTokenMs: 20, model: MODEL }); // the next one: its answer not yet in
+  assert.equal(status.view().text, "$(check) livekv SmolLM2-135M-Instruct 90 ms");
+  status.starting();
+  assert.equal(status.waitedMs, undefined);
 });
 
 test("a model that does not load is an error, and indexing does not hide it", () => {
