@@ -31,7 +31,7 @@ from monitors.analysis import Analyzer, Names, Query
 from monitors.base import MonitorStats, Site, Transcript, Written, add_where, keep_only
 from monitors.triggers import Trigger, TriggerFn
 from monitors.vocab import NameMasks
-from monitors.whole_names import best_name, spellings
+from monitors.whole_names import best_name
 
 _USED_MEMBER = re.compile(r"\.([A-Za-z_]\w*)")
 # The top candidates a prefetch tries: none (the text alone: `obj.`, `import `), and one writing
@@ -188,23 +188,30 @@ class NameMonitor:
             return self._chosen[key]
         assert self.search is not None
         fixed = w.certain + trigger.virtual
-        typed = fixed[trigger.start :]
-        spelled = {n: (fixed[: trigger.start] + b)[len(w.done) :] for n in legal if (b := n.encode()).startswith(typed)}
-        if not all(spelled.values()):  # a legal name is written already: ending it is the model's call
-            self._chosen[key] = None
+        typed = fixed[trigger.start :]  # the name's bytes so far, decoded or certain to come
+        names = frozenset(n for n in legal if n.encode().startswith(typed))
+        if any(trigger.start + len(n.encode()) <= len(w.done) for n in names):
+            self._chosen[key] = None  # a legal name is written already: ending it is the model's call
             return None
         logprobs = torch.log_softmax(kept.float(), dim=-1)
-        lead = max(0, trigger.start - len(w.done))  # bytes before the name (a healed `.`)
-        if len(self.vocab.pieces[int(torch.argmax(kept))]) <= lead:
+        skip = max(0, trigger.start - len(w.done))  # bytes before the name (a healed `.`)
+        if len(self.vocab.pieces[int(torch.argmax(kept))]) <= skip:
             return None  # the model writes the lead alone first: choose at the next step, from the name's tokens
-        found = spellings(self.vocab, spelled, logprobs, lead=lead, prefer=self._used_members() & legal)
         chosen = None
-        if len({f.name for f in found}) == 1:
-            chosen = found[0].name
-        elif found:
+        if len(names) == 1:
+            chosen = next(iter(names))
+        elif names:
             search = self.search(generated)
             try:
-                chosen, _, passes = best_name(search, logprobs, found, self.masks.name_ends)
+                chosen, _, passes = best_name(
+                    search,
+                    logprobs,
+                    names,
+                    self.masks,
+                    spelled=w.done[trigger.start :],
+                    need=fixed[len(w.done) :],
+                    skip=skip,
+                )
             finally:
                 search.close()
             self.stats.scored += 1

@@ -4,6 +4,7 @@ writes the legal name the model rates best as a whole (against the same search o
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +20,8 @@ from monitors import triggers, whole_names
 from monitors.analysis import Analyzer, Query
 from monitors.base import MonitorStats, Site
 from monitors.names import NameMonitor
-from monitors.whole_names import Spelling, best_name, spellings
+from monitors.vocab import ident_run
+from monitors.whole_names import best_name
 
 PROJECT = Path(__file__).parent / "fixtures" / "project"
 ACCT = "from shapes import Account\n\nacct = Account('bob')\nacct."
@@ -64,15 +66,15 @@ class SequentialSearch:
 
 
 @torch.inference_mode()
-def test_the_tree_search_matches_sequential_passes_and_leaves_the_cache(engine, vocab: Vocabulary) -> None:
+def test_the_tree_search_matches_sequential_passes_and_leaves_the_cache(engine, tokenizer, vocab: Vocabulary) -> None:
     live = LiveDocument(engine, "def total(items):\n    return sum(item.")
-    (generated, a, b, c) = vocab.encode([b"pri", b"price_total", b"price", b"quantity_sold"])
-    assert generated and a and b and c
+    generated, a, b, c = tokenizer(["pri", "price_total", "price", "quantity_sold"], add_special_tokens=False)[
+        "input_ids"
+    ]
     paths = [tuple(x) for x in (a, b, c)]
     with live.decoding() as (kv, _):
         prompt_len = len(kv)
-        ahead = vocab.encode([b"ahead"])[0]
-        assert ahead
+        ahead = tokenizer.encode("ahead", add_special_tokens=False)
         kv.encode([*generated, *ahead])  # drafted tokens ahead: the tree must not see them
         before = len(kv)
         keys = kv.keys[:, :, :before].clone()
@@ -86,32 +88,6 @@ def test_the_tree_search_matches_sequential_passes_and_leaves_the_cache(engine, 
     for path in paths:
         rows = torch.stack([got[path[: d + 1]] for d in range(len(path))])
         torch.testing.assert_close(rows, sequential(live, generated, path), atol=2e-4, rtol=1e-4)
-
-
-NAMES = ("append", "appendleft", "apply", "count", "clear", "copy", "extend", "index", "insert", "pop")
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_spellings_start_with_the_best_first_tokens_and_spell_the_name(vocab, masks, seed: int) -> None:
-    spelled = {n: n.encode() for n in NAMES}
-    legal = masks.mask(NAMES)
-    assert legal is not None
-    scores = torch.randn(vocab.size, generator=torch.Generator().manual_seed(seed))
-    logprobs = torch.log_softmax(scores.masked_fill(~torch.from_numpy(legal), float("-inf")), dim=-1)
-    found = spellings(vocab, spelled, logprobs)
-    assert found
-    tops = torch.topk(logprobs, whole_names.FIRST_TOKENS).indices.tolist()
-    for f in found:
-        written = vocab.decode(list(f.tokens))
-        assert written == spelled[f.name] or (f.ended and written.startswith(spelled[f.name]))
-        assert f.tokens[0] in tops
-
-
-def test_a_lead_alone_says_nothing_about_the_name(vocab) -> None:
-    spelled = {n: b"." + n.encode() for n in ("append", "count")}
-    logprobs = torch.full((vocab.size,), float("-inf"))
-    logprobs[vocab.equal_to(b".")] = -0.1
-    assert spellings(vocab, spelled, logprobs, lead=1) == []
 
 
 class FakeSearch:
@@ -132,38 +108,59 @@ class FakeSearch:
         pass
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_the_search_finds_the_most_probable_whole_name(seed: int) -> None:
-    size = 64
-    ends = torch.zeros(size, dtype=torch.bool)
-    ends[:8] = True
-    rng = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(1, 5, (20,), generator=rng).tolist()
-    found = [
-        Spelling(f"n{i}", tuple(torch.randint(8, size, (n,), generator=rng).tolist())) for i, n in enumerate(lengths)
-    ]
-    found.append(Spelling("whole", (9,), ended=True))
-    first = torch.log_softmax(torch.randn(size, generator=rng), dim=-1)
-    fake = FakeSearch(size)
-
-    def total(s: Spelling) -> float:
-        if s.ended:
-            return float(first[s.tokens[0]])
-        t = float(first[s.tokens[0]]) + sum(float(fake.row(s.tokens[:d])[s.tokens[d]]) for d in range(1, len(s.tokens)))
-        return t + float(torch.logsumexp(fake.row(s.tokens)[ends], dim=0))
-
-    truth = max(found, key=total)
-    got, logprob, passes = best_name(fake, first, found, ends, width=4, passes=1000)
-    assert got == truth.name and logprob == pytest.approx(total(truth), abs=1e-5)
-    nodes = len({s.tokens[:d] for s in found if not s.ended for d in range(1, len(s.tokens) + 1)})
-    assert fake.fed <= nodes and passes <= -(-nodes // 4)  # each path fed at most once, four per pass
+def every_spelling(vocab: Vocabulary, name: bytes) -> list[tuple[tuple[int, ...], bool]]:
+    """Every token path that writes `name`: (tokens, whether the last token also writes a byte after it)."""
+    out: list[tuple[tuple[int, ...], bool]] = []
+    for lo, hi in [vocab.span(name)]:
+        for i in vocab.sorted_ids[lo:hi].tolist():
+            piece = vocab.pieces[i]
+            if len(piece) > len(name) and ident_run(piece) == len(name):
+                out.append(((i,), True))
+    for cut in range(1, len(name) + 1):
+        for t in vocab.equal_to(name[:cut]):
+            if cut == len(name):
+                out.append(((t,), False))
+            else:
+                out += [((t, *rest), ended) for rest, ended in every_spelling(vocab, name[cut:])]
+    return out
 
 
-def test_the_search_stops_at_its_pass_budget(vocab) -> None:
-    fake = FakeSearch(64)
-    found = [Spelling("deep", (10, 11, 12, 13, 14, 15))]
-    first = torch.zeros(64)
-    assert best_name(fake, first, found, torch.ones(64, dtype=torch.bool), passes=2) == (None, float("-inf"), 2)
+@pytest.mark.parametrize("seed", range(4))
+def test_the_search_finds_the_most_probable_whole_name(vocab, masks, monkeypatch, seed: int) -> None:
+    """With every branch kept and passes enough, the search's answer is brute force's: the best spelling
+    of any legal name, its tokens and its end."""
+    monkeypatch.setattr(whole_names, "BRANCHES", 10**6)
+    legal = frozenset({"shine", "shin", "dim", "sum"})
+    fake = FakeSearch(vocab.size)
+    g = torch.Generator().manual_seed(seed)
+    mask = masks.mask(legal)
+    assert mask is not None
+    first = torch.log_softmax(torch.randn(vocab.size, generator=g).masked_fill(~torch.from_numpy(mask), -math.inf), -1)
+
+    def total(tokens: tuple[int, ...], ended: bool) -> float:
+        t = float(first[tokens[0]]) + sum(float(fake.row(tokens[:d])[tokens[d]]) for d in range(1, len(tokens)))
+        return t if ended else t + float(torch.logsumexp(fake.row(tokens)[masks.name_ends], dim=0))
+
+    truth = {n: max(total(*sp) for sp in every_spelling(vocab, n.encode())) for n in legal}
+    best = max(truth, key=truth.__getitem__)
+    got, logprob, _ = best_name(fake, first, legal, masks, width=1000, passes=1000)  # type: ignore[arg-type]
+    assert got == best and logprob == pytest.approx(truth[best], abs=1e-4)
+
+
+def test_the_search_stops_at_its_pass_budget(vocab, masks) -> None:
+    legal = frozenset({"zorblax_quibble_total", "zorblax_quibble_report"})
+    mask = masks.mask(legal)
+    assert mask is not None
+    first = torch.zeros(vocab.size).masked_fill(~torch.from_numpy(mask), -math.inf)
+    fake = FakeSearch(vocab.size)
+    assert best_name(fake, first, legal, masks, passes=1) == (None, -math.inf, 1)  # type: ignore[arg-type]
+
+
+def test_a_lead_alone_says_nothing_about_the_name(vocab, masks) -> None:
+    legal = frozenset({"append", "count"})
+    logprobs = torch.full((vocab.size,), -math.inf)
+    logprobs[vocab.equal_to(b".")] = -0.1
+    assert best_name(FakeSearch(vocab.size), logprobs, legal, masks, need=b".", skip=1) == (None, -math.inf, 0)  # type: ignore[arg-type]
 
 
 def monitored(vocab, masks, analyzer, live: LiveDocument, text: str, stats: MonitorStats, whole: bool) -> str:
@@ -188,16 +185,16 @@ def test_the_monitor_writes_the_legal_name_best_as_a_whole(engine, vocab, masks,
 
     def kept(logits: torch.Tensor, lead: bytes) -> torch.Tensor:
         mask = masks.mask(legal, b"", lead)
-        return torch.log_softmax(logits.float().masked_fill(~torch.from_numpy(mask), float("-inf")), dim=-1)
+        return torch.log_softmax(logits.float().masked_fill(~torch.from_numpy(mask), -math.inf), dim=-1)
 
-    logprobs, generated, spelled = kept(live.prompt_logits(), b"."), [], {n: b"." + n.encode() for n in legal}
-    if len(vocab.pieces[int(torch.argmax(logprobs))]) <= 1:  # the dot alone: the name's own tokens decide
-        generated = [int(torch.argmax(logprobs))]
-        logprobs = kept(sequential(live, [], generated)[0], b"")
-        spelled = {n: n.encode() for n in legal}
-    found = spellings(vocab, spelled, logprobs, lead=len(spelled[got]) - len(got))
-    reference = SequentialSearch(live, generated)
-    assert best_name(reference, logprobs, found, masks.name_ends)[0] == got  # type: ignore[arg-type]
+    root = kept(live.prompt_logits(), b".")
+    if len(vocab.pieces[int(torch.argmax(root))]) <= 1:  # the dot alone: the name's own tokens decide
+        dot = [int(torch.argmax(root))]
+        after = kept(sequential(live, [], dot)[0], b"")
+        expected = best_name(SequentialSearch(live, dot), after, legal, masks)  # type: ignore[arg-type]
+    else:
+        expected = best_name(SequentialSearch(live, []), root, legal, masks, need=b".", skip=1)  # type: ignore[arg-type]
+    assert expected[0] == got
 
 
 def analyzer_names(analyzer: Analyzer) -> frozenset[str]:

@@ -52,7 +52,6 @@ def _successor(prefix: bytes) -> bytes | None:
 class Vocabulary:
     def __init__(self, tokenizer: PreTrainedTokenizerBase, size: int) -> None:
         self.size = size
-        self.tokenizer = tokenizer
         self.pieces = token_pieces(tokenizer, size)
         order = sorted((i for i in range(size) if self.pieces[i]), key=self.pieces.__getitem__)
         self.sorted_pieces = [self.pieces[i] for i in order]  # non-empty pieces in byte order
@@ -76,23 +75,6 @@ class Vocabulary:
 
     def equal_to(self, piece: bytes) -> list[int]:
         return self._by_piece.get(piece, [])
-
-    def encode(self, texts: list[bytes]) -> list[list[int] | None]:
-        """The tokenizer's own ids for each text on its own (one batch call), or None where they do not
-        spell exactly those bytes (invalid UTF-8, a tokenizer that adds a leading space)."""
-        valid: list[str | None] = []
-        for t in texts:
-            try:
-                valid.append(t.decode())
-            except UnicodeDecodeError:
-                valid.append(None)
-        given = [v for v in valid if v is not None]
-        ids = iter(self.tokenizer(given, add_special_tokens=False)["input_ids"] if given else [])
-        out: list[list[int] | None] = []
-        for t, v in zip(texts, valid, strict=True):
-            got = next(ids) if v is not None else None
-            out.append(got if got is not None and self.decode(got) == t else None)
-        return out
 
     def decode(self, ids: list[int]) -> bytes:
         return b"".join(self.pieces[i] for i in ids)
