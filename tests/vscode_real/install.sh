@@ -25,19 +25,19 @@ missing() {  # record why, show the log's end, and leave make going
   [ -n "${2:-}" ] && tail -20 "$2" >&2
   exit 0
 }
-has_system_packages() {
-  command -v chromium >/dev/null && command -v g++ >/dev/null && command -v make >/dev/null &&
-    dpkg -s libkrb5-dev pkg-config >/dev/null 2>&1
-}
-
 # 1. Debian packages: the browser; krb5 headers, pkg-config, g++ and make for code-server's native modules.
-if ! has_system_packages; then
+NEED=()
+command -v chromium >/dev/null || NEED+=(chromium)
+for package in libkrb5-dev pkg-config g++ make; do
+  dpkg -s "$package" >/dev/null 2>&1 || NEED+=("$package")
+done
+if [ ${#NEED[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-    missing "chromium, libkrb5-dev, pkg-config, g++ or make is not installed and apt-get cannot run as root here: apt-get install chromium libkrb5-dev pkg-config g++ make"
+    missing "not installed: ${NEED[*]}; apt-get cannot run as root here (apt-get install ${NEED[*]})"
   fi
-  echo "installing chromium libkrb5-dev pkg-config g++ make (apt, about 1 min)" >&2
-  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium libkrb5-dev pkg-config g++ make; } \
-    >"$DIR/apt.log" 2>&1 || missing "apt-get install chromium libkrb5-dev pkg-config g++ make failed (the Debian registry unreachable?), see $DIR/apt.log" "$DIR/apt.log"
+  echo "installing ${NEED[*]} (apt, about 1 min)" >&2
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${NEED[@]}"; } >"$DIR/apt.log" 2>&1 ||
+    missing "apt-get install ${NEED[*]} failed (the Debian registry unreachable?), see $DIR/apt.log" "$DIR/apt.log"
 fi
 
 # 2. Node 24 (npm's `node` package: the official build's binary and headers) and a pinned npm to run
