@@ -8,12 +8,15 @@ prompt encoded, idle-time steps run), and asked for an inline suggestion there
 
 - `plain`: every monitor off (`monitorMembers`, `monitorImports`, `monitorKeywords`,
   `monitorSyntax`: false);
-- `first-token`: every monitor on, `monitorWholeNames` off: jedi's members as a hard mask when it
+- `first-token`: every monitor on, `monitorWholeNames` false: jedi's members as a hard mask when it
   answers within `jediTimeoutMs` (300 ms), greedy picking the best legal first token;
-- `monitor`: the server's defaults: the same, and the legal names ranked by the model's probability
-  of the whole name (`monitorWholeNames`);
-- `monitor-30s`: the defaults with `jediTimeoutMs` 30000: what the server's timeout costs.
+- `whole-names`: the same with `monitorWholeNames` true: the legal names ranked by the model's
+  probability of the whole name;
+- `first-token-30s`, `whole-names-30s`: the same two with `jediTimeoutMs` 30000: what the server's
+  timeout costs.
 
+Each monitored variant sets `monitorWholeNames` itself, so the rows mean the same whatever the default;
+the one that is the server's default is marked in the table (`summary.default_variant`).
 Every other setting is the server's default except `indexWorkspace: false` (the points' root is
 the whole site-packages, jedi's project for the points, not a workspace to walk) and what a flag
 changes (`--context-tokens`, `--model`, `--threads`, `--weights`, `--set`); the JSON records the
@@ -70,8 +73,9 @@ _ALL_OFF = {"monitorMembers": False, "monitorImports": False, "monitorKeywords":
 VARIANTS: dict[str, dict[str, bool | int]] = {
     "plain": _ALL_OFF,
     "first-token": {"monitorWholeNames": False},
-    "monitor": {},  # the server's defaults
-    "monitor-30s": {"jediTimeoutMs": 30_000},
+    "whole-names": {"monitorWholeNames": True},
+    "first-token-30s": {"monitorWholeNames": False, "jediTimeoutMs": 30_000},
+    "whole-names-30s": {"monitorWholeNames": True, "jediTimeoutMs": 30_000},
 }
 KINDS = ("self", "module", "imported", "local", "chain")
 BASE = {"indexWorkspace": False}  # the points' root is site-packages: jedi's project, not a folder to walk
@@ -185,6 +189,7 @@ def summarize(trials: list[Trial], variants: dict[str, Settings]) -> dict:
         "jedi_knows_target_pct": rate([t.jedi_knows for t in trials]),
         "jedi_s_mean": round(statistics.mean(t.jedi_s for t in trials), 4) if trials else None,
         "kinds": {k: sum(t.kind == k for t in trials) for k in KINDS},
+        "default_variant": "whole-names" if Settings().monitor_whole_names else "first-token",
         "variants": {},
     }
     for v, settings in variants.items():
@@ -229,8 +234,9 @@ def print_table(summary: dict, file=None) -> None:
     p("|---" * (10 + len(KINDS)) + "|")
     for v, s in summary["variants"].items():
         by_kind = " | ".join(str(s["exact_by_kind_pct"][k]) for k in KINDS)
+        name = f"{v} (default)" if v == summary["default_variant"] else v
         p(
-            f"| {v} | {s['exact_pct']} | {s['exact_resolved_pct']} | {by_kind} | {s['hallucinated_pct']} "
+            f"| {name} | {s['exact_pct']} | {s['exact_resolved_pct']} | {by_kind} | {s['hallucinated_pct']} "
             f"| {s['hallucinated_resolved_pct']} | {s['jedi_in_time_pct']} | {s['monitor_ms_per_token']} "
             f"| {s['monitor_share_pct']} | {s['whole_name_ms_mean']} ({s['whole_name_passes_mean']}) |"
         )

@@ -36,12 +36,15 @@ def test_monitors_bench_asks_the_session_under_each_variant_s_settings(
     summary = data["summary"]
     common = {"modelPath": tiny_model_dir, "contextTokens": 256, "indexWorkspace": False}
     assert summary["settings"] == common and summary["points"] == 1
-    assert list(summary["variants"]) == ["plain", "first-token", "monitor", "monitor-30s"]
+    assert list(summary["variants"]) == ["plain", "first-token", "whole-names", "first-token-30s", "whole-names-30s"]
     off = {"monitorMembers": False, "monitorImports": False, "monitorKeywords": False, "monitorSyntax": False}
     assert summary["variants"]["plain"]["settings"] == {**common, **off}
-    assert summary["variants"]["first-token"]["settings"] == {**common, "monitorWholeNames": False}
-    assert summary["variants"]["monitor"]["settings"] == common  # the server's monitors
-    assert summary["variants"]["monitor-30s"]["settings"] == {**common, "jediTimeoutMs": 30_000}
+    whole = {"monitorWholeNames": False} if Settings().monitor_whole_names else {}
+    other = {} if whole else {"monitorWholeNames": True}
+    assert summary["variants"]["first-token"]["settings"] == {**common, **whole}
+    assert summary["variants"]["whole-names"]["settings"] == {**common, **other}  # the server's monitors otherwise
+    assert summary["variants"]["whole-names-30s"]["settings"] == {**common, **other, "jediTimeoutMs": 30_000}
+    assert summary["default_variant"] == ("whole-names" if other == {} else "first-token")
     assert summary["environment"]["found_by"] in ("none", "VIRTUAL_ENV", "workspace")
     assert sum(summary["kinds"].values()) == 1
     for row in summary["variants"].values():
@@ -50,7 +53,7 @@ def test_monitors_bench_asks_the_session_under_each_variant_s_settings(
     (trial,) = data["trials"]
     assert trial["prompt_tokens"] > 0 and set(trial["predictions"]) == set(summary["variants"])
     assert trial["monitor_s"]["plain"] == 0.0  # no monitor ran with them all off
-    assert "| monitor |" in capsys.readouterr().out
+    assert "(default) |" in capsys.readouterr().out
 
 
 def test_drafting_bench_times_the_session_with_drafting_off_and_on(tiny_model_dir: str, tmp_path: Path) -> None:

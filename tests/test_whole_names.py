@@ -21,7 +21,7 @@ from monitors.analysis import Analyzer, Query
 from monitors.base import MonitorStats, Site
 from monitors.names import NameMonitor
 from monitors.vocab import ident_run
-from monitors.whole_names import best_name
+from monitors.whole_names import best_name, searched_names
 
 PROJECT = Path(__file__).parent / "fixtures" / "project"
 ACCT = "from shapes import Account\n\nacct = Account('bob')\nacct."
@@ -209,3 +209,10 @@ def test_without_whole_names_or_a_scorer_the_first_token_decides(engine, vocab, 
     stats = MonitorStats()
     got = monitored(vocab, masks, analyzer, live, ACCT, stats, whole=False)
     assert got in analyzer_names(analyzer) and stats.scored == 0 and stats.scoring_seconds == 0
+
+
+def test_dunders_are_searched_only_once_written() -> None:
+    names = frozenset({"__class__", "__dict__", "_parso_error", "value"})
+    assert searched_names(names, b"") == {"_parso_error", "value"}
+    assert searched_names(names, b"_") == {"_parso_error", "value"}
+    assert searched_names(names, b"__") == names
