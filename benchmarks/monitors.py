@@ -12,8 +12,7 @@ prompt encoded, idle-time steps run), and asked for an inline suggestion there
   answers within `jediTimeoutMs` (300 ms), greedy picking the best legal first token;
 - `whole-names`: the same with `monitorWholeNames` true: the legal names ranked by the model's
   probability of the whole name;
-- `first-token-30s`, `whole-names-30s`: the same two with `jediTimeoutMs` 30000: what the server's
-  timeout costs.
+- `first-token-30s`: `first-token` with `jediTimeoutMs` 30000: what the server's timeout costs.
 
 Each monitored variant sets `monitorWholeNames` itself, so the rows mean the same whatever the default;
 the one that is the server's default is marked in the table (`summary.default_variant`).
@@ -75,7 +74,6 @@ VARIANTS: dict[str, dict[str, bool | int]] = {
     "first-token": {"monitorWholeNames": False},
     "whole-names": {"monitorWholeNames": True},
     "first-token-30s": {"monitorWholeNames": False, "jediTimeoutMs": 30_000},
-    "whole-names-30s": {"monitorWholeNames": True, "jediTimeoutMs": 30_000},
 }
 KINDS = ("self", "module", "imported", "local", "chain")
 BASE = {"indexWorkspace": False}  # the points' root is site-packages: jedi's project, not a folder to walk

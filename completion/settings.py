@@ -48,7 +48,7 @@ class Settings:
     monitor_imports: bool = True  # after `import` / `from` only modules and their names
     monitor_keywords: bool = True  # in a call, `name=` only for the called function's parameters
     monitor_syntax: bool = True  # each decoded line keeps the file a valid prefix of Python
-    monitor_whole_names: bool = True  # after `obj.` / `import`: the legal name the model rates best as a whole
+    monitor_whole_names: bool = False  # after `obj.` / `import`: the legal name the model rates best as a whole
     jedi_timeout_ms: int = 300  # longest wait for jedi at a trigger; later answers serve the next request
     environment_path: str | None = None  # the project's virtual env (folder or its python) for jedi; read, never run
 

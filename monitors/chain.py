@@ -25,7 +25,7 @@ class MonitorConfig:
     imports: bool = True  # after `import` / `from`: only modules and their names
     keywords: bool = True  # in a call, `name=` only for the called function's parameters
     syntax: bool = True  # line ends keep the text a valid prefix of Python
-    whole_names: bool = True  # rank the legal names by the model's probability of the whole name
+    whole_names: bool = False  # rank the legal names by the model's probability of the whole name
     jedi_timeout: float = 0.3  # seconds a suggestion waits for jedi at a trigger
     bias: float = 0.0  # logit bonus for the document's own member names when jedi cannot resolve
 

@@ -31,7 +31,7 @@ from monitors.analysis import Analyzer, Names, Query
 from monitors.base import MonitorStats, Site, Transcript, Written, add_where, keep_only
 from monitors.triggers import Trigger, TriggerFn
 from monitors.vocab import NameMasks
-from monitors.whole_names import best_name
+from monitors.whole_names import best_name, searched_names
 
 _USED_MEMBER = re.compile(r"\.([A-Za-z_]\w*)")
 # The top candidates a prefetch tries: none (the text alone: `obj.`, `import `), and one writing
@@ -50,7 +50,7 @@ class NameMonitor:
         *,
         timeout: float = 0.5,
         bias: float = 0.0,
-        whole_names: bool = True,
+        whole_names: bool = False,
         stats: MonitorStats | None = None,
     ) -> None:
         if timeout < 0 or bias < 0:
@@ -198,15 +198,16 @@ class NameMonitor:
         if len(self.vocab.pieces[int(torch.argmax(kept))]) <= skip:
             return None  # the model writes the lead alone first: choose at the next step, from the name's tokens
         chosen = None
-        if len(names) == 1:
-            chosen = next(iter(names))
-        elif names:
+        searched = searched_names(names, typed)
+        if len(searched) == 1:
+            chosen = next(iter(searched))
+        elif searched:
             search = self.search(generated)
             try:
                 chosen, _, passes = best_name(
                     search,
                     logprobs,
-                    names,
+                    searched,
                     self.masks,
                     spelled=w.done[trigger.start :],
                     need=fixed[len(w.done) :],
@@ -216,6 +217,8 @@ class NameMonitor:
                 search.close()
             self.stats.scored += 1
             self.stats.scoring_passes += passes
+            if chosen is None and passes == 0 and skip:
+                return None  # no name the search ranks starts in the lead's tokens: choose after the lead
         self._chosen[key] = chosen
         return chosen
 

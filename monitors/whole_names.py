@@ -27,6 +27,7 @@ from monitors.vocab import NameMasks, ident_run
 WIDTH = 4
 BRANCHES = 4
 PASSES = 4
+ROOT_TOKENS = 64  # the root's row is masked for every legal name: the best BRANCHES of the searched are among these
 _DUNDER = re.compile(r"__\w+__")
 
 
@@ -71,18 +72,25 @@ class _Search:
                 return
             row = row.masked_fill(~torch.from_numpy(allowed).to(row.device), float("-inf"))
         finite = int(torch.isfinite(row).sum())
-        top = torch.topk(row, min(BRANCHES, finite))
+        top = torch.topk(row, min(BRANCHES if path else ROOT_TOKENS, finite))
+        grown = 0
         for t, lp in zip(top.indices.tolist(), top.values.tolist(), strict=True):
             piece = self.masks.vocab.pieces[t]
             if not piece.startswith(need) or len(piece) <= skip:
                 continue  # the lead alone (the `.` still to come) says nothing about the name
             piece = piece[skip:]
             run = ident_run(piece)
+            name = spelled + piece[:run]
+            if not path and not self.begins_some(name):
+                continue  # the root's row is masked for every legal name, not only the searched ones
             if run < len(piece):  # the token ends the name too (`shine(`); a bare end is the end term's
                 if run:
-                    self.whole(spelled + piece[:run], base + lp)
-            elif path or self.begins_some(spelled + piece):  # the root's row is masked for all legal names
-                self.unfed[(*path, t)] = (spelled + piece, base + lp)
+                    self.whole(name, base + lp)
+            else:
+                self.unfed[(*path, t)] = (name, base + lp)
+            grown += 1
+            if grown == BRANCHES:
+                break
 
     def feed(self, search: TreeSearch, width: int) -> bool:
         """One pass over the most probable unfed paths that can still beat the best whole name."""

@@ -36,14 +36,14 @@ def test_monitors_bench_asks_the_session_under_each_variant_s_settings(
     summary = data["summary"]
     common = {"modelPath": tiny_model_dir, "contextTokens": 256, "indexWorkspace": False}
     assert summary["settings"] == common and summary["points"] == 1
-    assert list(summary["variants"]) == ["plain", "first-token", "whole-names", "first-token-30s", "whole-names-30s"]
+    assert list(summary["variants"]) == ["plain", "first-token", "whole-names", "first-token-30s"]
     off = {"monitorMembers": False, "monitorImports": False, "monitorKeywords": False, "monitorSyntax": False}
     assert summary["variants"]["plain"]["settings"] == {**common, **off}
     whole = {"monitorWholeNames": False} if Settings().monitor_whole_names else {}
     other = {} if whole else {"monitorWholeNames": True}
     assert summary["variants"]["first-token"]["settings"] == {**common, **whole}
     assert summary["variants"]["whole-names"]["settings"] == {**common, **other}  # the server's monitors otherwise
-    assert summary["variants"]["whole-names-30s"]["settings"] == {**common, **other, "jediTimeoutMs": 30_000}
+    assert summary["variants"]["first-token-30s"]["settings"] == {**common, **whole, "jediTimeoutMs": 30_000}
     assert summary["default_variant"] == ("whole-names" if other == {} else "first-token")
     assert summary["environment"]["found_by"] in ("none", "VIRTUAL_ENV", "workspace")
     assert sum(summary["kinds"].values()) == 1
