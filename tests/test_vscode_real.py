@@ -72,6 +72,7 @@ class Session:
     file: Path
     shot: Path
     close: Callable[[], None]  # the browser, Playwright, then code-server's process group
+    earlier: frozenset[int] = frozenset()  # pytest's children before the fixture (jedi's subprocess): not ours
     typed_lines: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     listens: set[str] = field(default_factory=set)  # every TCP listener seen in our processes
@@ -81,7 +82,8 @@ class Session:
         """Remember the processes we started and what they listen on."""
         mine = descendants(os.getpid())
         now = codeserver.processes()
-        self.browser_pids.update({pid: now[pid][1] for pid in mine - set(self.server.members()) if pid in now})
+        ours = mine - set(self.server.members()) - self.earlier
+        self.browser_pids.update({pid: now[pid][1] for pid in ours if pid in now})
         self.listens.update(listening(mine))
 
     def explain(self) -> str:
@@ -146,6 +148,7 @@ def vscode(tmp_path_factory: pytest.TempPathFactory) -> Generator[Session]:
     server = CodeServer(root, workspace, settings)
     server.install_extension(build_vsix(root))
     shot = Path(os.environ.get(SCREENSHOT_ENV) or root / "ghost-text.png").resolve()
+    earlier = frozenset(descendants(os.getpid()))  # earlier tests' children (jedi's subprocess) are not ours
     playwright = sync_api.sync_playwright().start()
 
     def close() -> None:
@@ -164,7 +167,7 @@ def vscode(tmp_path_factory: pytest.TempPathFactory) -> Generator[Session]:
         page = browser.new_page(viewport={"width": 1100, "height": 640})
         page.goto(server.url)
         page.wait_for_selector(".monaco-workbench .explorer-folders-view", timeout=60_000)
-        yield Session(server, Workbench(page), root / "data", file, shot, close)
+        yield Session(server, Workbench(page), root / "data", file, shot, close, earlier=earlier)
     finally:
         close()
 
