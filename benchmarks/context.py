@@ -42,7 +42,7 @@ from typing import Any
 
 from benchmarks.common import write_json
 from benchmarks.edits import edit_similarity
-from benchmarks.engine_session import add_setting_flags, flag_settings, index, non_default, settle, start, with_settings
+from benchmarks.engine_session import add_setting_flags, flag_settings, index, settle, start, with_settings
 from completion.project.snippets import Chunking, SnippetIndex, Style
 from completion.session import EngineSession
 
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json_out,
         "context",
         model=model,
-        settings=non_default(settings),
+        settings=settings,
         modes={m: None if h is None else {"chunking": h[0], "style": h[1]} for m, h in MODES.items()},
         session_default={"chunking": "definitions", "style": default_style},
         packages={p: str(r) for p, r in roots.items()},

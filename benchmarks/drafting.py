@@ -84,8 +84,8 @@ import numpy as np
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from benchmarks.common import setting
-from benchmarks.engine_session import MonitorTap, index, non_default, settle, start, with_settings
+from benchmarks.common import non_default, setting
+from benchmarks.engine_session import MonitorTap, index, settle, start, with_settings
 from benchmarks.speed import time_passes
 from completion.drafting.datastore import ProjectStore
 from completion.drafting.drafter import Drafter

@@ -61,9 +61,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import setting
+from benchmarks.common import non_default, setting
 from benchmarks.edits import DEFAULT_SCENARIOS, edit_similarity, select
-from benchmarks.engine_session import index, non_default, settle, start, with_settings
+from benchmarks.engine_session import index, settle, start, with_settings
 from benchmarks.scenarios import apply_edits
 from completion.decoding.suggest import DRAFT_METHODS
 from completion.decoding.superposed import SuperposedConfig

@@ -36,21 +36,6 @@ from monitors.chain import MonitorConfig, Monitors
 MAX_IDLE_STEPS = 100_000  # a guard: a document of 4k tokens settles in a few hundred steps
 
 
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(w.title() for w in rest)
-
-
-def non_default(settings: Settings, base: Settings | None = None) -> dict[str, Any]:
-    """The settings that differ from `base` (the server's defaults), camelCase, as an editor would send them."""
-    base = base or Settings()
-    return {
-        camel(f.name): getattr(settings, f.name)
-        for f in dataclasses.fields(Settings)
-        if getattr(settings, f.name) != getattr(base, f.name)
-    }
-
-
 def with_settings(base: Settings, values: dict[str, Any] | Iterable[tuple[str, Any]]) -> Settings:
     """`base` with camelCase `values` (a flag's or `--set KEY=JSON`'s); a bad one is an error, not a default."""
     settings, problems = Settings.from_json(dict(values), base=base)

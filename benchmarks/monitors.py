@@ -57,9 +57,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.common import setting
+from benchmarks.common import non_default, setting
 from benchmarks.edits import select
-from benchmarks.engine_session import MonitorTap, non_default, settle, start, with_settings
+from benchmarks.engine_session import MonitorTap, settle, start, with_settings
 from completion.model.formats import WEIGHT_CHOICES
 from completion.session import EngineSession
 from completion.settings import Settings

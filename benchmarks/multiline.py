@@ -34,7 +34,7 @@ from typing import Any
 
 from benchmarks.common import write_json
 from benchmarks.edits import DEFAULT_SCENARIOS, edit_similarity
-from benchmarks.engine_session import add_setting_flags, flag_settings, non_default, settle, start, with_settings
+from benchmarks.engine_session import add_setting_flags, flag_settings, settle, start, with_settings
 from benchmarks.scenarios import apply_edits
 from completion.session import EngineSession
 from completion.settings import Settings
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json_out,
         "multiline",
         model=session.model_name,
-        settings=non_default(settings),
+        settings=settings,
         values=VALUES,
         summary=summary,
         trials=[asdict(t) for t in trials],

@@ -60,8 +60,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import pct, setting
-from benchmarks.engine_session import MonitorTap, non_default, settle, start, with_settings
+from benchmarks.common import non_default, pct, setting
+from benchmarks.engine_session import MonitorTap, settle, start, with_settings
 from completion.model.formats import WEIGHT_CHOICES
 from completion.session import EngineSession
 from completion.settings import Settings

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import context, drafting, drafts, monitors, multiline, syntax
+from benchmarks.common import non_default
 from benchmarks.edits import DEFAULT_SCENARIOS
-from benchmarks.engine_session import non_default
 from completion.settings import Settings
 
 
@@ -125,7 +125,7 @@ def test_context_bench_asks_the_session_in_every_mode(tiny_model_dir: str, tmp_p
     argv = ["--packages", "click", "--points", "1", "--model", tiny_model_dir, "--context-tokens", "1024"]
     assert context.main([*argv, "--set", "maxTokens=4", "--json", str(out)]) == 0
     data = written(out)
-    assert data["settings"] == {"modelPath": tiny_model_dir, "contextTokens": 1024, "maxTokens": 4}
+    assert data["run"]["settings_differing"] == {"modelPath": tiny_model_dir, "contextTokens": 1024, "maxTokens": 4}
     assert data["session_default"] == {"chunking": "definitions", "style": "markers"}  # the tokenizer has them
     trials = {t["mode"]: t for t in data["trials"]}
     assert trials.keys() == set(context.MODES) == data["summary"].keys()
@@ -138,7 +138,7 @@ def test_multiline_bench_asks_the_session_with_each_value(tiny_model_dir: str, t
     argv = ["--limit", "2", "--model", tiny_model_dir, "--context-tokens", "256", "--set", "maxTokens=6"]
     assert multiline.main([*argv, "--json", str(out)]) == 0
     data = written(out)
-    assert data["settings"] == {"modelPath": tiny_model_dir, "contextTokens": 256, "maxTokens": 6}
+    assert data["run"]["settings_differing"] == {"modelPath": tiny_model_dir, "contextTokens": 256, "maxTokens": 6}
     assert data["summary"].keys() == set(multiline.VALUES) and data["summary"]["auto"]["all"]["n"] == 2
     assert [t["value"] for t in data["trials"]] == list(multiline.VALUES) * 2
     assert all("\n" not in t["suggestion"] for t in data["trials"] if t["value"] == "false")
