@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +28,15 @@ from completion.decoding.suggest import CompletionOptions, Draft, PopupItem, inl
 from completion.decoding.superposed import SuperposedConfig
 from completion.drafting.drafter import Drafter
 from completion.drafting.ngrams import NgramModel
-from completion.live.document import LiveDocument, TextEdit, UpdatePolicy, fresh_layout, kv_error, tree_fresh
+from completion.live.document import (
+    LiveDocument,
+    TextEdit,
+    UpdatePolicy,
+    fresh_layout,
+    kv_error,
+    kv_sample_error,
+    tree_fresh,
+)
 from completion.live.layout import context_tokens
 from completion.live.store import DocumentStore
 from completion.model.engine import Engine
@@ -267,6 +276,21 @@ class EngineSession:
             "kvMaxError": kv_error(doc),
             "staleBefore": stale,
             "checkMs": round(1000 * (time.perf_counter() - t0), 1),
+        }
+
+    def check_positions(self, uri: str, count: int, seed: int = 0) -> dict[str, object]:
+        """The cheap check of the live cache, without refreshing it: at `count` cache entries drawn with
+        `seed`, the first layer's KV against a fresh encode of their tokens at their positions
+        (`kv_sample_error`). Nothing to compare without KV."""
+        if uri not in self.store or uri in self.unencoded or not len(self.store.get(uri).kv):
+            return {"sampledEntries": 0, "sampleMaxError": None}
+        t0 = time.perf_counter()
+        doc = self.store.get(uri)
+        entries = sorted(random.Random(seed).sample(range(len(doc.kv)), min(count, len(doc.kv))))
+        return {
+            "sampledEntries": len(entries),
+            "sampleMaxError": kv_sample_error(doc, entries),
+            "sampleMs": round(1000 * (time.perf_counter() - t0), 1),
         }
 
     # -- requests ---------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 With `"check": true` it also checks the live cache's invariant on the worker thread (DESIGN.md):
 the cached tokens equal the layout of a fresh tokenization of the text, and after a full refresh
 the KV equals a full re-encode of those tokens. `livekv bench soak` calls it every few hundred
-events; it costs one forward pass over the document's window.
+events; it costs one forward pass over the document's window. With `"sample": N` it checks N cache
+entries drawn with `"seed"` instead, without refreshing: their first layer's KV against a fresh encode of
+their tokens at their positions (`check_positions`; one pass over N tokens).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ async def document_state(ls: LiveKVServer, params: object) -> dict[str, object]:
     `check: true` also the cache invariant's check (`check_cache`)."""
     uri = params["uri"] if isinstance(params, dict) else params.uri  # type: ignore[attr-defined]
     check = params.get("check") is True if isinstance(params, dict) else getattr(params, "check", None) is True
+    sample = params.get("sample") if isinstance(params, dict) else getattr(params, "sample", None)
+    seed = params.get("seed") if isinstance(params, dict) else getattr(params, "seed", None)
     mirror = ls.mirrors.get(uri)
     engine_text = await asyncio.wrap_future(ls.worker.submit(ls.worker.session.text_of, uri))
     cache = await asyncio.wrap_future(ls.worker.submit(ls.worker.session.cache_state, uri))
@@ -38,4 +42,9 @@ async def document_state(ls: LiveKVServer, params: object) -> dict[str, object]:
     }
     if check:
         state |= await asyncio.wrap_future(ls.worker.submit(ls.worker.session.check_cache, uri))
+    if isinstance(sample, int) and sample > 0:
+        session = ls.worker.session
+        state |= await asyncio.wrap_future(
+            ls.worker.submit(session.check_positions, uri, sample, seed if isinstance(seed, int) else 0)
+        )
     return state

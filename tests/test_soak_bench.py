@@ -87,6 +87,23 @@ def test_check_cache_passes_a_patched_cache_and_catches_broken_ones(worker: Mode
     assert worker.session.check_cache(URI)["tokensFresh"] is False
 
 
+def test_check_positions_passes_stale_rotated_entries_and_catches_misplaced_ones(worker: ModelWorker) -> None:
+    worker.session.open(URI, SOURCE)
+    worker.session.store.get(URI).refresh()
+    at = SOURCE.index("    return item.cost * 7")
+    worker.session.change(URI, [TextEdit(at, at, "    total = 0\n")], SOURCE[:at] + "    total = 0\n" + SOURCE[at:])
+    doc = worker.session.store.get(URI)
+    assert doc.stale > 0 and doc.kv.back > 0 and doc.kv.lag != 0  # entries behind the gap, not yet rotated
+    good = worker.session.check_positions(URI, 64, seed=1)
+    assert good["sampledEntries"] == 64 and good["sampleMaxError"] <= 1e-4  # type: ignore[operator]
+    assert doc.stale > 0  # nothing refreshed
+    everything = worker.session.check_positions(URI, len(doc.kv) + 10)
+    assert everything["sampledEntries"] == len(doc.kv) and everything["sampleMaxError"] <= 1e-4  # type: ignore[operator]
+    doc.kv.lag += 1  # every entry behind the gap off by one position
+    assert worker.session.check_positions(URI, len(doc.kv))["sampleMaxError"] >= 1e-3  # type: ignore[operator]
+    assert worker.session.check_positions("file:///work/unknown.py", 8) == {"sampledEntries": 0, "sampleMaxError": None}
+
+
 def test_check_cache_has_nothing_to_compare_without_kv(worker: ModelWorker) -> None:
     worker.session.open(URI, SOURCE)
     worker.session.store.get(URI).evict()

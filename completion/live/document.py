@@ -624,3 +624,17 @@ def kv_error(doc: LiveDocument) -> float:
     keys, values = doc.kv.dense()
     ref_keys, ref_values = ref.dense()
     return max((keys - ref_keys).abs().max().item(), (values - ref_values).abs().max().item())
+
+
+def kv_sample_error(doc: LiveDocument, entries: Sequence[int]) -> float:
+    """Largest absolute difference, at ascending cache `entries`, between the first layer's keys and values
+    and a fresh encode of their tokens at their positions. The first layer sees no context, so this holds
+    for stale entries too: a cheap check that every entry holds its token rotated to its new position."""
+    if not entries:
+        return 0.0
+    ref = KVCache(doc.engine.runner)
+    alone = torch.eye(len(entries), dtype=torch.bool)  # each token sees only itself
+    ref.encode_tree([doc.tokens[e] for e in entries], list(entries), alone)
+    keys, values = doc.kv.layer_entries(0, entries)
+    ref_keys, ref_values = ref.dense()
+    return max((keys - ref_keys[0]).abs().max().item(), (values - ref_values[0]).abs().max().item())

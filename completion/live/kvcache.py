@@ -220,6 +220,17 @@ class KVCache:
         self.gap_to(len(self))
         return self.keys[:, :, : self.front], self.values[:, :, : self.front]
 
+    def layer_entries(self, layer: int, entries: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer's keys and values of ascending logical `entries` at their positions, without moving
+        the gap (lagging keys are rotated in a copy): (kv_heads, len(entries), head_dim) each (checks)."""
+        assert list(entries) == sorted(entries) and all(0 <= e < len(self) for e in entries), entries
+        slots = [e if e < self.front else self.back_at + e - self.front for e in entries]
+        keys, values = self.keys[layer][:, slots], self.values[layer][:, slots]  # copies (advanced indexing)
+        behind = sum(e >= self.front for e in entries)
+        if behind and self.lag and self.rope is not None:
+            keys[:, -behind:] = rotate_keys(keys[:, -behind:], self.lag, self.rope)
+        return keys, values
+
     def encode_scored(self, tokens: Sequence[int]) -> torch.Tensor:
         """Like `encode` for a short sequence, returning the logits after every token: (len, vocab)."""
         assert 0 < len(tokens) <= ENCODE_CHUNK
