@@ -131,3 +131,18 @@ def write_json(
     if path is not None:
         record = {"benchmark": benchmark, "run": run_record(model, settings), **payload}
         Path(path).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def cell(value: Any) -> str:
+    """A table cell: `-` for a figure not measured."""
+    return "-" if value is None else str(value)
+
+
+def verdict(met: bool) -> str:
+    """How a table says whether a target was met."""
+    return "**met**" if met else "**missed**"
+
+
+def target_row(columns: int, target: str, figure: str, met: bool) -> str:
+    """A table's row for one target: its sentence, the measured figure and the verdict; the other cells empty."""
+    return f"| target: {target} | {figure}: {verdict(met)} |" + " |" * (columns - 2)

@@ -60,7 +60,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import non_default, pct, setting
+from benchmarks.common import non_default, pct, setting, target_row, write_json
 from benchmarks.engine_session import MonitorTap, settle, start, with_settings
 from completion.model.formats import WEIGHT_CHOICES
 from completion.session import EngineSession
@@ -294,7 +294,7 @@ def setup_only(points: Sequence[Point], out: Path | None) -> int:
           f"| {summary['region_us_text_p50']:.0f} |")  # fmt: skip
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"benchmark": "syntax --setup-only", "summary": summary, "points": rows}, indent=2))
+        write_json(out, "syntax --setup-only", summary=summary, points=rows)
     return 0
 
 
@@ -352,42 +352,44 @@ def summarize(trials: Sequence[Trial]) -> dict:
     }
 
 
-def print_table(s: dict, file=None) -> None:
-    file = file or sys.stdout  # looked up at the call (a test's capture replaces it)
-    p = lambda text="": print(text, file=file)  # noqa: E731
-    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
-    p("| variant | suggestions | valid | valid % | mean tokens | mean latency (ms) | mean chars |")
-    p("|---|---|---|---|---|---|---|")
-    for name in ("plain", "monitor+complete", "no tree"):
-        v = s[name]
-        p(
-            f"| {name} | {v['suggestions']} | {v['valid']} | {fmt(v['valid_pct'], '.1f')} | "
-            f"{fmt(v['mean_tokens'], '.1f')} | {fmt(v['mean_latency_ms'], '.0f')} | {fmt(v['mean_chars'], '.0f')} |"
+SHOWN_TARGET = 29 / 31  # the issue's "a suggestion at 29 of 31 points"
+
+
+def table(result: dict[str, Any]) -> str:
+    """Per variant: suggestions shown of all points, valid of those shown and of all points (an empty
+    suggestion is not a valid one), size and latency; then the targets and the monitor's own effect."""
+    s = result["summary"]
+    points = s["points"]
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    lines = [
+        "| variant | shown (of points) | valid, of shown | valid, of all points | mean chars | mean latency (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = {"plain": "plain (no monitor, no cut)", "monitor+complete": "monitor + cut (the server)",
+             "no tree": "monitor + cut, syntaxTree false"}  # fmt: skip
+    for key, name in names.items():
+        v = s[key]
+        lines.append(
+            f"| {name} | {v['suggestions']} of {points} | {v['valid']} ({fmt(v['valid_pct'], '.1f')}%) "
+            f"| {fmt(100 * v['valid'] / points if points else None, '.1f')}% | {fmt(v['mean_chars'], '.0f')} "
+            f"| {fmt(v['mean_latency_ms'], '.0f')} |"
         )
-    p()
-    p(
-        f"{s['points']} points; the monitor repaired {s['repairs']} steps, was inactive at {s['monitor_inactive']} "
-        f"point(s) (the document before the cursor was not a valid prefix), and left "
-        f"{s['same_text_with_monitor']} suggestion(s) unchanged."
+    server = s["monitor+complete"]
+    share = s["monitor_fraction_of_step"]
+    lines.append(
+        f"| the syntax monitor alone | repaired {s['repairs']} steps; inactive at {s['monitor_inactive']} points "
+        f"| {s['same_text_with_monitor']} of {points} suggestions as plain | {fmt(s['monitor_us_per_token'], '.0f')} "
+        f"µs/token ({fmt(None if share is None else 100 * share, '.1f')}% of the request) | | |"
     )
-    p(
-        f"Monitor cost: {fmt(s['monitor_us_per_token'], '.0f')} us per token, "
-        f"{fmt(None if s['monitor_fraction_of_step'] is None else 100 * s['monitor_fraction_of_step'], '.2f')}% "
-        f"of the monitored request's time (syntax and name monitors; the name monitors alone, in plain: "
-        f"{fmt(s['plain_monitor_us_per_token'], '.0f')} us per token)."
-    )
-    p(
-        f"Monitor set-up (its region) p50: {fmt(s['region_us_tree_p50'], '.0f')} us from the syntax tree, "
-        f"{fmt(s['region_us_text_p50'], '.0f')} us read off the text (target <= 50 us from the tree)."
-    )
-    v = s["tree_verdict"]["monitor+complete"]
-    p(
-        f"tree-sitter's verdict on the monitor+complete splices: agrees with CPython's on {v['agree']}, "
-        f"accepts {v['tree_only']} CPython rejects, rejects {v['cpython_only']} CPython accepts."
-    )
-    p("monitor+complete = what the server sends: the monitored suggestion cut by complete_statements.")
-    p("no tree = the same with syntaxTree off (indentation stops, the region read off the text).")
-    p("valid % counts non-empty suggestions only (an empty one leaves the file as it was).")
+    shown = server["suggestions"] / points if points else 0.0
+    lines.append(target_row(6, "a suggestion at ≥ 29 of 31 points", f"{server['suggestions']} of {points}",
+                            shown >= SHOWN_TARGET))  # fmt: skip
+    lines.append(target_row(6, "every shown suggestion parses", f"{server['valid']} of {server['suggestions']}",
+                            server["valid"] == server["suggestions"]))  # fmt: skip
+    region = s["region_us_tree_p50"]
+    lines.append(target_row(6, "monitor set-up ≤ 50 µs from the tree (p50)", f"{fmt(region, '.0f')} µs",
+                            region is not None and region <= 50))  # fmt: skip
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -410,8 +412,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--setup-only", action="store_true", help="only time the syntax monitor's set-up at the points (no model)"
     )
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 3 points from 3 files")
     ap.add_argument("--json", type=Path, default=None, help="write per-point results and the summary here")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.files, args.points = 3, 3
     if args.setup_only:
         return setup_only(select_points(stdlib_root(), args.files, args.points, args.seed), args.json)
 
@@ -444,30 +449,22 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     session.shutdown()
-    summary = summarize(trials)
-    print_table(summary)
+    result = json.loads(
+        json.dumps(
+            {
+                "variant_settings": {name: non_default(v) for name, v in variants.items()},
+                "k": trials[0].k if trials else None,
+                "seed": args.seed,
+                "stdlib": str(root),
+                "summary": summarize(trials),
+                "trials": [asdict(t) for t in trials],
+            }
+        )
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "model": session.model_name,
-                    "settings": non_default(base),
-                    "variant_settings": {name: non_default(v) for name, v in variants.items()},
-                    "weights": base.weights,
-                    "threads": base.threads,
-                    "context_tokens": base.context_tokens,
-                    "max_tokens": base.max_tokens,
-                    "k": trials[0].k if trials else None,
-                    "seed": args.seed,
-                    "stdlib": str(root),
-                    "python": sys.version.split()[0],
-                    "summary": summary,
-                    "trials": [asdict(t) for t in trials],
-                },
-                indent=1,
-            )
-        )
+        write_json(args.json, "syntax", model=args.model, settings=base, **result)
+    print(table(result))
     return 0
 
 

@@ -35,7 +35,7 @@ def test_monitors_bench_asks_the_session_under_each_variant_s_settings(
     data = written(out)
     summary = data["summary"]
     common = {"modelPath": tiny_model_dir, "contextTokens": 256, "indexWorkspace": False}
-    assert summary["settings"] == common and summary["points"] == 1
+    assert data["run"]["settings_differing"] == common and summary["points"] == 1
     assert list(summary["variants"]) == ["plain", "first-token", "whole-names", "first-token-30s"]
     off = {"monitorMembers": False, "monitorImports": False, "monitorKeywords": False, "monitorSyntax": False}
     assert summary["variants"]["plain"]["settings"] == {**common, **off}
@@ -53,7 +53,9 @@ def test_monitors_bench_asks_the_session_under_each_variant_s_settings(
     (trial,) = data["trials"]
     assert trial["prompt_tokens"] > 0 and set(trial["predictions"]) == set(summary["variants"])
     assert trial["monitor_s"]["plain"] == 0.0  # no monitor ran with them all off
-    assert "(default) |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "(the server) |" in printed and printed.strip().endswith(monitors.table(data))
+    assert printed.count("target: ") == 3
 
 
 def test_drafting_bench_times_the_session_with_drafting_off_and_on(tiny_model_dir: str, tmp_path: Path) -> None:
@@ -107,7 +109,7 @@ def test_syntax_bench_compares_the_session_with_and_without_the_syntax_monitor(
     assert syntax.main([*argv, "--max-tokens", "8", "--json", str(out)]) == 0
     data = written(out)
     common = {"modelPath": tiny_model_dir, "contextTokens": 256, "maxTokens": 8, "multiline": True}
-    assert data["settings"] == common
+    assert data["run"]["settings_differing"] == common
     assert data["variant_settings"] == {
         "plain": {**common, "monitorSyntax": False},
         "monitor+complete": common,
