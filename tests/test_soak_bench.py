@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.soak import server_errors, slope_per_1k, state_problems
+from benchmarks.soak import server_errors, slope_per_1k, state_problems, table
 from completion.live.document import TextEdit
 from completion.model.engine import Engine
 from completion.settings import Settings
@@ -44,6 +44,7 @@ def test_a_good_state_has_no_problems() -> None:
         ({"cacheBytes": 101}, "over the budget"),
         ({"tokensFresh": False}, "fresh tokenization"),
         ({"kvMaxError": 0.01}, "full re-encode by 0.01"),
+        ({"sampleMaxError": 0.01}, "sampled first-layer KV differs from a fresh encode by 0.01"),
     ],
 )
 def test_each_broken_invariant_is_reported(broken: dict[str, object], message: str) -> None:
@@ -125,6 +126,7 @@ def test_a_short_soak_runs_through_the_server_and_checks_as_it_goes(tmp_path: Pa
         files.append(str(path))
     out_json = tmp_path / "soak.json"
     args = ["--model-path", tiny_model_dir, "--events", "200", "--check-every", "100", "--sample-every", "50"]
+    args += ["--sample-kv-every", "10", "--sample-entries", "16"]
     out = subprocess.run(
         [sys.executable, "-m", "lsp_server.cli", "bench", "soak", *args, "--files", *files, "--json", str(out_json)],
         capture_output=True,
@@ -135,16 +137,81 @@ def test_a_short_soak_runs_through_the_server_and_checks_as_it_goes(tmp_path: Pa
     report = json.loads(out_json.read_text())
     summary = report["summary"]
     assert (
-        200 <= summary["events"] <= 201  # the last action may send two (a completion, then the keystroke)
+        200 <= summary["events"] <= 201  # the last action may send two (a keystroke and a completion)
         and summary["invariants"]["violations"] == 0
         and "server_errors" in summary["invariants"]
     )
     invariants = summary["invariants"]
     assert invariants["edits_checked"] > 100 and invariants["documents_checked"] >= 2 * 3  # >= 2 open, 3 rounds
     assert 0 <= invariants["kv_max_error"] <= invariants["kv_tolerance"]
+    sampled = invariants["sampled_kv"]
+    assert sampled["checks"] >= 10 and sampled["entries"] >= 10 * 16 and 0 <= sampled["max_error"] <= 1e-3
+    assert (
+        invariants["kv_comparisons"]
+        == sampled["checks"] + invariants["documents_checked"] - (invariants["checked_without_kv"])
+    )
     assert sum(summary["completions"].values()) == summary["actions"]["complete"] > 0
-    assert summary["latency"]["completion"]["p95_ms"] > 0 and summary["latency"]["edit_round_trip"]["p95_ms"] > 0
+    latency = summary["latency"]
+    assert latency["completion_from_keystroke"]["p95_ms"] > 0 and latency["edit_round_trip"]["p95_ms"] > 0
     memory = summary["memory"]
     assert len(memory["samples"]) >= 5 and memory["rss_after_load_mb"] > 0 and "slope_mb_per_1k_events" in memory
-    assert set(report["load_average"]) == {"before", "after", "cpus"}
-    assert "| invariant violations | 0, 0 of them server errors " in out.stdout
+    run = report["run"]
+    assert set(run["load_average"]) == {"start", "end"} and "bench soak" in run["command"]
+    assert run["settings_differing"]["memoryBudgetMb"] == 256 and "contextTokens" not in run["settings_differing"]
+    assert out.stdout.strip() == table(report)  # the one table printed is the JSON's
+    assert "| invariant violations (server errors) | 0 (0): " in out.stdout
+
+
+def soak_result(violations: int = 0, kv: float | None = 1e-5, sampled: float | None = 2e-6) -> dict[str, object]:
+    """A handmade soak JSON, as `main` writes it."""
+    tree = {"edits": 10, "p50_ms": 0.2, "p95_ms": 1.0, "p99_ms": 4.0, "max_ms": 6.0, "parse": {}}
+    return {
+        "benchmark": "soak",
+        "summary": {
+            "events": 3000,
+            "wall_s": 700.4,
+            "completions": {"answered": 20, "cancelled": 5},
+            "invariants": {
+                "violations": violations,
+                "server_errors": 0,
+                "edits_checked": 2500,
+                "documents_checked": 12,
+                "checked_without_kv": 2,
+                "kv_comparisons": 310,
+                "kv_max_error": kv,
+                "kv_tolerance": 1e-3,
+                "sampled_kv": {"checks": 300, "entries": 9600, "max_error": sampled},
+            },
+            "cache": {"budget_mb": 256, "peak_cache_mb": 250.2, "evicted_returns": 7},
+            "memory": {
+                "rss_after_load_mb": 900.0,
+                "rss_peak_sampled_mb": 1500.0,
+                "rss_final_mb": 1450.0,
+                "growth_mb": 20.0,
+                "slope_mb_per_1k_events": 1.5,
+                "ceiling_mb": 1600.0,
+                "held": True,
+            },
+            "latency": {
+                "completion_from_keystroke": {"p50_ms": 300.0, "p95_ms": 900.4, "p99_ms": 1200.0},
+                "edit_round_trip": {"p50_ms": 10.0, "p95_ms": 80.0, "p99_ms": 900.0},
+            },
+            "syntax_tree": tree,
+        },
+    }
+
+
+def test_the_table_says_met_and_missed_from_the_figures() -> None:
+    lines = table(soak_result()).splitlines()
+    assert lines[:2] == ["| soak | value | target | met |", "|---|---|---|---|"]
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines[2:]}
+    assert rows["invariant violations (server errors)"].endswith("| 0 | met |")
+    assert rows["KV vs full re-encode after refresh, max abs"] == (
+        "| KV vs full re-encode after refresh, max abs | 1e-05 (10 comparisons) | <= 0.001 | met |"
+    )
+    assert "2e-06 (300 comparisons, 9600 entries)" in rows["first-layer KV vs fresh encode at sampled entries, max abs"]
+    assert rows["completion from keystroke p50 / p95 / p99 (ms)"].endswith("| 300 / 900 / 1200 | - | - |")
+    assert rows["RSS after load / peak / final (MB)"].endswith("| 900 / 1500 / 1450 | peak <= 1600 | met |")
+    assert rows["syntax tree upkeep per edit p50 / p99 (ms)"].endswith("| 0.20 / 4.00 | <= 0.5 / <= 5 | met |")
+    broken = table(soak_result(violations=2, kv=0.01, sampled=None)).splitlines()
+    assert [line.rsplit(" | ", 1)[1] for line in broken[2:6]] == ["- |", "missed |", "missed |", "- |"]
