@@ -53,7 +53,7 @@ test-fast: setup
 # cores), each writing benchmarks/results/SUITE.json with its run record, then the docs' tables rendered from
 # them (benchmarks/tables.py). A suite's arguments beyond the server's defaults are here, and in its JSON.
 RESULTS := benchmarks/results
-SUITES := cache edits latency speed monitors syntax context multiline drafting drafts soak
+SUITES := cache edits latency speed monitors syntax context multiline drafting drafts soak contention
 BENCH_ARGS_speed := --shapes qwen2-0.5b qwen2-1.5b
 # 150 of the 300 points at a 1024-token window: the four variants' settles fit in minutes, not an hour.
 BENCH_ARGS_monitors := --limit 150 --context-tokens 1024

@@ -12,11 +12,18 @@ if not sys.flags.safe_path and sys.path and sys.path[0] == os.getcwd():
     del sys.path[0]
 # Before anything imports huggingface_hub, which reads this once: no network at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import argparse  # the imports after the sys.path fix above
 import ctypes
 import importlib
 import logging
+
+# Before torch starts OpenMP, which reads these once. libgomp's threads spin after each parallel region; when
+# another program holds a core (a laptop's browser, a build) a spinning thread starves the one its team waits
+# for, at each of a pass's ~200 regions: in `livekv bench contention` PASSIVE (sleep at once) keeps the
+# suggestion's time near its idle figure. A user's own setting of either variable wins.
+OMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+if not any(name in os.environ for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+    os.environ.update(OMP_DEFAULTS)
 
 BENCHMARKS = {
     "cache": "benchmarks.cache",
@@ -30,6 +37,7 @@ BENCHMARKS = {
     "drafting": "benchmarks.drafting",
     "drafts": "benchmarks.drafts",
     "soak": "benchmarks.soak",
+    "contention": "benchmarks.contention",
 }
 
 
@@ -40,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Code completion over a live, edit-patched KV cache (PIE).",
         epilog="`livekv <command> --help` describes each command's options "
         "(serve, complete, demo, "
-        "bench cache|edits|latency|speed|monitors|syntax|context|multiline|drafting|drafts|soak).",
+        "bench cache|edits|latency|speed|monitors|syntax|context|multiline|drafting|drafts|soak|contention).",
     )
     ap.add_argument("--log-level", default="WARNING", help="logging level for stderr (default WARNING)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -65,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         "multiline: the edit benchmark's next statements with multiline false, true and auto; "
         "drafting: decode speed with retrieval drafts against greedy and prompt lookup decoding; "
         "drafts: several inline drafts per request (branches, superposed, beam, greedy runs): cost and best-of-k; "
-        "soak: 10,000 seeded edits and completions through the server: cache invariants, memory, p95 latency",
+        "soak: a long seeded editing session through the server: cache invariants, memory, p95 latency; "
+        "contention: suggestions while other processes hold the cores, per OpenMP wait policy",
     )
     sub.add_parser("complete", help="print suggestions at FILE --line L --col C (in-process, no editor)")
     sub.add_parser("demo", help="replay edits on a real file with the embedded model; print suggestions and timings")

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from lsp_server.cli import BENCHMARKS
+from lsp_server.cli import main as cli_main
+
 SOURCE = """class Stack:
     def __init__(self):
         self.items = []
@@ -50,3 +53,12 @@ def test_complete_rejects_a_position_outside_the_file(tmp_path: Path) -> None:
     path.write_text(SOURCE)
     out = livekv("complete", str(path), "--line", "60", "--col", "1")
     assert out.returncode == 2 and "line 60 is outside the file" in out.stderr
+
+
+@pytest.mark.parametrize("suite", sorted(BENCHMARKS))
+def test_bench_suite_help_lists_the_suite_s_own_options(suite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["bench", suite, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and out.startswith(f"usage: livekv bench {suite}")
+    assert "--json" in out and "--quick" in out
