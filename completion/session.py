@@ -258,7 +258,8 @@ class EngineSession:
     def check_cache(self, uri: str) -> dict[str, object]:
         """The live cache's invariant (DESIGN.md): whether the document's cached tokens are fresh, then
         (after re-encoding its stale positions, as the idle refresh would) the largest difference from a
-        full re-encode. A document without KV (evicted, uncached, unknown) has nothing to check."""
+        full re-encode of the tokens it holds (a document still growing is not grown). A document without KV
+        (evicted, uncached, unknown) has nothing to check."""
         if uri not in self.store or uri in self.unencoded or not len(self.store.get(uri).kv):
             evicted = uri in self.store and uri not in self.unencoded
             return {"evicted": evicted, "tokensFresh": None, "kvMaxError": None, "staleBefore": 0}
@@ -268,7 +269,8 @@ class EngineSession:
         fresh = doc.tokens == fresh_layout(doc)
         tree = tree_fresh(doc)
         stale = doc.stale
-        doc.refresh()
+        if stale:
+            doc.refresh(stale)  # the stale entries only: the check compares what the cache holds, growing nothing
         return {
             "evicted": False,
             "tokensFresh": fresh,

@@ -1,11 +1,12 @@
 """`livekv/documentState`: what the server holds for a document, for tests and debugging.
 
 With `"check": true` it also checks the live cache's invariant on the worker thread (DESIGN.md):
-the cached tokens equal the layout of a fresh tokenization of the text, and after a full refresh
-the KV equals a full re-encode of those tokens. `livekv bench soak` calls it every few hundred
-events; it costs one forward pass over the document's window. With `"sample": N` it checks N cache
-entries drawn with `"seed"` instead, without refreshing: their first layer's KV against a fresh encode of
-their tokens at their positions (`check_positions`; one pass over N tokens).
+the cached tokens equal the layout of a fresh tokenization of the text, and after re-encoding its
+stale entries the KV equals a full re-encode of the tokens it holds (nothing is grown). `livekv bench
+soak` calls it every few hundred events; it costs one forward pass over the cached tokens. With
+`"sample": N` it checks N cache entries drawn with `"seed"` instead, without refreshing: their first
+layer's KV against a fresh encode of their tokens at their positions (`check_positions`; one pass
+over N tokens).
 """
 
 from __future__ import annotations
