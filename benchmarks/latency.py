@@ -1,5 +1,5 @@
-"""`livekv bench latency`: keystroke-to-suggestion latency of the real server in six editing flows,
-under three cache update policies.
+"""`livekv bench latency`: keystroke-to-suggestion latency of the real server in seven editing flows,
+under the default update policy (pie) and its baselines.
 
 Why: a live cache pays off only if a suggestion after an ordinary edit costs a few new tokens,
 wherever the edit was. Typing at the caret is the easy case (every policy that keeps a prefix
@@ -39,20 +39,23 @@ received. After each measured request `livekv/documentState` is read and its `en
 background refresh) recorded, where the server reports it; a sample's `encoded` is the change
 since the previous reading, summed over the flow's documents: what that step cost the server.
 
-The flows run against three servers that differ only by `updatePolicy`: "pie" (the default:
-rotate shifted keys, encode new tokens), "prefix-reuse" (llama.cpp: keep the common prefix with
-the last prompt, encode the rest) and "full" (encode every prompt whole). All other settings are
-the defaults except `indexWorkspace: false` (no project folder to read) and any given with
-`--set`; the JSON lists every setting that differs from the defaults, and the messages each
-server sent (a server that does not know `updatePolicy` says so and runs pie: the table marks
-such rows).
+The flows run against servers that differ only by `updatePolicy`: "pie" (the default: rotate
+shifted keys, encode new tokens) runs every flow; the baselines run the flows whose targets compare
+against them (`--baseline-flows`): "prefix-reuse" (llama.cpp: keep the common prefix with the last
+prompt, encode the rest) runs flow (b), for its 2,000-token speed-up target; "full" (encode every
+prompt whole) is no target's comparison and runs only when `--policies` names it. All other settings
+are the defaults except `indexWorkspace: false` (no project folder to read) and any given with
+`--set`; the JSON's run record lists the pie server's settings that differ from the defaults, each
+server's its own, and the messages each server sent (a server that does not know `updatePolicy`
+says so and runs pie: the table marks such rows).
 `idleRefreshMs` is left at its default: background refresh runs while the user pauses (0.4 s
 reading, 0.6 s moving the caret), and its tokens count under `refresh`.
 
-The baselines re-encode thousands of tokens per request (~12 s at 4k tokens on 2 CPU cores), so
-they run fewer repeats (`--baseline-repeats`, default 1) than pie (`--repeats`, default 3).
-One table is printed, with the targets next to the measured values; `--json` writes every
-sample, the summary and the plan.
+The plan, sized to about 11 minutes on 2 cores: pie 3 repeats of every flow (~9 min), prefix-reuse
+1 repeat of flow (b) (a re-encode of up to 2k tokens per request, ~1.5 min with its start).
+`--quick` is the same path at smoke size (~1.5 min): 1 repeat, 2 requests in (a), distances 50 and
+500, files cut to 1,200 tokens. `table` renders the written JSON: one row per flow and step, pie's
+figures, each baseline's first token and encoded tokens, the README's targets judged on the figures.
 """
 
 from __future__ import annotations
@@ -63,7 +66,6 @@ import bisect
 import gc
 import io
 import json
-import os
 import random
 import re
 import statistics
@@ -75,17 +77,17 @@ import time
 import tokenize
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from itertools import cycle
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import pct, setting
+from benchmarks.common import pct, setting, write_json
 from completion.model.formats import WEIGHT_CHOICES
+from completion.settings import Settings
 from lsp_server.editor import Answer, Editor
 
 POLICIES = ("pie", "prefix-reuse", "full")
-FLOWS = ("a", "b", "c", "d", "e", "f", "g")
+FLOWS = ("a", "b", "c", "d", "e", "f", "g", "h")
 FLOW_NAMES = {
     "a": "typing at the caret",
     "b": "a line typed above the caret, then one key at the caret",
@@ -94,6 +96,7 @@ FLOW_NAMES = {
     "e": "switching between two open documents",
     "f": "a 20-line paste above the caret, then its undo",
     "g": "a file opened and a request at once at a caret in its second half",
+    "h": "member accesses typed at the caret (`obj.`), a request after each dot",
 }
 FILES = ("csv.py", "poplib.py")  # 3.9k and 3.8k tokens with the embedded tokenizer (Python 3.11)
 DISTANCES = (5, 50, 500, 2000)  # tokens between the line typed above and the caret, flow (b)
@@ -117,6 +120,12 @@ FIRST_TOKEN_TARGET_MS = 150.0  # flow (b), every distance, pie
 SUGGESTION_SLACK_MS = 100.0  # flow (b)'s whole suggestion at most this much over flow (a)'s, pie
 SPEEDUP_TARGET = 30.0  # flow (b) at 2000 tokens: pie's first token this much faster than prefix-reuse's
 OPEN_TARGET_MS = 2000.0  # flow (g): the first suggestion after opening, pie
+PREFETCH_TARGET = 0.80  # flow (h): share of member triggers jedi had answered before the request asked
+RECEIVERS = 3  # flow (h): the file's most used receivers (`name.` before a member), one line each per repeat
+TYPING_TARGET_MS = 350.0  # flow (a): the whole suggestion p50 at the default settings, pie
+BASELINE_FLOWS = ("b",)  # the flows whose targets compare pie with a baseline (prefix-reuse at 2,000 tokens)
+DEFAULTS = {"repeats": 3, "requests": 6, "distances": list(DISTANCES), "max_doc_tokens": MAX_DOC_TOKENS}
+QUICK = {"repeats": 1, "requests": 2, "distances": [50, 500], "max_doc_tokens": 1200}
 
 
 # -- documents ----------------------------------------------------------------------------
@@ -630,6 +639,42 @@ async def flow_g(s: Session, docs: list[Prepared], plan: Plan) -> list[Sample]:
     return samples
 
 
+def receivers(text: str, count: int = RECEIVERS) -> list[tuple[str, str]]:
+    """The `count` names most often written before `.member` in `text` that resolve anywhere in a module
+    (`self` and the modules it imports), each with its most used member."""
+    imported = set(re.findall(r"^import (\w+)", text, re.MULTILINE)) | {"self"}
+    members: dict[str, dict[str, int]] = {}
+    for name, member in re.findall(r"(?<![\w.])([A-Za-z_]\w*)\.([A-Za-z_]\w*)", text):
+        if name in imported:
+            members.setdefault(name, {})[member] = members.get(name, {}).get(member, 0) + 1
+    ranked = sorted(members, key=lambda n: (-sum(members[n].values()), n))[:count]
+    return [(n, max(members[n], key=lambda m: (members[n][m], m))) for n in ranked]
+
+
+async def flow_h(s: Session, docs: list[Prepared], plan: Plan) -> list[Sample]:
+    """(h) `obj.` typed at the caret line's start for the file's most used receivers, a request after each dot."""
+    doc = docs[0]
+    (uri,) = await s.begin("h", [doc])
+    samples = [await s.setup(uri, doc.caret)]
+    pos = doc.line_start
+    indent = doc.text[doc.text.rfind("\n", 0, pos) + 1 : pos]
+    for r in range(plan.repeats):
+        for name, member in receivers(doc.text):
+            await s.pause(READ_SECONDS + MOVE_SECONDS)
+            for ch in f"{name}.":
+                pressed = s.key(uri, pos, ch)
+                pos += 1
+                await s.pause()
+            samples.append(await s.ask(f"after {name}.", uri, pos, since=pressed, repeat=r))
+            await s.pause(READ_SECONDS)
+            for ch in f"{member}\n{indent}":
+                s.key(uri, pos, ch)
+                pos += 1
+                await s.pause()
+    await s.end()
+    return samples
+
+
 FLOW_FUNCTIONS: dict[str, Callable[[Session, list[Prepared], Plan], Awaitable[list[Sample]]]] = {
     "a": flow_a,
     "b": flow_b,
@@ -638,6 +683,7 @@ FLOW_FUNCTIONS: dict[str, Callable[[Session, list[Prepared], Plan], Awaitable[li
     "e": flow_e,
     "f": flow_f,
     "g": flow_g,
+    "h": flow_h,
 }
 
 
@@ -785,100 +831,118 @@ def summarize(samples: list[Sample]) -> list[Row]:
     return rows
 
 
+def target(name: str, value: float | None, met: bool | None, **extra: Any) -> dict[str, Any]:
+    return {"target": name, "value": value, "met": met, **extra}
+
+
 def judge(rows: list[Row]) -> None:
-    """Attach the README's targets to the pie rows of flow (b): met (True), missed (False) or None
+    """Attach the README's targets to the pie rows they concern: met (True), missed (False) or None
     (what it is compared with was not measured)."""
     by_key = {(r.flow, r.step, r.policy): r for r in rows}
     typing = by_key.get(("a", "typing", "pie"))
     for row in rows:
-        if row.flow == "g" and row.policy == "pie":
-            whole = row.suggestion_p50_ms
-            row.targets.append(
-                {
-                    "target": f"first suggestion p50 <= {OPEN_TARGET_MS:.0f} ms",
-                    "value": whole,
-                    "met": None if whole is None else whole <= OPEN_TARGET_MS,
-                }
-            )
-        if row.flow != "b" or row.policy != "pie":
+        row.targets = []
+        if row.policy != "pie":
+            continue
+        whole = row.suggestion_p50_ms
+        if row.flow == "a":
+            ok = None if whole is None else whole <= TYPING_TARGET_MS
+            row.targets.append(target(f"suggestion p50 <= {TYPING_TARGET_MS:.0f} ms", whole, ok))
+        if row.flow == "g":
+            ok = None if whole is None else whole <= OPEN_TARGET_MS
+            row.targets.append(target(f"first suggestion p50 <= {OPEN_TARGET_MS:.0f} ms", whole, ok))
+        if row.flow == "h":
+            share = round(100 * row.jedi_ready / row.jedi_asked, 1) if row.jedi_asked else None
+            ok = None if share is None else share >= 100 * PREFETCH_TARGET
+            goal = f"member triggers answered from the prefetch >= {100 * PREFETCH_TARGET:.0f}%"
+            row.targets.append(target(goal, share, ok, unit="%", asked=row.jedi_asked))
+        if row.flow in ("d", "e"):
+            work = None if row.encoded_median is None else row.encoded_median["edits"] + row.encoded_median["requests"]
+            ok = None if work is None else work == 0
+            row.targets.append(target("no forward pass for a caret move or a document switch", work, ok, unit="tok"))
+        if row.flow != "b":
             continue
         first = row.first_token_p50_ms
-        row.targets.append(
-            {
-                "target": f"first token p50 <= {FIRST_TOKEN_TARGET_MS:.0f} ms",
-                "value": first,
-                "met": None if first is None else first <= FIRST_TOKEN_TARGET_MS,
-            }
-        )
+        ok = None if first is None else first <= FIRST_TOKEN_TARGET_MS
+        row.targets.append(target(f"first token p50 <= {FIRST_TOKEN_TARGET_MS:.0f} ms", first, ok))
         limit = None if typing is None or typing.suggestion_p50_ms is None else typing.suggestion_p50_ms
-        whole = row.suggestion_p50_ms
         row.targets.append(
-            {
-                "target": f"suggestion p50 <= flow (a)'s + {SUGGESTION_SLACK_MS:.0f} ms",
-                "limit_ms": None if limit is None else round(limit + SUGGESTION_SLACK_MS, 1),
-                "value": whole,
-                "met": None if limit is None or whole is None else whole <= limit + SUGGESTION_SLACK_MS,
-            }
+            target(
+                f"suggestion p50 <= flow (a)'s + {SUGGESTION_SLACK_MS:.0f} ms",
+                whole,
+                None if limit is None or whole is None else whole <= limit + SUGGESTION_SLACK_MS,
+                limit_ms=None if limit is None else round(limit + SUGGESTION_SLACK_MS, 1),
+            )
         )
         if row.step.startswith("2000 "):
             other = by_key.get(("b", row.step, "prefix-reuse"))
             theirs = None if other is None else other.first_token_p50_ms
             ratio = None if not theirs or not first else round(theirs / first, 1)
             row.targets.append(
-                {
-                    "target": f"first token >= {SPEEDUP_TARGET:.0f}x faster than prefix-reuse (p50)",
-                    "value": ratio,
-                    "met": None if ratio is None else ratio >= SPEEDUP_TARGET,
-                }
+                target(
+                    f"first token >= {SPEEDUP_TARGET:.0f}x faster than prefix-reuse (p50)",
+                    ratio,
+                    None if ratio is None else ratio >= SPEEDUP_TARGET,
+                    unit="x",
+                )
             )
 
 
-def _verdict(target: dict[str, Any]) -> str:
-    met = {True: "met", False: "MISSED", None: "n/a"}[target["met"]]
-    value = target["value"]
-    shown = "-" if value is None else f"{value:.1f}x" if "faster" in target["target"] else f"{value:.0f} ms"
-    limit = f" (limit {target['limit_ms']:.0f})" if target.get("limit_ms") is not None else ""
-    return f"{target['target']}{limit}: {shown}, {met}"
-
-
-def print_table(rows: list[Row], servers: dict[str, dict[str, Any]], file: Any = sys.stdout) -> None:
-    def pair(a: float | None, b: float | None) -> str:
-        return " / ".join("-" if v is None else f"{v:.0f}" for v in (a, b))
-
-    print(
-        "| flow | step | server | n | to first token p50 / p95 (ms) | to suggestion p50 / p95 (ms) "
-        "| tokens encoded in the step, median: edits / requests / refresh | targets |",
-        file=file,
+def _verdict(t: dict[str, Any]) -> str:
+    """`met (210 ms)`, `missed (18.6x)`, `n/a`: the target judged, with the figure it was judged on."""
+    if t["met"] is None:
+        return "n/a"
+    value, unit = t["value"], t.get("unit", "ms")
+    shown = (
+        f"{value:.1f}x" if unit == "x" else f"{value:.0f}% of {t['asked']}" if unit == "%" else f"{value:.0f} {unit}"
     )
-    print("|---|---|---|---|---|---|---|---|", file=file)
-    for r in rows:
-        applied = servers.get(r.policy, {}).get("policy_applied", True)
-        server = r.policy if applied else f"{r.policy}*"
-        enc = "-" if r.encoded_median is None else " / ".join(f"{r.encoded_median[c]:.0f}" for c in CAUSES)
-        step = r.step if r.distance_tokens is None else f"{r.step} ({r.distance_tokens})"
-        clock = {"keystroke": "", "request": " †", "change": " ‡", "open": " §"}[r.since]
-        targets = "; ".join(_verdict(t) for t in r.targets) or "-"
-        n = f"{r.n} ({r.empty_suggestions} empty)" if r.empty_suggestions else str(r.n)
-        print(
-            f"| ({r.flow}) | {step}{clock} | {server} | {n} | {pair(r.first_token_p50_ms, r.first_token_p95_ms)} "
-            f"| {pair(r.suggestion_p50_ms, r.suggestion_p95_ms)} | {enc} | {targets} |",
-            file=file,
-        )
-    print(
-        "\nTimes from the keystroke at the caret; † from the request's send (no keystroke); ‡ from the paste's or "
-        "undo's didChange; § from the didOpen. Step (n): tokens between the edit or the other caret and the caret. "
-        "Flows (c)-(f) are judged by the server's cache work: the encoded columns "
-        "(empty when the server does not report `encoded`).",
-        file=file,
-    )
-    asked = [(r, f"({r.flow}) {r.step} {r.policy}") for r in rows if r.jedi_asked]
-    if asked:
-        ready = "; ".join(f"{name}: {r.jedi_ready} of {r.jedi_asked}" for r, name in asked)
-        print(f"jedi's answer there when a suggestion asked (trigger sites): {ready}.", file=file)
-    for policy, server in servers.items():
-        if not server["policy_applied"]:
-            said = "; ".join(rejected_policy(server["server_messages"])) or "a warning"
-            print(f"* {policy}: the server did not apply updatePolicy ({said}): it ran pie.", file=file)
+    limit = f", limit {t['limit_ms']:.0f} ms" if t.get("limit_ms") is not None else ""
+    return f"{'met' if t['met'] else 'missed'} ({shown}{limit})"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The written JSON as a markdown table: a row per flow and step, pie's first token / suggestion and its
+    encoded tokens by cause, each baseline's first token and tokens encoded, the targets judged on pie's rows."""
+    rows = [Row(**r) for r in result["summary"]]
+    judge(rows)
+    servers = result["servers"]
+    by_key = {(r.flow, r.step, r.policy): r for r in rows}
+    steps = list(dict.fromkeys((r.flow, r.step) for r in rows))
+    baselines = [p for p in POLICIES if p != "pie" and any(r.policy == p for r in rows)]
+
+    def name(policy: str) -> str:
+        return policy if servers.get(policy, {}).get("policy_applied", True) else f"{policy}*"
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f}"
+
+    def encoded(r: Row, causes: tuple[str, ...]) -> str:
+        return "-" if r.encoded_median is None else " / ".join(f"{r.encoded_median[c]:.0f}" for c in causes)
+
+    header = ["flow", "step (tokens away)", f"{name('pie')}: n", f"{name('pie')}: first token / suggestion p50 (ms)"]
+    header += [f"{name('pie')}: encoded edits / requests / refresh"]
+    header += [f"{name(p)}: first token p50 (ms), encoded" for p in baselines] + ["target", "met"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for flow, step in steps:
+        pie = by_key.get((flow, step, "pie"))
+        any_row = pie or next(r for r in rows if (r.flow, r.step) == (flow, step))
+        clock = {"keystroke": "", "request": " †", "change": " ‡", "open": " §"}[any_row.since]
+        away = "" if any_row.distance_tokens is None else f" ({any_row.distance_tokens})"
+        cells = [f"({flow})", f"{step}{away}{clock}"]
+        if pie is None:
+            cells += ["-", "-", "-"]
+        else:
+            empty = f" ({pie.empty_suggestions} empty)" if pie.empty_suggestions else ""
+            cells += [f"{pie.n}{empty}", f"{num(pie.first_token_p50_ms)} / {num(pie.suggestion_p50_ms)}"]
+            cells += [encoded(pie, CAUSES)]
+        for policy in baselines:
+            b = by_key.get((flow, step, policy))
+            total = None if b is None or b.encoded_median is None else sum(b.encoded_median.values())
+            cells.append("-" if b is None else f"{num(b.first_token_p50_ms)}, {num(total)}")
+        targets = [] if pie is None else pie.targets
+        cells += ["; ".join(t["target"] for t in targets) or "-", "; ".join(_verdict(t) for t in targets) or "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -886,21 +950,31 @@ def print_table(rows: list[Row], servers: dict[str, dict[str, Any]], file: Any =
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="livekv bench latency", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
     ap.add_argument("--flows", nargs="+", default=list(FLOWS), choices=FLOWS, help="flows to run (default: all)")
-    ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES, help="servers' updatePolicy")
-    ap.add_argument("--repeats", type=int, default=3, help="repetitions of each flow with pie (default 3)")
+    ap.add_argument(
+        "--policies", nargs="+", default=["pie", "prefix-reuse"], choices=POLICIES, help="servers' updatePolicy"
+    )
+    ap.add_argument(
+        "--baseline-flows",
+        nargs="+",
+        default=list(BASELINE_FLOWS),
+        choices=FLOWS,
+        help="the flows the baselines run (default: b, the one whose target compares with prefix-reuse)",
+    )
+    ap.add_argument("--repeats", type=int, default=None, help="repetitions of each flow with pie (default 3)")
     ap.add_argument(
         "--baseline-repeats", type=int, default=1, help="repetitions with prefix-reuse and full (default 1: slow)"
     )
-    ap.add_argument("--requests", type=int, default=6, help="flow (a): requests per typed line (default 6)")
-    ap.add_argument("--distances", nargs="+", type=int, default=list(DISTANCES), help="flow (b): tokens above")
+    ap.add_argument("--requests", type=int, default=None, help="flow (a): requests per typed line (default 6)")
+    ap.add_argument("--distances", nargs="+", type=int, default=None, help="flow (b): tokens above")
     ap.add_argument(
         "--files",
         nargs="+",
         default=None,
         help="the document (and a second one for flow (e)); default stdlib " + " and ".join(FILES),
     )
-    ap.add_argument("--max-doc-tokens", type=int, default=MAX_DOC_TOKENS, help="longer files are cut (default 4000)")
+    ap.add_argument("--max-doc-tokens", type=int, default=None, help="longer files are cut (default 4000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--weights", default="auto", choices=WEIGHT_CHOICES, help="the servers' weight format (the default: auto)"
@@ -911,45 +985,53 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", type=Path, default=None, help="write samples, summary and plan here")
     args = ap.parse_args(argv)
+    for key, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     paths = [Path(f) for f in args.files] if args.files else [stdlib / f for f in FILES]
-    load_before = os.getloadavg()
     tokenizer = load_tokenizer(args.model_path)
     docs = [prepare(p.name, p.read_text(), tokenizer, args.max_doc_tokens) for p in paths[:2]]
     samples: list[Sample] = []
     servers: dict[str, dict[str, Any]] = {}
     for policy in args.policies:
+        flows = args.flows if policy == "pie" else [f for f in args.flows if f in args.baseline_flows]
+        if not flows:
+            continue
         plan = Plan(
             repeats=args.repeats if policy == "pie" else args.baseline_repeats,
             requests=args.requests,
             distances=tuple(args.distances),
         )
-        run = asyncio.run(run_policy(policy, docs, args.flows, plan, tokenizer, args))
+        run = asyncio.run(run_policy(policy, docs, flows, plan, tokenizer, args))
         samples += run["samples"]
-        servers[policy] = run["server"]
+        servers[policy] = run["server"] | {"flows": flows}
     rows = summarize(samples)
     judge(rows)
-    print_table(rows, servers)
+    payload = report(args, docs, servers, rows, samples)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report(args, argv, docs, servers, rows, samples, load_before), indent=1))
+    base = server_options("pie", args.weights, args.model_path, dict(args.set))
+    write_json(args.json, "latency", model=args.model_path, settings=with_options(base), **payload)
+    print(table(json.loads(json.dumps(payload))))  # the table of what the file holds
     return 0
+
+
+def with_options(options: dict[str, Any]) -> Settings:
+    """The settings a server runs with after `options` (an unknown key or a bad value is left out, as it does)."""
+    settings, _ = Settings.from_json(options)
+    return settings
 
 
 def report(
     args: argparse.Namespace,
-    argv: list[str] | None,
     docs: list[Prepared],
     servers: dict[str, dict[str, Any]],
     rows: list[Row],
     samples: list[Sample],
-    load_before: tuple[float, float, float],
 ) -> dict[str, Any]:
-    """The JSON written by --json."""
+    """The payload of the JSON (its run record is write_json's)."""
     return {
-        "command": " ".join(["livekv bench latency", *(sys.argv[1:] if argv is None else argv)]),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "load_average": {"before": load_before, "after": os.getloadavg()}},
         "files": {
             d.name: {
                 "chars": len(d.text),
@@ -962,6 +1044,7 @@ def report(
         },
         "plan": {
             "flows": {f: FLOW_NAMES[f] for f in args.flows},
+            "flows_by_policy": {p: s["flows"] for p, s in servers.items()},
             "repeats": {p: s["repeats"] for p, s in servers.items()},
             "requests_per_typed_line_a": args.requests,
             "distances_b": args.distances,
@@ -969,22 +1052,24 @@ def report(
             "paste_f": {"lines": PASTE_LINES, "tokens_above": PASTE_TOKENS},
             "caret_at": CARET_AT,
             "far_at_d": FAR_AT,
+            "max_doc_tokens": args.max_doc_tokens,
             "seconds": {"between_keys": KEY_SECONDS, "reading": READ_SECONDS, "moving_the_caret": MOVE_SECONDS},
             "seed": args.seed,
         },
         "servers": servers,
         "notes": [
             "The servers differ only by updatePolicy; every other setting is the default except those under "
-            "servers.*.differs_from_defaults.",
-            f"Baselines (prefix-reuse, full) ran {args.baseline_repeats} repeat(s) and pie {args.repeats}: a baseline "
-            "re-encode of a 4k-token prompt costs ~12 s on 2 CPU cores, so their p95 rests on few samples.",
+            "servers.*.differs_from_defaults. pie runs every flow; a baseline runs plan.flows_by_policy.",
+            f"Baselines ran {args.baseline_repeats} repeat(s) and pie {args.repeats}: a baseline re-encodes up "
+            "to a 4k-token prompt per request, so their p95 rests on few samples.",
             "idleRefreshMs is the default: background refresh runs while the user pauses (reading a suggestion, "
             "moving the caret), and its tokens count under encoded.refresh.",
             "encoded: tokens the server ran through the model for the flow's documents since the previous reading "
             "(after the previous request), by cause; null when the server does not report documentState.encoded.",
             "No requests are made while a line is typed away from the caret (flows b, c).",
-            "Times: since=keystroke from the key typed at the caret; request from the request's send (d, e); "
-            "change from the paste's or undo's didChange (f), the request sent right after it.",
+            "Times: since=keystroke from the key typed at the caret; request from the request's send (d, e) †; "
+            "change from the paste's or undo's didChange (f) ‡, the request sent right after it; open from the "
+            "didOpen (g) §.",
         ],
         "summary": [asdict(r) for r in rows],
         "samples": [asdict(x) for x in samples],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
@@ -20,8 +21,10 @@ from benchmarks.latency import (
     line_to_type,
     paste_block,
     prepare,
+    receivers,
     server_options,
     statement_starts,
+    table,
     token_starts,
     tokens_between,
 )
@@ -85,10 +88,47 @@ def test_targets_are_met_missed_or_not_comparable() -> None:
     near, far, baseline = rows[1].targets, rows[2].targets, rows[3].targets
     assert [t["met"] for t in near] == [True, True] and near[1]["limit_ms"] == 800
     assert [t["met"] for t in far] == [False, False, False] and far[2]["value"] == 25.0
-    assert baseline == [] and rows[0].targets == []
+    assert baseline == [] and [t["met"] for t in rows[0].targets] == [False]  # 700 ms > 350 ms
     alone = [row("b", "2000 tokens above", "pie", 100, 800)]
     judge(alone)
     assert [t["met"] for t in alone[0].targets] == [True, None, None]  # no flow (a), no prefix-reuse run
+
+
+def test_member_flow_types_the_receivers_that_resolve_anywhere() -> None:
+    text = "import os\nimport re\nclass A:\n    def f(self, d):\n        self.x = os.path, os.sep, os.sep, d.get\n"
+    assert receivers(text) == [("os", "sep"), ("self", "x")]  # `d` is a local: not typed at another caret
+    assert receivers(SOURCE) == [("self", "tax")]  # a tie: the later name
+
+
+def test_the_prefetch_share_is_judged_on_the_member_flow() -> None:
+    rows = [row("h", "after self.", "pie", 50, 300), row("h", "after os.", "pie", 50, 300)]
+    rows[0].jedi_asked, rows[0].jedi_ready = 5, 4
+    rows[1].jedi_asked, rows[1].jedi_ready = 5, 3
+    judge(rows)
+    assert [t["met"] for t in rows[0].targets] == [True] and rows[0].targets[0]["value"] == 80.0
+    assert [t["met"] for t in rows[1].targets] == [False]
+
+
+def test_the_table_judges_the_written_json() -> None:
+    rows = [
+        row("a", "typing", "pie", 50, 300),
+        row("b", "2000 tokens above", "pie", 100, 380),
+        row("b", "2000 tokens above", "prefix-reuse", 4000, 4500),
+        row("d", "jump to B", "pie", 10, 200),
+    ]
+    rows[1].distance_tokens = rows[2].distance_tokens = 1990
+    rows[2].encoded_median = {"edits": 40, "requests": 1990, "refresh": 0}
+    rows[3].encoded_median = {"edits": 0, "requests": 0, "refresh": 64}
+    result = json.loads(json.dumps({"summary": [asdict(r) for r in rows], "servers": {"pie": {}, "prefix-reuse": {}}}))
+    lines = table(result).splitlines()
+    assert lines[0].startswith("| flow | step (tokens away) | pie: n |") and lines[0].endswith("| target | met |")
+    assert lines[1] == "|" + "---|" * 8 and len(lines) == 2 + 3  # a row per flow and step
+    assert lines[2] == "| (a) | typing | 3 | 50 / 300 | - | - | suggestion p50 <= 350 ms | met (300 ms) |"
+    far = lines[3].split(" | ")
+    assert far[1:3] == ["2000 tokens above (1990)", "3"] and far[5] == "4000, 2030"
+    assert far[-1] == "met (100 ms); met (380 ms, limit 400 ms); met (40.0x) |"
+    assert lines[4].endswith("| 0 / 0 / 64 | - | no forward pass for a caret move or a document switch | met (0 tok) |")
+    assert table(result) == table(json.loads(json.dumps(result)))  # deterministic
 
 
 def test_the_servers_differ_from_the_defaults_by_the_policy_alone() -> None:
@@ -107,7 +147,7 @@ def test_every_flow_runs_through_the_server(tmp_path: Path, tiny_model_dir: str)
         path.write_text(SOURCE)
         files.append(str(path))
     out_json = tmp_path / "latency.json"
-    args = ["--model-path", tiny_model_dir, "--policies", "full", "--baseline-repeats", "1"]
+    args = ["--model-path", tiny_model_dir, "--policies", "pie", "full", "--baseline-flows", "d", "--repeats", "1"]
     args += ["--requests", "1", "--distances", "5", "50", "--files", *files, "--json", str(out_json)]
     args += ["--set", "maxTokens=4"]  # a random model rarely ends a line: short suggestions keep the test short
     out = subprocess.run(
@@ -132,8 +172,12 @@ def test_every_flow_runs_through_the_server(tmp_path: Path, tiny_model_dir: str)
         ("f", "after paste"),
         ("f", "after undo"),
         ("g", "first suggestion after open"),
+        ("h", "after self."),
     }
-    assert steps == {(flow, step, "full") for flow, step in expected}
+    assert steps == {(flow, step, "pie") for flow, step in expected} | {
+        ("d", "jump to B", "full"),
+        ("d", "back to A", "full"),
+    }  # pie runs every flow, a baseline its --baseline-flows
     assert all(s["seconds"] > 0 and s["suggestion"] is not None for s in measured)
     assert {s["since"] for s in measured if s["flow"] in "de"} == {"request"}
     assert {s["since"] for s in measured if s["flow"] in "abc"} == {"keystroke"}
@@ -143,6 +187,11 @@ def test_every_flow_runs_through_the_server(tmp_path: Path, tiny_model_dir: str)
         assert s["encoded"] is None or all(n >= 0 for n in s["encoded"].values())
     differs = report["servers"]["full"]["differs_from_defaults"]
     assert differs == {"updatePolicy": "full", "indexWorkspace": False, "modelPath": tiny_model_dir, "maxTokens": 4}
-    assert report["plan"]["repeats"] == {"full": 1}
-    assert len(report["summary"]) == len(expected)
+    pie = {"indexWorkspace": False, "modelPath": tiny_model_dir, "maxTokens": 4}
+    assert report["benchmark"] == "latency" and report["run"]["settings_differing"] == pie
+    assert "bench latency --model-path" in report["run"]["command"]
+    assert report["plan"]["repeats"] == {"pie": 1, "full": 1}
+    assert report["plan"]["flows_by_policy"] == {"pie": list("abcdefgh"), "full": ["d"]}
+    assert len(report["summary"]) == len(expected) + 2
+    assert out.stdout.strip() == table(report)  # the one table printed is the written JSON's
     assert "| (b) | 5 tokens above (" in out.stdout and "| (f) | after undo (" in out.stdout
