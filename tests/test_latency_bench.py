@@ -109,6 +109,14 @@ def test_the_prefetch_share_is_judged_on_the_member_flow() -> None:
     assert [t["met"] for t in rows[1].targets] == [False]
 
 
+def test_a_caret_move_may_run_the_prompt_s_last_token_alone() -> None:
+    rows = [row("d", "jump to B", "pie", 10, 100), row("e", "to document 2", "pie", 10, 100)]
+    rows[0].encoded_median = {"edits": 0, "requests": 1, "refresh": 0}  # the request's logits pass
+    rows[1].encoded_median = {"edits": 0, "requests": 40, "refresh": 0}
+    judge(rows)
+    assert [t["met"] for t in rows[0].targets] == [True] and [t["met"] for t in rows[1].targets] == [False]
+
+
 def test_the_table_judges_the_written_json() -> None:
     rows = [
         row("a", "typing", "pie", 50, 300),
