@@ -65,8 +65,10 @@ the faster of `pld-tuned` and `greedy` (a user would switch a slower PLD off); n
 slower where nothing matches: drafting's speed at the low-acceptance positions and `wrong-drafts`'
 in every mode ≥ 0.95x greedy's; ≥ 2x over greedy on multi-line.
 
-The default run (10 positions per mode, 3 tuning positions, the 1,000-file index) takes about 10
-minutes on 2 cores; `--quick` runs 1 position per mode, 1 tuning position and a 100-file index.
+The default run (4 positions per mode, 2 tuning positions, the 1,000-file index) takes about 11
+minutes on 2 cores (a position costs ~50 s: settling the document, our 4 requests and transformers'
+2; the run before it had 16 per mode), so its figures are of few positions; `--positions 16` for
+more. `--quick` runs the line mode at 1 position, 1 tuning position and a 50-file index (~2.5 minutes).
 
     livekv bench drafting [--quick] [--positions N] [--context-tokens N] [--modes ...] [--json OUT]
 """
@@ -112,9 +114,10 @@ METHODS = (*OURS, "hf-greedy", "hf-pld")
 METHOD_SETTINGS: dict[str, dict[str, Any]] = {"greedy": {"drafting": False}, "drafting": {}}
 # prompt lookup's sweep: (prompt_lookup_num_tokens, max_matching_ngram_size); transformers' docs use 10 and 2
 PLD_GRID = tuple(itertools.product((2, 4, 10), (1, 2, 3)))
-POSITIONS, TUNE_POSITIONS, INDEX_FILES = 10, 3, 1000
-DEFAULT = {"positions": POSITIONS, "tune_positions": TUNE_POSITIONS, "index_files": INDEX_FILES}
-QUICK = {"positions": 1, "tune_positions": 1, "index_files": 100}
+# a position costs ~50 s on 2 cores (settling the document, 4 of our requests and 2 of transformers')
+POSITIONS, TUNE_POSITIONS, INDEX_FILES = 4, 2, 1000
+DEFAULT = {"positions": POSITIONS, "tune_positions": TUNE_POSITIONS, "index_files": INDEX_FILES, "modes": list(MODES)}
+QUICK = {"positions": 1, "tune_positions": 1, "index_files": 50, "modes": ["line"]}
 LOOKUPS = 200
 COSTED_SIZES = tuple(range(1, max(t for t, _ in PLD_GRID) + 2))  # 1 + the longest draft (PLD's)
 SPEEDUP_OVER_PLD, NO_MATCH_FLOOR, MULTILINE_SPEEDUP = 1.3, 0.95, 2.0
@@ -491,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tune-positions", type=int, default=None, help=f"positions of prompt lookup's sweep ({TUNE_POSITIONS})"
     )
     ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
-    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument("--modes", nargs="+", default=None, choices=list(MODES), help="(default: all; --quick: line)")
     ap.add_argument("--model-path", default=None, help="modelPath (default: the embedded model)")
     ap.add_argument("--threads", type=int, default=None, help="threads (default: the server's)")
     ap.add_argument(

@@ -33,8 +33,10 @@ At each position and mode an untimed request comes first (the first decode after
 slower), then every row once, in an order rotated by one per position, so no row always runs
 first; the n-grams a cell uses are counted before it, as the server's indexing thread does.
 
-The default run (30 of the 180 scenarios, ks 1 3; k = 2 and 5 by `--ks 1 2 3 5`) takes about 11
-minutes on 2 cores; `--quick` runs 2 scenarios the same way.
+The default run (10 of the 180 scenarios, evenly spaced; ks 1 3; k = 2 and 5 by `--ks 1 2 3 5`)
+takes about 10 minutes on 2 cores, most of it settling each document (its idle-time steps: 30-120 s
+a position against ~20 s of requests), so exact match moves in steps of 10 points; `--limit 40` is
+the run before it (~25-40 minutes). `--quick` runs 1 scenario the same way (~1.5 minutes).
 
 Reported per mode, method and k: latency p50 (ms, `Answer.seconds`: the request to its items),
 the median per-position ratio to the server's single draft (`x one draft`) and to plain greedy;
@@ -45,7 +47,7 @@ method (`draftMethod`) at k = 3 in line mode against `greedy+drafting`: latency 
 (median per position); best-of-3 exact match ≥ one draft's + 5 points; first-draft exact match no
 worse than one draft's by more than 1 point.
 
-    livekv bench drafts [--quick] [--limit 30] [--context-tokens N] [--ks 1 3] [--json OUT]
+    livekv bench drafts [--quick] [--limit 10] [--context-tokens N] [--ks 1 3] [--json OUT]
 """
 
 from __future__ import annotations
@@ -72,10 +74,10 @@ from completion.session import EngineSession
 from completion.settings import Settings
 
 MODES: dict[str, dict[str, Any]] = {"line": {}, "3-line": {"multiline": True}}
-KS = (1, 3)  # the targets' k; 2 and 5 by --ks: the default run stays within ~11 minutes on 2 cores
+KS = (1, 3)  # the targets' k; 2 and 5 by --ks: the default run stays within ~10 minutes on 2 cores
 MULTILINE_KS = (1, 3)  # multi-line drafts cost ~3x a line's
-LIMIT = 30
-QUICK_LIMIT = 2
+LIMIT = 10  # a position costs ~20 s of requests and 30-120 s of settling (idle-time steps) on 2 cores
+QUICK_LIMIT = 1
 WARM_UP = {"maxTokens": 4, "drafting": False}
 REFERENCE = "greedy+drafting"  # the server's single draft: what k drafts are measured against
 JUDGED_K = 3
