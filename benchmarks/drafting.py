@@ -609,7 +609,8 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
     figures = [wrong] + ([idle["speedup"]] if idle["positions"] else [])
     out.append((
         f"never more than {100 * (1 - NO_MATCH_FLOOR):.0f}% slower where nothing matches",
-        f"low acceptance {idle['speedup']:.2f}x ({idle['positions']} positions), wrong-drafts ≥ {wrong:.2f}x",
+        (f"low acceptance {idle['speedup']:.2f}x ({idle['positions']} positions)" if idle["positions"]
+         else "no low-acceptance positions") + f", wrong-drafts ≥ {wrong:.2f}x",
         min(figures) >= NO_MATCH_FLOOR,
     ))  # fmt: skip
     if "multiline" in modes:
