@@ -15,9 +15,10 @@ cell, so the policy is read when torch starts:
 
 under each load (`idle`; `1 busy`, `2 busy`: that many processes spinning on a core each, started before the
 cell and stopped after it) and each wait policy: `default` (libgomp's own: spin, then sleep), `passive`
-(`OMP_WAIT_POLICY=PASSIVE`: sleep at once) and `spin-10k` (`GOMP_SPINCOUNT=10000`; `spin-100k` on request). The policy `livekv` sets
-for the server when the environment sets none is the row marked (the server); the target: under `1 busy`,
-the server's keystroke → suggestion at most 1.5x its idle figure, and idle within 10% of `default`'s.
+(`OMP_WAIT_POLICY=PASSIVE`: sleep at once) and `spin-10k` (`GOMP_SPINCOUNT=10000`; `spin-100k` on request).
+The policy `livekv` sets for the server when the environment sets none is the row marked (the server). The
+targets: under `1 busy`, the server's keystroke → suggestion at most 1.5x its idle figure; idle, within 10%
+of `default`'s.
 
     livekv bench contention [--loads 0 1 2] [--policies default passive spin-10k] [--quick] [--json OUT]
 """
