@@ -209,17 +209,25 @@ def test_draft_length_adapts_to_acceptance() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(stream=st.lists(st.integers(0, 5), min_size=2, max_size=60), limit=st.integers(1, 12))
-def test_the_benchmark_s_prompt_lookup_is_transformers_own(stream: list[int], limit: int) -> None:
-    """The `pld-ours` baseline proposes what transformers' PromptLookupCandidateGenerator does."""
+@given(
+    stream=st.lists(st.integers(0, 5), min_size=2, max_size=60),
+    limit=st.integers(1, 12),
+    grid=st.integers(0, 8),
+)
+def test_the_benchmark_s_prompt_lookup_is_transformers_own(stream: list[int], limit: int, grid: int) -> None:
+    """The `pld-tuned` baseline proposes what transformers' PromptLookupCandidateGenerator does, at every
+    (tokens, max_n) its sweep tries."""
     from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
 
-    from benchmarks.drafting import PLD_TOKENS, PromptLookup
+    from benchmarks.drafting import PLD_GRID, PromptLookup
 
-    theirs = PromptLookupCandidateGenerator(num_output_tokens=min(PLD_TOKENS, limit), max_length=10_000)
+    tokens, max_n = PLD_GRID[grid % len(PLD_GRID)]
+    theirs = PromptLookupCandidateGenerator(
+        num_output_tokens=min(tokens, limit), max_matching_ngram_size=max_n, max_length=10_000
+    )
     ids = torch.tensor([stream])
     expected = theirs.get_candidates(ids)[0][0, len(stream) :].tolist()
-    ours = PromptLookup()
+    ours = PromptLookup(tokens, max_n)
     ours.begin(stream[:1])
     assert ours.propose(stream[1:], limit) == expected
 
