@@ -59,7 +59,7 @@ BENCH_ARGS_speed := --shapes qwen2-0.5b qwen2-1.5b
 # monitors: 120 of the 300 points at a 1024-token window (the four variants' settles: minutes, not an hour).
 BENCH_ARGS_monitors := --limit 120 --context-tokens 1024
 BENCH_ARGS_multiline := --limit 12
-BENCH_ARGS_context := --points 20
+BENCH_ARGS_context := --points 16
 
 bench: setup
 	for suite in $(SUITES); do $(MAKE) --no-print-directory bench-$$suite || exit 1; done

@@ -43,7 +43,16 @@ from typing import Any
 
 from benchmarks.common import target_row, write_json
 from benchmarks.edits import edit_similarity
-from benchmarks.engine_session import add_setting_flags, flag_settings, index, settle, start, with_settings
+from benchmarks.engine_session import (
+    ONE_PASS_SETTLE,
+    add_setting_flags,
+    flag_settings,
+    index,
+    refresh_in_one_pass,
+    settle,
+    start,
+    with_settings,
+)
 from completion.project.snippets import Chunking, SnippetIndex, Style
 from completion.session import EngineSession
 
@@ -248,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         if not mine:
             continue
         session = start(settings)  # one package at a time is the workspace
+        refresh_in_one_pass(session)
         model, default_style = session.model_name, session.context_style
         try:
             indexes: dict[str, SnippetIndex] = {"definitions": session.workspace.snippets}  # the server's
@@ -267,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "modes": {m: None if h is None else {"chunking": h[0], "style": h[1]} for m, h in MODES.items()},
                 "session_default": {"chunking": "definitions", "style": default_style},
+                "settle": ONE_PASS_SETTLE,
                 "packages": {p: str(r) for p, r in roots.items()},
                 "summary": summarize(trials),
                 "trials": [asdict(t) for t in trials],

@@ -65,7 +65,7 @@ from typing import Any
 
 from benchmarks.common import non_default, setting, target_row, write_json
 from benchmarks.edits import DEFAULT_SCENARIOS, edit_similarity, select
-from benchmarks.engine_session import index, settle, start, with_settings
+from benchmarks.engine_session import index, refresh_in_one_pass, settle, start, with_settings
 from benchmarks.scenarios import apply_edits
 from completion.decoding.suggest import DRAFT_METHODS
 from completion.decoding.superposed import SuperposedConfig
@@ -350,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     flags = {"contextTokens": args.context_tokens, "threads": args.threads, "modelPath": args.model_path}
     base = with_settings(Settings(), {**{k: v for k, v in flags.items() if v is not None}, **dict(args.set)})
     session = start(base)
+    settled = refresh_in_one_pass(session)
     scenarios = [json.loads(line) for line in args.scenarios.read_text().splitlines() if line.strip()]
     chosen = select(scenarios, limit or None)
     rows = methods_for(args.alphas, args.methods)
@@ -384,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         "project_tokens": project["tokens"],
         "superposed": asdict(SuperposedConfig()),
         "alphas": args.alphas,
+        "settle": settled,
         "seconds": time.perf_counter() - t0,
         "summary": summarize(trials),
         "trials": [asdict(t) for t in trials],

@@ -60,8 +60,8 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from benchmarks.common import non_default, pct, setting, write_json
-from benchmarks.engine_session import with_settings
+from benchmarks.common import non_default, pct, write_json
+from benchmarks.engine_session import add_setting_flags, flag_settings, with_settings
 from completion.settings import Settings
 from lsp_server.editor import Editor
 from lsp_server.positions import Lines, position_at
@@ -433,14 +433,10 @@ class Replay:
 
 def run_settings(args: argparse.Namespace) -> Settings:
     """The server's defaults with what the flags and `--set` change (`memoryBudgetMb` always)."""
-    flags = {
-        "modelPath": args.model_path,
-        "threads": args.threads,
-        "maxTokens": args.max_tokens,
-        "contextTokens": args.context_tokens,
-        "memoryBudgetMb": args.memory_budget_mb,
-    }
-    return with_settings(Settings(), [*((k, v) for k, v in flags.items() if v is not None), *args.set])
+    extra = {"memoryBudgetMb": args.memory_budget_mb} | (
+        {} if args.max_tokens is None else {"maxTokens": args.max_tokens}
+    )
+    return with_settings(flag_settings(args), {k: v for k, v in extra.items() if v is not None})
 
 
 async def session(args: argparse.Namespace, files: list[Path]) -> dict[str, Any]:
@@ -621,10 +617,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=3_000, help="edits and completion requests to send")
     ap.add_argument("--quick", action="store_true", help="a smoke-sized run: 300 events, checks more often")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model-path", default=None, help="the server's modelPath (default: the embedded model)")
-    ap.add_argument("--threads", type=int, default=None, help="the server's threads (default: the server's)")
+    add_setting_flags(ap)
     ap.add_argument("--max-tokens", type=int, default=None, help="maxTokens per suggestion (default: the server's)")
-    ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
     ap.add_argument("--memory-budget-mb", type=int, default=256, help="memoryBudgetMb, below what all caches need")
     ap.add_argument("--check-every", type=int, default=1000, help="events between full checks of every document")
     ap.add_argument("--sample-every", type=int, default=100, help="events between RSS samples")
@@ -632,9 +626,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-entries", type=int, default=32, help="cache entries per sampled KV check")
     ap.add_argument("--kv-tolerance", type=float, default=1e-3, help="largest KV difference from a re-encode")
     ap.add_argument("--slack-mb", type=int, default=128, help="RSS allowed above load + warm-up + budget")
-    ap.add_argument(
-        "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"
-    )
     ap.add_argument("--json", type=Path, default=None, help="write the summary here")
     args = ap.parse_args(argv)
     if args.quick:

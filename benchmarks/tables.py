@@ -7,8 +7,9 @@ In README.md, benchmarks/README.md and RELIABILITY.md a table sits between two m
     <!-- /table -->
 
 and is `benchmarks.SUITE.table(json.load(path))`, the table the suite printed when it wrote that JSON.
-`<!-- table: targets DOC -->` collects the target rows of every table marked in DOC (each suite's
-`| target: ... |` rows) into one table with a link to the suite's section and its results.
+`<!-- table: targets DOC -->` collects the targets of every table marked in DOC into one table with a
+link to the suite's section and its results: each `| target: ... |` row, and in a table whose last two
+columns are `target | met`, each row's targets (several joined by "; ") with their verdicts.
 
     python -m benchmarks.tables          # rewrite the docs' tables from the results
     python -m benchmarks.tables --check  # exit 1 naming each doc whose tables differ (tests/test_tables.py)
@@ -27,6 +28,8 @@ from benchmarks.common import REPO
 DOCS = ("README.md", "benchmarks/README.md", "RELIABILITY.md")
 MARKED = re.compile(r"(<!-- table: (\S+) (\S+) -->\n).*?(<!-- /table -->)", re.S)
 TARGET_ROW = re.compile(r"^\| target: (.*?) \| (.*?) \|", re.M)
+LETTER = re.compile(r"[A-Za-z]")
+VERDICT = re.compile(r"^(met|missed)\b")
 
 
 def suite_table(suite: str, results: str) -> str:
@@ -42,9 +45,38 @@ def targets_table(doc: str) -> str:
     for _, suite, results, _ in MARKED.findall(text):
         if suite == "targets":
             continue
-        for target, figure in TARGET_ROW.findall(suite_table(suite, results)):
+        table = suite_table(suite, results)
+        for target, figure in TARGET_ROW.findall(table) + column_targets(table):
             rows.append(f"| [{suite}]({doc}#{suite}) ([JSON]({results})) | {target} | {figure} |")
     return "\n".join(rows)
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split(" | ")]
+
+
+def column_targets(table: str) -> list[tuple[str, str]]:
+    """(target, verdict) for each target of a table whose last columns are `target | met`, the target named
+    with its row (and its second cell where the first repeats); a target without words (`<= 0.001`) bounds
+    the row's second cell, which it is shown with."""
+    lines = table.splitlines()
+    if not lines or cells(lines[0])[-2:] != ["target", "met"]:
+        return []
+    first = cells(lines[0])[0]
+    rows = [cells(line) for line in lines[2:] if not line.startswith("| target: ")]
+    labels = [row[0] for row in rows]
+    found = []
+    for row in rows:
+        label = row[0] if labels.count(row[0]) == 1 else f"{row[0]}, {row[1]}"
+        for target, verdict in zip(row[-2].split("; "), row[-1].split("; "), strict=True):
+            verdict = VERDICT.sub(r"**\1**", verdict)
+            if target == "-":
+                continue
+            if LETTER.search(target):
+                found.append((f"{target} ({first} {label})", verdict))
+            else:
+                found.append((f"{row[0]} {target}", f"{row[1]}: {verdict}"))
+    return found
 
 
 def render(suite: str, source: str) -> str:

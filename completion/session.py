@@ -106,6 +106,9 @@ class EngineSession:
         self.previews: dict[str, LiveDocument] = {}
         self.changes: dict[str, int] = {}  # per document, a count of its changes: names a text for caches
         self.last_answer: Answer | None = None
+        # Stale or missing tokens one idle step encodes; None: all of them in one step (a benchmark of what a
+        # settled document answers, where the server's short steps would only make it slower to get there).
+        self.refresh_chunk: int | None = REFRESH_CHUNK
 
     # -- the model --------------------------------------------------------------------------
 
@@ -451,7 +454,7 @@ class EngineSession:
             if self._step_context(uri, doc):
                 more = True
             else:
-                grown = doc.refresh(REFRESH_CHUNK)
+                grown = doc.refresh(self.refresh_chunk)
                 doc.counts.refresh += grown
                 more = grown > 0
         if not doc.missing:

@@ -77,13 +77,14 @@ def row(flow: str, step: str, policy: str, first: float, whole: float) -> Row:
     return Row(flow, step, policy, "keystroke", 3, first, first, whole, whole, None, None, 0)
 
 
+def far_rows(first: float, whole: float, baseline_first: float) -> list[Row]:
+    """Flow (b) 2000 tokens above: pie's row and prefix-reuse's (its suggestion 500 ms after its first token)."""
+    step = "2000 tokens above"
+    return [row("b", step, "pie", first, whole), row("b", step, "prefix-reuse", baseline_first, baseline_first + 500)]
+
+
 def test_targets_are_met_missed_or_not_comparable() -> None:
-    rows = [
-        row("a", "typing", "pie", 50, 700),
-        row("b", "5 tokens above", "pie", 60, 790),
-        row("b", "2000 tokens above", "pie", 200, 900),
-        row("b", "2000 tokens above", "prefix-reuse", 5000, 5600),
-    ]
+    rows = [row("a", "typing", "pie", 50, 700), row("b", "5 tokens above", "pie", 60, 790), *far_rows(200, 900, 5000)]
     judge(rows)
     near, far, baseline = rows[1].targets, rows[2].targets, rows[3].targets
     assert [t["met"] for t in near] == [True, True] and near[1]["limit_ms"] == 800
@@ -118,12 +119,7 @@ def test_a_caret_move_may_run_the_prompt_s_last_token_alone() -> None:
 
 
 def test_the_table_judges_the_written_json() -> None:
-    rows = [
-        row("a", "typing", "pie", 50, 300),
-        row("b", "2000 tokens above", "pie", 100, 380),
-        row("b", "2000 tokens above", "prefix-reuse", 4000, 4500),
-        row("d", "jump to B", "pie", 10, 200),
-    ]
+    rows = [row("a", "typing", "pie", 50, 300), *far_rows(100, 380, 4000), row("d", "jump to B", "pie", 10, 200)]
     rows[1].distance_tokens = rows[2].distance_tokens = 1990
     rows[2].encoded_median = {"edits": 40, "requests": 1990, "refresh": 0}
     rows[3].encoded_median = {"edits": 0, "requests": 0, "refresh": 64}

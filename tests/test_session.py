@@ -8,7 +8,7 @@ from collections.abc import Callable
 from completion.live.document import TextEdit
 from completion.model.engine import Engine
 from completion.model.vocab import Vocabulary
-from completion.session import EngineSession, Selected
+from completion.session import REFRESH_CHUNK, EngineSession, Selected
 from completion.settings import Settings
 from monitors.analysis import Query
 from tests.test_worker import SOURCE, URI
@@ -93,3 +93,21 @@ def test_a_change_that_makes_a_trigger_asks_jedi_before_the_request(
         assert len(asked) == 1  # the member monitor is off: nothing to ask for
     finally:
         session.shutdown()
+
+
+def test_an_idle_step_refreshes_refresh_chunk_tokens_or_with_none_all_of_them(
+    tiny_engine: Callable[[str], Engine], vocab: Vocabulary
+) -> None:
+    session = session_with(tiny_engine, vocab)
+    session.open(URI, SOURCE)
+    session.warm(URI, len(SOURCE))
+    session.change(URI, [TextEdit(0, 0, "# top\n")], "# top\n" + SOURCE)  # every entry after it is stale
+    doc = session.store.get(URI)
+    stale = len(doc.tokens) - doc.exact_len
+    assert stale > REFRESH_CHUNK
+    while doc.exact_len + stale == len(doc.tokens):  # the syntax tree's catch-up may come first
+        assert session.background_step()
+    assert len(doc.tokens) - doc.exact_len == stale - REFRESH_CHUNK
+    session.refresh_chunk = None  # a benchmark's settle: the rest in one step
+    assert session.background_step() and doc.exact_len == len(doc.tokens)
+    assert not session.background_step()

@@ -52,3 +52,21 @@ def test_a_marked_table_is_replaced_and_the_targets_collected(tmp_path: Path, mo
     assert tables.targets_table("doc.md").splitlines()[-1] == (
         "| [fake](doc.md#fake) ([JSON](benchmarks/results/r.json)) | x ≤ 1 | 2: **missed** |"
     )
+
+
+def test_targets_in_a_target_and_met_column_are_collected_with_their_rows() -> None:
+    table = (
+        "| size | p95 | target | met |\n|---|---|---|---|\n"
+        "| 1k | 17 | no pass; p95 <= 50 | met; met |\n"
+        "| 4k | 76 | no pass; p95 <= 50 | met; missed (76) |\n"
+        "| 8k | 90 | - | - |\n"
+        "| errors | 0 | 0 | met |"
+    )
+    assert tables.column_targets(table) == [
+        ("no pass (size 1k)", "**met**"),
+        ("p95 <= 50 (size 1k)", "**met**"),
+        ("no pass (size 4k)", "**met**"),
+        ("p95 <= 50 (size 4k)", "**missed** (76)"),
+        ("errors 0", "0: **met**"),
+    ]
+    assert tables.column_targets("| a | b |\n|---|---|\n| target: x | 1: **met** |") == []
