@@ -125,7 +125,7 @@ def test_a_short_soak_runs_through_the_server_and_checks_as_it_goes(tmp_path: Pa
         path.write_text(SOURCE * (n + 1))
         files.append(str(path))
     out_json = tmp_path / "soak.json"
-    args = ["--model", tiny_model_dir, "--events", "200", "--check-every", "100", "--sample-every", "50"]
+    args = ["--model-path", tiny_model_dir, "--events", "200", "--check-every", "100", "--sample-every", "50"]
     args += ["--sample-kv-every", "10", "--sample-entries", "16"]
     out = subprocess.run(
         [sys.executable, "-m", "lsp_server.cli", "bench", "soak", *args, "--files", *files, "--json", str(out_json)],
