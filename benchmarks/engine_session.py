@@ -48,7 +48,9 @@ def add_setting_flags(ap: argparse.ArgumentParser) -> None:
     """The server settings a session benchmark's flags change: `--context-tokens`, `--model`, `--threads`,
     `--weights`, and any other by `--set KEY=JSON`."""
     ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
-    ap.add_argument("--model", "--model-path", dest="model_path", default=None, help="local HF folder or .gguf (default: embedded)")
+    ap.add_argument(
+        "--model", "--model-path", dest="model_path", default=None, help="local HF folder or .gguf (default: embedded)"
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--weights", choices=WEIGHT_CHOICES, default=None)
     ap.add_argument("--set", dest="settings", action="append", type=setting, default=[], metavar="KEY=JSON")
