@@ -93,14 +93,22 @@ import numpy as np
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from benchmarks.common import non_default, setting, target_row, write_json
-from benchmarks.engine_session import MonitorTap, index, refresh_in_one_pass, settle, start, with_settings
+from benchmarks.common import non_default, target_row, write_json
+from benchmarks.engine_session import (
+    MonitorTap,
+    add_setting_flags,
+    flag_settings,
+    index,
+    refresh_in_one_pass,
+    settle,
+    start,
+    with_settings,
+)
 from benchmarks.speed import time_passes
 from completion.drafting.datastore import ProjectStore
 from completion.drafting.drafter import Drafter
 from completion.live.document import LiveDocument
 from completion.model.engine import Engine
-from completion.model.formats import WEIGHT_CHOICES
 from completion.model.loading import LoadedModel, load_model
 from completion.project.files import python_files
 from completion.project.token_store import ProjectIndex
@@ -493,34 +501,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--tune-positions", type=int, default=None, help=f"positions of prompt lookup's sweep ({TUNE_POSITIONS})"
     )
-    ap.add_argument("--context-tokens", type=int, default=None, help="contextTokens (default: the server's)")
     ap.add_argument("--modes", nargs="+", default=None, choices=list(MODES), help="(default: all; --quick: line)")
-    ap.add_argument("--model-path", default=None, help="modelPath (default: the embedded model)")
-    ap.add_argument("--threads", type=int, default=None, help="threads (default: the server's)")
-    ap.add_argument(
-        "--weights", default=None, choices=WEIGHT_CHOICES, help="weights of our runner (default: the server's)"
-    )
-    ap.add_argument(
-        "--set", type=setting, action="append", default=[], metavar="KEY=JSON", help="another server setting"
-    )
+    add_setting_flags(ap)
     ap.add_argument(
         "--index-files", type=int, default=None, help=f"files of the index measurement ({INDEX_FILES}; 0: skip it)"
     )
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
-    sizes = (
-        QUICK if args.quick else {"positions": POSITIONS, "tune_positions": TUNE_POSITIONS, "index_files": INDEX_FILES}
-    )
-    for name, value in sizes.items():
+    for name, value in (QUICK if args.quick else DEFAULT).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    flags = {
-        "contextTokens": args.context_tokens,
-        "modelPath": args.model_path,
-        "threads": args.threads,
-        "weights": args.weights,
-    }
-    base = with_settings(Settings(), {**{k: v for k, v in flags.items() if v is not None}, **dict(args.set)})
+    base = flag_settings(args)
     loaded = load_model(base.model_path, threads=base.threads)  # its HF model is the baselines'
     session = start(base, loaded)
     assert session.engine is not None

@@ -85,6 +85,12 @@ def test_drafting_bench_times_the_session_with_drafting_off_and_on(
     assert capsys.readouterr().out.strip() == drafting.table(data)
 
 
+def test_drafting_bench_s_full_size_sets_every_size_its_smoke_size_sets() -> None:
+    """A size only `--quick` set was None in `make bench`'s run (its `--modes` once was)."""
+    assert set(drafting.QUICK) <= set(drafting.DEFAULT)
+    assert drafting.DEFAULT["modes"] == list(drafting.MODES)
+
+
 def drafting_row(tps: float, speedup: float, identical: int = 4) -> dict:
     return {
         "tokens_per_s": tps,
