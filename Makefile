@@ -59,7 +59,9 @@ BENCH_ARGS_speed := --shapes qwen2-0.5b qwen2-1.5b
 # monitors: 120 of the 300 points at a 1024-token window (the four variants' settles: minutes, not an hour).
 BENCH_ARGS_monitors := --limit 120 --context-tokens 1024
 BENCH_ARGS_multiline := --limit 12
-BENCH_ARGS_context := --points 16
+# context: 10 points (5 modes each, every mode a settle of a ~4k-token document with its cross-file context:
+# about 2.5 min a point here; 16 points took 39 min and the whole run over two hours).
+BENCH_ARGS_context := --points 10
 
 bench: setup
 	for suite in $(SUITES); do $(MAKE) --no-print-directory bench-$$suite || exit 1; done

@@ -19,6 +19,7 @@ from typing import Any
 from completion.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = "benchmarks/results"  # what `make bench` writes, suite by suite
 # The load and clock when the suite's module was imported, i.e. before it measured anything.
 LOAD_AT_START = os.getloadavg()
 STARTED = time.time()
@@ -103,9 +104,10 @@ def command_line() -> str:
 
 
 def run_record(model: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
-    """Where a figure came from: the command, the commit (dirty when tracked files differ from it), the machine,
+    """Where a figure came from: the command, the commit (dirty when tracked files other than the results, which
+    `make bench` rewrites suite by suite, differ from it), the machine,
     the load average when the suite started and now, the wall time, the model, the non-default settings."""
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){RESULTS_DIR}")
     return {
         "command": command_line(),
         "commit": _git("rev-parse", "HEAD"),
