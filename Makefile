@@ -49,8 +49,8 @@ test-fast: setup
 	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not integration"
 
-# `make bench`: one run of every suite, one after another on an otherwise idle machine (about 90 min on 2
-# cores), each writing benchmarks/results/SUITE.json with its run record, then the docs' tables rendered from
+# `make bench`: one run of every suite, one after another on an otherwise idle machine (107 min of suites on 2
+# cores, 2026-12-05), each writing benchmarks/results/SUITE.json with its run record, then the docs' tables rendered from
 # them (benchmarks/tables.py). A suite's arguments beyond the server's defaults are here, and in its JSON.
 RESULTS := benchmarks/results
 SUITES := cache edits latency speed monitors syntax contention multiline context drafting drafts soak

@@ -65,8 +65,8 @@ the faster of `pld-tuned` and `greedy` (a user would switch a slower PLD off); n
 slower where nothing matches: drafting's speed at the low-acceptance positions and `wrong-drafts`'
 in every mode ≥ 0.95x greedy's; ≥ 2x over greedy on multi-line.
 
-The default run (4 positions per mode, 2 tuning positions, the 1,000-file index) takes about 11
-minutes on 2 cores (a position costs ~50 s: settling the document, our 4 requests and transformers'
+The default run (4 positions per mode, 2 tuning positions, the 1,000-file index) took 8
+minutes on 2 cores (2026-12-05) (a position costs ~50 s: settling the document, our 4 requests and transformers'
 2; the run before it had 16 per mode), so its figures are of few positions; `--positions 16` for
 more. `--quick` runs the line mode at 1 position, 1 tuning position and a 50-file index (~2.5 minutes).
 

@@ -34,7 +34,7 @@ slower), then every row once, in an order rotated by one per position, so no row
 first; the n-grams a cell uses are counted before it, as the server's indexing thread does.
 
 The default run (10 of the 180 scenarios, evenly spaced; ks 1 3; k = 2 and 5 by `--ks 1 2 3 5`)
-takes about 10 minutes on 2 cores, most of it settling each document (its idle-time steps: 30-120 s
+took 12 minutes on 2 cores (2026-12-05), most of it settling each document (its idle-time steps: 30-120 s
 a position against ~20 s of requests), so exact match moves in steps of 10 points; `--limit 40` is
 the run before it (~25-40 minutes). `--quick` runs 1 scenario the same way (~1.5 minutes).
 
@@ -74,7 +74,7 @@ from completion.session import EngineSession
 from completion.settings import Settings
 
 MODES: dict[str, dict[str, Any]] = {"line": {}, "3-line": {"multiline": True}}
-KS = (1, 3)  # the targets' k; 2 and 5 by --ks: the default run stays within ~10 minutes on 2 cores
+KS = (1, 3)  # the targets' k; 2 and 5 by --ks: the default run stays near 12 minutes on 2 cores
 MULTILINE_KS = (1, 3)  # multi-line drafts cost ~3x a line's
 LIMIT = 10  # a position costs ~20 s of requests and 30-120 s of settling (idle-time steps) on 2 cores
 QUICK_LIMIT = 1
